@@ -1,0 +1,125 @@
+"""What the runtime hands to enumerators, readers, writers and committers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from streamplug.metrics import MetricGroup
+
+SplitT = TypeVar("SplitT")
+R = TypeVar("R")
+
+
+class RuntimeContext(ABC):
+    """Facts about the running subtask, plus access to plugin hooks."""
+
+    @property
+    @abstractmethod
+    def job_name(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def subtask_index(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def parallelism(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def attempt_number(self) -> int:
+        """0 for the first run of the job, then one more for each restart."""
+
+    @property
+    @abstractmethod
+    def metric_group(self) -> MetricGroup: ...
+
+    @property
+    @abstractmethod
+    def checkpointing_enabled(self) -> bool: ...
+
+    @abstractmethod
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        """Run the ``streamplug_configure_client`` hooks over ``properties`` (in place) and
+        return them. ``role`` is ``"consumer"``, ``"producer"`` or ``"admin"``."""
+
+
+class ReaderContext(RuntimeContext):
+    """Given to ``Source.create_reader``."""
+
+    @abstractmethod
+    def send_split_request(self) -> None:
+        """Ask the enumerator for a split (for pull-based sources)."""
+
+
+class SinkContext(RuntimeContext):
+    """Given to ``Sink.create_writer`` and ``Sink.create_committer``."""
+
+    @property
+    @abstractmethod
+    def restored_checkpoint_id(self) -> int | None:
+        """The checkpoint the job resumed from, or None on a fresh start."""
+
+    @property
+    @abstractmethod
+    def checkpoint_interval_ms(self) -> int | None:
+        """The configured checkpoint interval, or None when checkpointing is off."""
+
+    @property
+    @abstractmethod
+    def checkpoint_timeout_ms(self) -> int: ...
+
+
+class SplitEnumeratorContext(ABC, Generic[SplitT]):
+    """The enumerator's window on the runtime. Every method is safe to call from the
+    coordinator thread only; ``call_async`` is how an enumerator does blocking work."""
+
+    @property
+    @abstractmethod
+    def parallelism(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def metric_group(self) -> MetricGroup: ...
+
+    @abstractmethod
+    def registered_readers(self) -> Sequence[int]:
+        """Subtask indexes whose readers are running."""
+
+    @abstractmethod
+    def assign_splits(self, assignment: Mapping[int, Sequence[SplitT]]) -> None:
+        """Hand splits to readers; each reader receives them before its next ``poll_next``."""
+
+    @abstractmethod
+    def signal_no_more_splits(self, subtask_id: int) -> None:
+        """Tell one reader that nothing more will come (bounded sources)."""
+
+    @abstractmethod
+    def call_async(
+        self,
+        fn: Callable[[], R],
+        handler: Callable[[R | None, BaseException | None], None],
+        initial_delay_ms: int = 0,
+        period_ms: int = 0,
+    ) -> None:
+        """Run ``fn`` on a worker thread (once, or every ``period_ms`` when > 0) and then
+        ``handler(result, error)`` on the coordinator thread. An exception raised by the
+        handler fails the job."""
+
+    @abstractmethod
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        """Same as ``RuntimeContext.configure_client``."""
+
+    @property
+    @abstractmethod
+    def checkpointing_enabled(self) -> bool: ...
+
+    def describe(self) -> Mapping[str, Any]:
+        return {"parallelism": self.parallelism}

@@ -1,0 +1,121 @@
+"""Serialization and deserialization schemas, and the one error a bad record raises."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+T = TypeVar("T")
+
+
+class SerializationSchema(ABC, Generic[T]):
+    """Turns an element into bytes (Flink's ``SerializationSchema``)."""
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first ``serialize``, on the thread that will use it."""
+
+    @abstractmethod
+    def serialize(self, element: T) -> bytes: ...
+
+
+class DeserializationSchema(ABC, Generic[T]):
+    """Turns bytes into an element (Flink's ``DeserializationSchema``).
+
+    Raise ``DeserializationError`` (or any exception: the source wraps it) for bad input;
+    never return None for a record that could not be read.
+    """
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first ``deserialize``, on the thread that will use it."""
+
+    @abstractmethod
+    def deserialize(self, message: bytes) -> T: ...
+
+    def deserialize_batch(self, messages: Sequence[bytes]) -> list[T]:
+        """Deserialize many at once; formats with a faster bulk path override this."""
+        deserialize = self.deserialize
+        return [deserialize(m) for m in messages]
+
+
+EXCERPT_BYTES = 32
+
+
+class DeserializationError(ValueError):
+    """A record's bytes could not be read. Carries where it came from, so a source's
+    bad-record policy (fail, skip and count, dead-letter) can act on it."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        format: str,
+        data: bytes | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.format = format
+        self.data = data
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(self._message())
+
+    @property
+    def excerpt(self) -> str:
+        if self.data is None:
+            return "<null>"
+        head = self.data[:EXCERPT_BYTES]
+        more = f"... ({len(self.data)} bytes)" if len(self.data) > EXCERPT_BYTES else ""
+        return repr(head) + more
+
+    def located(self, topic: str, partition: int, offset: int) -> DeserializationError:
+        """The same error, placed at a record: sources call this when they catch it."""
+        return DeserializationError(
+            self.reason,
+            format=self.format,
+            data=self.data,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+
+    def _message(self) -> str:
+        where = ""
+        if self.topic is not None:
+            where = f" at {self.topic}[{self.partition}]@{self.offset}"
+        return f"cannot deserialize {self.format} record{where}: {self.reason}; bytes: {self.excerpt}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (self.reason, self.format, self.data, self.topic, self.partition, self.offset))
+
+
+def _rebuild_error(
+    reason: str, fmt: str, data: bytes | None, topic: str | None, partition: int | None, offset: int | None
+) -> DeserializationError:
+    return DeserializationError(
+        reason, format=fmt, data=data, topic=topic, partition=partition, offset=offset
+    )
+
+
+@attrs.frozen
+class FormatSpec:
+    """A named serialization format, as plugins register it.
+
+    ``serializer`` and ``deserializer`` are factories called with the format options of a
+    pipeline (keyword arguments) and returning a schema; either may be None for a format
+    that only goes one way.
+    """
+
+    name: str
+    serializer: Callable[..., SerializationSchema[Any]] | None = None
+    deserializer: Callable[..., DeserializationSchema[Any]] | None = None
+    description: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.serializer is None and self.deserializer is None:
+            raise ValueError(f"format {self.name!r} needs a serializer or a deserializer factory")

@@ -1,0 +1,41 @@
+"""The core's own components, registered through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streamplug.plugins import CommandSpec, ConnectorSpec, hookimpl
+
+
+def _collection_source(**options: Any) -> Any:
+    from streamplug.connectors.collection import CollectionSource
+
+    return CollectionSource.from_options(**options)
+
+
+def _print_sink(**options: Any) -> Any:
+    from streamplug.connectors.printing import PrintSink
+
+    return PrintSink(**options)
+
+
+def _discard_sink(**options: Any) -> Any:
+    from streamplug.connectors.printing import DiscardingSink
+
+    return DiscardingSink(**options)
+
+
+@hookimpl
+def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) -> None:
+    register(ConnectorSpec("collection", "source", _collection_source, "in-memory elements, split evenly"))
+    register(ConnectorSpec("print", "sink", _print_sink, "prints each record to stdout"))
+    register(ConnectorSpec("discard", "sink", _discard_sink, "drops every record (benchmarks)"))
+
+
+@hookimpl
+def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
+    from streamplug import cli
+
+    for spec in cli.core_commands():
+        register(spec)

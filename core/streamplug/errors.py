@@ -1,0 +1,57 @@
+"""The errors streamplug raises on purpose. Each names the thing, the value and the fix."""
+
+from __future__ import annotations
+
+
+class StreamplugError(Exception):
+    """Base of every error streamplug raises on purpose."""
+
+
+class ConfigError(StreamplugError, ValueError):
+    """A setting is missing, malformed or inconsistent.
+
+    ``option`` names the setting; the message says what to do instead. Never put a secret's
+    value into one: pass ``value=None`` for secret options.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        self.option = option
+        super().__init__(message)
+
+
+class PluginError(StreamplugError):
+    """A plugin failed to load, or two plugins claim one name, or a name is unknown."""
+
+
+class UnknownNameError(PluginError, LookupError):
+    """A component name no installed plugin registers."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.valid = valid
+        names = ", ".join(sorted(valid)) or "(none installed)"
+        super().__init__(f"no {kind} named {name!r} is installed; valid names: {names}")
+
+
+class DuplicateNameError(PluginError):
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.claimed_by = (first, second)
+        super().__init__(
+            f"{kind} name {name!r} is registered by both {first} and {second}; "
+            f"uninstall one of them or disable it with STREAMPLUG_DISABLED_PLUGINS"
+        )
+
+
+class JobFailedError(StreamplugError):
+    """The job failed and its restart strategy gave up; ``__cause__`` is the last failure."""
+
+
+class CheckpointError(StreamplugError):
+    """A checkpoint could not be taken, written, committed or read."""
+
+
+class JobCancelledError(StreamplugError):
+    """The job was cancelled before it finished."""

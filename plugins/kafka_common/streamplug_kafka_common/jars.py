@@ -1,0 +1,225 @@
+"""Resolve the classpath of a real Apache Kafka broker.
+
+Apache Kafka is not packaged for pip, so the broker jars come from Maven Central
+through Maven itself (``org.apache.kafka:kafka_2.13`` pulls the broker and all its
+runtime dependencies). Maven caches the artifacts in ``~/.m2``; we additionally copy
+the resolved jars into one flat directory so that building the classpath is a
+``glob`` and starting a broker never touches Maven again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "KAFKA_VERSION",
+    "SCALA_VERSION",
+    "KafkaJarsError",
+    "ensure_kafka_jars",
+    "find_java",
+    "kafka_classpath",
+    "kafka_libs_dir",
+]
+
+KAFKA_VERSION = "4.1.1"
+SCALA_VERSION = "2.13"
+# Kafka logs through slf4j; without a binding the broker log is silent, which makes
+# a failed start impossible to debug. reload4j is the binding Kafka 3.x shipped.
+_SLF4J_BINDING = ("org.slf4j", "slf4j-reload4j", "1.7.36")
+_MIN_JAVA = 17  # Kafka 4.x brokers require Java 17.
+
+LIBS_ENV = "STREAMPLUG_KAFKA_LIBS"
+_COMPLETE_MARKER = ".streamplug-complete"
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.streamplug</groupId>
+  <artifactId>kafka-broker-libs</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{scala}</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
+      <groupId>{b_group}</groupId>
+      <artifactId>{b_artifact}</artifactId>
+      <version>{b_version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+class KafkaJarsError(RuntimeError):
+    """The Kafka broker jars or the Java runtime to run them are not available."""
+
+
+def kafka_libs_dir() -> Path:
+    """Return the directory holding the flat broker classpath.
+
+    ``$STREAMPLUG_KAFKA_LIBS`` wins (point it at an unpacked Kafka distribution's
+    ``libs/`` to skip Maven entirely); otherwise a per-version directory under the
+    XDG cache, so two Kafka versions never mix jars.
+    """
+    override = os.environ.get(LIBS_ENV)
+    if override:
+        return Path(override).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "streamplug" / f"kafka-{KAFKA_VERSION}" / "lib"
+
+
+def _is_complete(libs: Path) -> bool:
+    if (libs / _COMPLETE_MARKER).is_file():
+        return True
+    # A user-provided directory (e.g. a Kafka distribution's libs/) has no marker;
+    # accept it when it contains the broker jar.
+    return bool(os.environ.get(LIBS_ENV)) and any(libs.glob(f"kafka_{SCALA_VERSION}-*.jar"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Several pytest processes (other developers, xdist workers) may resolve the jars
+    # at the same moment; one runs Maven, the others wait and reuse its result.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_maven(dest: Path) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaJarsError(
+            "Maven ('mvn') is not on PATH, so the Apache Kafka "
+            f"{KAFKA_VERSION} broker jars cannot be fetched from Maven Central. "
+            "Install Maven and a Java 17+ JDK (Debian/Ubuntu: "
+            "'apt-get install maven openjdk-17-jdk-headless'), or set "
+            f"{LIBS_ENV} to the libs/ directory of an unpacked Kafka {KAFKA_VERSION} "
+            "distribution, or set STREAMPLUG_KAFKA_BOOTSTRAP to use an external cluster."
+        )
+    find_java()  # Maven needs Java too; fail with the clearer message first.
+    with tempfile.TemporaryDirectory(prefix="streamplug-kafka-pom-") as tmp:
+        pom = Path(tmp) / "pom.xml"
+        group, artifact, version = _SLF4J_BINDING
+        pom.write_text(
+            _POM.format(
+                kafka=KAFKA_VERSION,
+                scala=SCALA_VERSION,
+                b_group=group,
+                b_artifact=artifact,
+                b_version=version,
+            )
+        )
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={dest}",
+            "-DincludeScope=runtime",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr).strip()[-4000:]
+            raise KafkaJarsError(
+                f"Maven failed (exit {proc.returncode}) to resolve "
+                f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_VERSION} from Maven "
+                f"Central. Command: {' '.join(cmd)}\n{output}"
+            )
+
+
+def ensure_kafka_jars(libs_dir: Path | None = None) -> list[Path]:
+    """Make sure the broker jars are present and return them.
+
+    Runs Maven only when the directory is missing or incomplete (~11 s with a cold
+    ``~/.m2``-to-directory copy, ~2 s when ``~/.m2`` is warm). The copy goes to a
+    sibling temp directory and is renamed into place, so an interrupted run never
+    leaves a half-filled classpath behind.
+    """
+    libs = libs_dir if libs_dir is not None else kafka_libs_dir()
+    if not _is_complete(libs):
+        with _locked(libs.parent / f".{libs.name}.lock"):
+            if not _is_complete(libs):
+                staging = Path(tempfile.mkdtemp(prefix=f".{libs.name}-", dir=libs.parent))
+                try:
+                    _run_maven(staging)
+                    jars = sorted(p.name for p in staging.glob("*.jar"))
+                    if not any(j.startswith(f"kafka_{SCALA_VERSION}-") for j in jars):
+                        raise KafkaJarsError(
+                            f"Maven ran but produced no kafka_{SCALA_VERSION} jar in {staging}"
+                        )
+                    (staging / _COMPLETE_MARKER).write_text("\n".join(jars) + "\n")
+                    if libs.exists():
+                        shutil.rmtree(libs)
+                    staging.rename(libs)
+                finally:
+                    if staging.exists():
+                        shutil.rmtree(staging, ignore_errors=True)
+    jars_found = sorted(libs.glob("*.jar"))
+    if not jars_found:
+        raise KafkaJarsError(f"no jars in {libs}; delete it and retry, or unset {LIBS_ENV}")
+    return jars_found
+
+
+def kafka_classpath(libs_dir: Path | None = None) -> str:
+    """Return the ``java -cp`` value for the broker, fetching the jars if needed."""
+    return os.pathsep.join(str(p) for p in ensure_kafka_jars(libs_dir))
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        proc = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # `java -version` prints to stderr, e.g. 'openjdk version "17.0.15" 2025-04-15'
+    # or, for Java 8, 'java version "1.8.0_392"'.
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        major = int(match.group(2))
+    return major
+
+
+def find_java() -> str:
+    """Return the path of a Java 17+ ``java`` executable (``$JAVA_HOME`` first)."""
+    candidates: list[str] = []
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidates.append(str(Path(java_home) / "bin" / "java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(on_path)
+    seen: list[str] = []
+    for java in candidates:
+        major = _java_major(java)
+        if major is not None and major >= _MIN_JAVA:
+            return java
+        seen.append(f"{java} (version {major if major is not None else 'unknown'})")
+    found = "; found: " + ", ".join(seen) if seen else "; no 'java' on PATH and JAVA_HOME unset"
+    raise KafkaJarsError(
+        f"Apache Kafka {KAFKA_VERSION} needs Java {_MIN_JAVA} or newer{found}. "
+        "Install a JDK (Debian/Ubuntu: 'apt-get install openjdk-17-jdk-headless') and "
+        "put it on PATH or set JAVA_HOME, or set STREAMPLUG_KAFKA_BOOTSTRAP to use an "
+        "external cluster."
+    )
