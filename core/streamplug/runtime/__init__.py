@@ -1,0 +1,21 @@
+"""The embedded engine: environment, job execution, checkpoints, restarts."""
+
+from streamplug.runtime.config import CheckpointConfig
+from streamplug.runtime.environment import DataStream, StreamExecutionEnvironment
+from streamplug.runtime.job import JobClient, JobExecutionResult, JobMetrics, JobStatus
+from streamplug.runtime.restart import RestartStrategies, RestartStrategy
+from streamplug.runtime.storage import CheckpointFile, FileCheckpointStorage
+
+__all__ = [
+    "CheckpointConfig",
+    "CheckpointFile",
+    "DataStream",
+    "FileCheckpointStorage",
+    "JobClient",
+    "JobExecutionResult",
+    "JobMetrics",
+    "JobStatus",
+    "RestartStrategies",
+    "RestartStrategy",
+    "StreamExecutionEnvironment",
+]

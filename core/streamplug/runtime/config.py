@@ -1,0 +1,98 @@
+"""Checkpointing settings (Flink's ``CheckpointConfig`` names)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from streamplug.errors import ConfigError
+
+DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
+CHECKPOINT_DIR_ENV = "STREAMPLUG_CHECKPOINT_DIR"
+
+
+class CheckpointConfig:
+    """How often and where the job checkpoints, and what a (re)start restores from."""
+
+    def __init__(self) -> None:
+        self.interval_ms: int | None = None
+        self.timeout_ms = DEFAULT_TIMEOUT_MS
+        self.min_pause_ms = 0
+        self.max_concurrent = 1
+        self.max_retained = 3
+        self.storage_dir: Path | None = Path(os.environ[CHECKPOINT_DIR_ENV]) if os.environ.get(CHECKPOINT_DIR_ENV) else None
+        self.restore: str | None = "latest"
+        self.tolerable_failures = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"CheckpointConfig(interval_ms={self.interval_ms}, timeout_ms={self.timeout_ms}, "
+            f"min_pause_ms={self.min_pause_ms}, storage_dir={self.storage_dir}, restore={self.restore!r})"
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval_ms is not None
+
+    def set_checkpoint_interval(self, interval_ms: int) -> CheckpointConfig:
+        if interval_ms < 10:
+            raise ConfigError(
+                f"checkpoint interval must be at least 10 ms, got {interval_ms}", option="checkpoint interval"
+            )
+        self.interval_ms = int(interval_ms)
+        return self
+
+    def set_checkpoint_timeout(self, timeout_ms: int) -> CheckpointConfig:
+        if timeout_ms <= 0:
+            raise ConfigError(f"checkpoint timeout must be positive, got {timeout_ms}", option="checkpoint timeout")
+        self.timeout_ms = int(timeout_ms)
+        return self
+
+    def set_min_pause_between_checkpoints(self, min_pause_ms: int) -> CheckpointConfig:
+        if min_pause_ms < 0:
+            raise ConfigError(f"min pause must be >= 0, got {min_pause_ms}", option="min pause")
+        self.min_pause_ms = int(min_pause_ms)
+        return self
+
+    def set_max_concurrent_checkpoints(self, n: int) -> CheckpointConfig:
+        # Every subtask stops at the barrier until the checkpoint is committed, so two
+        # checkpoints can never overlap; accepting more would promise what does not happen.
+        if n != 1:
+            raise ConfigError(
+                f"max concurrent checkpoints must be 1 in the embedded runtime, got {n}",
+                option="max concurrent checkpoints",
+            )
+        return self
+
+    def set_max_retained_checkpoints(self, n: int) -> CheckpointConfig:
+        if n < 1:
+            raise ConfigError(f"retained checkpoints must be >= 1, got {n}", option="retained checkpoints")
+        self.max_retained = int(n)
+        return self
+
+    def set_tolerable_checkpoint_failure_number(self, n: int) -> CheckpointConfig:
+        self.tolerable_failures = max(0, int(n))
+        return self
+
+    def set_checkpoint_storage_dir(self, path: str | os.PathLike[str]) -> CheckpointConfig:
+        """Directory for checkpoints (Flink: ``set_checkpoint_storage_dir``). A ``file://``
+        URI is accepted. Without it, checkpoints go to a temporary directory and a crashed
+        process cannot resume."""
+        text = os.fspath(path)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        elif "://" in text:
+            raise ConfigError(
+                f"checkpoint storage {text!r} is not a local path; the embedded runtime "
+                "stores checkpoints on the local filesystem: pass a directory or file:// URI",
+                option="checkpoint storage dir",
+            )
+        self.storage_dir = Path(text)
+        return self
+
+    def set_restore(self, restore: str | os.PathLike[str] | None) -> CheckpointConfig:
+        """What ``execute`` resumes from: ``"latest"`` (the default: the newest usable
+        checkpoint of this job in the storage dir, if any), a checkpoint file path, or None
+        to always start fresh."""
+        self.restore = None if restore is None else os.fspath(restore)
+        return self

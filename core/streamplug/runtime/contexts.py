@@ -1,0 +1,237 @@
+"""The runtime's implementations of the contexts handed to connectors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import itertools
+import queue
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
+
+if TYPE_CHECKING:
+    from streamplug.metrics import MetricGroup
+    from streamplug.plugins import PluginHost
+    from streamplug.runtime.task import Subtask
+
+
+class _Facts:
+    def __init__(
+        self,
+        host: PluginHost,
+        job_name: str,
+        index: int,
+        parallelism: int,
+        attempt: int,
+        metric_group: MetricGroup,
+        checkpointing: bool,
+    ) -> None:
+        self._host = host
+        self._job_name = job_name
+        self._index = index
+        self._parallelism = parallelism
+        self._attempt = attempt
+        self._metric_group = metric_group
+        self._checkpointing = checkpointing
+
+
+class RuntimeReaderContext(_Facts, ReaderContext):
+    def __init__(self, *args: Any, request_split: Callable[[], None]) -> None:
+        super().__init__(*args)
+        self._request_split = request_split
+
+    @property
+    def job_name(self) -> str:
+        return self._job_name
+
+    @property
+    def subtask_index(self) -> int:
+        return self._index
+
+    @property
+    def parallelism(self) -> int:
+        return self._parallelism
+
+    @property
+    def attempt_number(self) -> int:
+        return self._attempt
+
+    @property
+    def metric_group(self) -> MetricGroup:
+        return self._metric_group
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        return self._checkpointing
+
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        return self._host.configure_client(properties, role=role, connector=connector)
+
+    def send_split_request(self) -> None:
+        self._request_split()
+
+
+class RuntimeSinkContext(_Facts, SinkContext):
+    def __init__(
+        self, *args: Any, restored_checkpoint_id: int | None, interval_ms: int | None, timeout_ms: int
+    ) -> None:
+        super().__init__(*args)
+        self._restored = restored_checkpoint_id
+        self._interval = interval_ms
+        self._timeout = timeout_ms
+
+    @property
+    def job_name(self) -> str:
+        return self._job_name
+
+    @property
+    def subtask_index(self) -> int:
+        return self._index
+
+    @property
+    def parallelism(self) -> int:
+        return self._parallelism
+
+    @property
+    def attempt_number(self) -> int:
+        return self._attempt
+
+    @property
+    def metric_group(self) -> MetricGroup:
+        return self._metric_group
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        return self._checkpointing
+
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        return self._host.configure_client(properties, role=role, connector=connector)
+
+    @property
+    def restored_checkpoint_id(self) -> int | None:
+        return self._restored
+
+    @property
+    def checkpoint_interval_ms(self) -> int | None:
+        return self._interval
+
+    @property
+    def checkpoint_timeout_ms(self) -> int:
+        return self._timeout
+
+
+class Scheduler:
+    """Timers and async results for the coordinator thread's event loop."""
+
+    def __init__(self, events: queue.Queue[tuple[Any, ...]]) -> None:
+        self._events = events
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="enumerator-async")
+        self.closed = False
+
+    def at(self, delay_s: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._seq), fn))
+
+    def next_due(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def run_due(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn = heapq.heappop(self._timers)
+            fn()
+
+    def submit(self, fn: Callable[[], Any], handler: Callable[[Any, BaseException | None], None]) -> None:
+        if self.closed:
+            return
+        future = self._pool.submit(fn)
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            exc = f.exception()
+            self._events.put(("call", handler, None if exc else f.result(), exc))
+
+        future.add_done_callback(done)
+
+    def close(self) -> None:
+        self.closed = True
+        self._timers.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
+    def __init__(
+        self,
+        host: PluginHost,
+        subtasks: Sequence[Subtask],
+        scheduler: Scheduler,
+        metric_group: MetricGroup,
+        checkpointing: bool,
+    ) -> None:
+        self._host = host
+        self._subtasks = subtasks
+        self._scheduler = scheduler
+        self._metric_group = metric_group
+        self._checkpointing = checkpointing
+        self.assigned: dict[int, list[Any]] = {}
+
+    @property
+    def parallelism(self) -> int:
+        return len(self._subtasks)
+
+    @property
+    def metric_group(self) -> MetricGroup:
+        return self._metric_group
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        return self._checkpointing
+
+    def registered_readers(self) -> Sequence[int]:
+        return [s.index for s in self._subtasks]
+
+    def assign_splits(self, assignment: Mapping[int, Sequence[Any]]) -> None:
+        for subtask_id, splits in assignment.items():
+            if not 0 <= subtask_id < len(self._subtasks):
+                raise ValueError(
+                    f"cannot assign splits to subtask {subtask_id}: parallelism is {len(self._subtasks)}"
+                )
+            if splits:
+                self._subtasks[subtask_id].send("splits", list(splits))
+
+    def signal_no_more_splits(self, subtask_id: int) -> None:
+        self._subtasks[subtask_id].send("no_more_splits")
+
+    def call_async(
+        self,
+        fn: Callable[[], Any],
+        handler: Callable[[Any, BaseException | None], None],
+        initial_delay_ms: int = 0,
+        period_ms: int = 0,
+    ) -> None:
+        def run() -> None:
+            self._scheduler.submit(fn, chained)
+
+        def chained(result: Any, error: BaseException | None) -> None:
+            try:
+                handler(result, error)
+            finally:
+                if period_ms > 0 and not self._scheduler.closed:
+                    self._scheduler.at(period_ms / 1000, run)
+
+        if initial_delay_ms > 0:
+            self._scheduler.at(initial_delay_ms / 1000, run)
+        else:
+            run()
+
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        return self._host.configure_client(properties, role=role, connector=connector)

@@ -1,0 +1,55 @@
+"""Named crash points for fault-injection tests.
+
+``fault_point("checkpoint.during_write")`` does nothing unless the environment variable
+``STREAMPLUG_FAULT_POINTS`` names that point, as ``name:N[,name:N...]``: then the Nth time
+the point is reached the process kills itself with SIGKILL — no cleanup, no flush, exactly
+what a power cut or an OOM kill does. Crash tests set the variable per run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+ENV = "STREAMPLUG_FAULT_POINTS"
+
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+_plan: dict[str, int] | None = None
+
+
+def _load_plan() -> dict[str, int]:
+    plan: dict[str, int] = {}
+    for item in os.environ.get(ENV, "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, nth = item.partition(":")
+        plan[name.strip()] = int(nth or "1")
+    return plan
+
+
+def fault_point(name: str) -> None:
+    """Crash here if the fault plan says so (see the module docstring)."""
+    global _plan
+    if _plan is None:
+        _plan = _load_plan()
+    if not _plan or name not in _plan:
+        return
+    with _lock:
+        _counts[name] = _counts.get(name, 0) + 1
+        hit = _counts[name] == _plan[name]
+    if hit:
+        sys.stderr.write(f"streamplug: fault point {name} reached, killing process {os.getpid()}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Re-read the plan from the environment (tests that change it in-process)."""
+    global _plan
+    with _lock:
+        _plan = None
+        _counts.clear()

@@ -1,0 +1,372 @@
+"""One parallel subtask: a reader, the chained operators and the sink writers, on one thread.
+
+The thread alternates between ``reader.poll_next`` and its control queue (split
+assignments, checkpoint barriers, completion notices, stop and close). Barriers are
+served between two polls, so a snapshot covers exactly the records emitted before it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from streamplug.api.source import InputStatus, SourceReader
+from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkGenerator, WatermarkStrategy
+
+if TYPE_CHECKING:
+    from streamplug.api.sink import SinkWriter
+    from streamplug.metrics import MetricGroup
+    from streamplug.runtime.environment import _Node
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[list[Any], list[int] | None], None]
+_DEFAULT_SPLIT = "__reader__"
+
+
+@attrs.frozen
+class TaskSnapshot:
+    """What one subtask contributes to a checkpoint."""
+
+    splits: list[Any]
+    committables: list[list[Any]]
+    writer_states: list[list[Any]]
+
+
+class Barrier:
+    """A checkpoint in flight: subtasks ack with their snapshot, then wait for release."""
+
+    def __init__(self, checkpoint_id: int, expected: int) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.expected = expected
+        self.snapshots: dict[tuple[str, int], TaskSnapshot] = {}
+        self._cond = threading.Condition()
+        self._released = threading.Event()
+        self.aborted = False
+
+    def ack(self, key: tuple[str, int], snapshot: TaskSnapshot) -> None:
+        with self._cond:
+            self.snapshots[key] = snapshot
+            self._cond.notify_all()
+
+    def wait_for_acks(self, timeout_s: float, should_stop: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self.snapshots) < self.expected:
+                if should_stop():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+            return True
+
+    def release(self) -> None:
+        self._released.set()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._released.set()
+
+    def wait_released(self, cancelled: threading.Event) -> None:
+        while not self._released.wait(0.05):
+            if cancelled.is_set():
+                return
+
+
+class _SplitClock:
+    __slots__ = ("generator", "idle", "last_active", "watermark")
+
+    def __init__(self, generator: WatermarkGenerator, now: float) -> None:
+        self.generator = generator
+        self.last_active = now
+        self.idle = False
+        self.watermark = MIN_WATERMARK
+
+
+class SubtaskOutput:
+    """The ``ReaderOutput`` a reader emits into: timestamps, per-split watermarks, operators."""
+
+    def __init__(self, strategy: WatermarkStrategy, emit: Emit, on_watermark: Callable[[int], None]) -> None:
+        self._strategy = strategy
+        self._assigner = strategy.timestamp_assigner
+        self._idle_timeout = (strategy.idle_timeout_ms or 0) / 1000
+        self._emit = emit
+        self._on_watermark = on_watermark
+        self._splits: dict[str, _SplitClock] = {}
+        self.records = 0
+        self.watermark = MIN_WATERMARK
+        self.idle = True
+        self._marked_idle = False
+        self.last_emit_event_time: int | None = None
+
+    # -- ReaderOutput ----------------------------------------------------------------------
+
+    def collect_batch(
+        self, values: Sequence[Any], timestamps: Sequence[int] | None = None, split_id: str | None = None
+    ) -> None:
+        if not values:
+            return
+        batch = values if isinstance(values, list) else list(values)
+        stamps: list[int] | None = None
+        if self._assigner is not None:
+            extract = self._assigner.extract_timestamp
+            if timestamps is None:
+                stamps = [extract(v, None) for v in batch]
+            else:
+                stamps = [extract(v, t) for v, t in zip(batch, timestamps, strict=True)]
+        elif timestamps is not None:
+            stamps = timestamps if isinstance(timestamps, list) else list(timestamps)
+        clock = self._clock(split_id or _DEFAULT_SPLIT)
+        clock.last_active = time.monotonic()
+        clock.idle = False
+        self._marked_idle = False
+        if stamps:
+            proposed = clock.generator.on_batch(stamps)
+            if proposed is not None and proposed > clock.watermark:
+                clock.watermark = proposed
+                self._advance()
+            self.last_emit_event_time = stamps[-1]
+        self.records += len(batch)
+        self._emit(batch, stamps)
+
+    def collect(self, value: Any, timestamp: int | None = None, split_id: str | None = None) -> None:
+        self.collect_batch([value], None if timestamp is None else [timestamp], split_id)
+
+    def release_split(self, split_id: str) -> None:
+        if self._splits.pop(split_id, None) is not None:
+            self._advance()
+
+    def mark_idle(self) -> None:
+        self._marked_idle = True
+        self._advance()
+
+    def mark_active(self) -> None:
+        self._marked_idle = False
+
+    # -- runtime side ----------------------------------------------------------------------
+
+    def register_split(self, split_id: str) -> None:
+        self._clock(split_id)
+
+    def _clock(self, split_id: str) -> _SplitClock:
+        clock = self._splits.get(split_id)
+        if clock is None:
+            clock = _SplitClock(self._strategy.create_watermark_generator(), time.monotonic())
+            self._splits[split_id] = clock
+        return clock
+
+    def periodic(self) -> None:
+        """Ask every split's generator for its watermark and apply idleness timeouts."""
+        now = time.monotonic()
+        for clock in self._splits.values():
+            proposed = clock.generator.on_periodic_emit()
+            if proposed is not None and proposed > clock.watermark:
+                clock.watermark = proposed
+            if self._idle_timeout and now - clock.last_active >= self._idle_timeout:
+                clock.idle = True
+        self._advance()
+
+    def end_of_input(self) -> None:
+        self._splits.clear()
+        self.idle = False
+        if self.watermark < MAX_WATERMARK:
+            self.watermark = MAX_WATERMARK
+            self._on_watermark(MAX_WATERMARK)
+
+    def _advance(self) -> None:
+        active = [c.watermark for c in self._splits.values() if not c.idle]
+        # A reader with no splits, or only idle ones, must not hold anyone back.
+        self.idle = self._marked_idle or not active
+        if active:
+            candidate = min(active)
+            if candidate > self.watermark:
+                self.watermark = candidate
+                self._on_watermark(candidate)
+
+
+def compile_tree(node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter: list[int]) -> Emit:
+    """Turn an operator tree into one function applied to each batch."""
+    children = [compile_tree(c, writers, counter) for c in node.children]
+    sink_writers = [writers[id(sink)] for sink, _ in node.sinks]
+
+    def forward(values: list[Any], stamps: list[int] | None) -> None:
+        if not values:
+            return
+        for writer in sink_writers:
+            writer.write(values, stamps)
+        if sink_writers:
+            counter[0] += len(values) * len(sink_writers)
+        for child in children:
+            child(values, stamps)
+
+    fn = node.fn
+    if node.kind == "source":
+        return forward
+    if node.kind == "map":
+
+        def apply_map(values: list[Any], stamps: list[int] | None) -> None:
+            forward([fn(v) for v in values], stamps)  # type: ignore[misc]
+
+        return apply_map
+    if node.kind == "filter":
+
+        def apply_filter(values: list[Any], stamps: list[int] | None) -> None:
+            if stamps is None:
+                forward([v for v in values if fn(v)], None)  # type: ignore[misc]
+                return
+            kept = [(v, t) for v, t in zip(values, stamps, strict=True) if fn(v)]  # type: ignore[misc]
+            forward([v for v, _ in kept], [t for _, t in kept])
+
+        return apply_filter
+    if node.kind == "flat_map":
+
+        def apply_flat_map(values: list[Any], stamps: list[int] | None) -> None:
+            if stamps is None:
+                forward([out for v in values for out in fn(v)], None)  # type: ignore[misc]
+                return
+            pairs = [(out, t) for v, t in zip(values, stamps, strict=True) for out in fn(v)]  # type: ignore[misc]
+            forward([v for v, _ in pairs], [t for _, t in pairs])
+
+        return apply_flat_map
+    raise ValueError(f"unknown operator kind {node.kind!r}")
+
+
+class Subtask:
+    """Runs one (pipeline, subtask index) until closed, cancelled or failed."""
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        index: int,
+        reader: SourceReader[Any],
+        writers: list[SinkWriter[Any, Any]],
+        output_factory: Callable[[Emit], SubtaskOutput],
+        emit: Emit,
+        watermark_interval_s: float,
+        post: Callable[[tuple[Any, ...]], None],
+        metric_group: MetricGroup,
+    ) -> None:
+        self.key = (pipeline_name, index)
+        self.index = index
+        self.reader = reader
+        self.writers = writers
+        self.output = output_factory(emit)
+        self._watermark_interval = watermark_interval_s
+        self._post = post
+        self.control: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.wakeup = threading.Event()
+        self.cancelled = threading.Event()
+        self.finished = False
+        self.stopping = False
+        self.closed = False
+        self.records_out = [0]
+        self.metric_group = metric_group
+        self.thread = threading.Thread(target=self._main, name=f"{pipeline_name}-{index}", daemon=True)
+
+    def send(self, *message: Any) -> None:
+        self.control.append(message)
+        self.wakeup.set()
+
+    def add_restored_splits(self, splits: list[Any]) -> None:
+        for split in splits:
+            self.output.register_split(split.split_id)
+        if splits:
+            self.reader.add_splits(splits)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self.reader.start()
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - reported to the coordinator, which fails the attempt
+            if not self.cancelled.is_set():
+                self._post(("failed", self.key, exc))
+        finally:
+            self._close()
+
+    def _loop(self) -> None:
+        next_watermark = time.monotonic() + self._watermark_interval
+        while True:
+            while self.control:
+                if self._handle(self.control.popleft()):
+                    return
+            if self.cancelled.is_set():
+                return
+            if self.finished or self.stopping:
+                self.wakeup.wait(0.1)
+                self.wakeup.clear()
+                continue
+            status = self.reader.poll_next(self.output)
+            now = time.monotonic()
+            if now >= next_watermark:
+                self.output.periodic()
+                next_watermark = now + self._watermark_interval
+            if status is InputStatus.END_OF_INPUT:
+                for writer in self.writers:
+                    writer.flush(True)
+                self.output.end_of_input()
+                self.finished = True
+                self._post(("finished", self.key))
+            elif status is InputStatus.NOTHING_AVAILABLE:
+                self.wakeup.wait(0.01)
+                self.wakeup.clear()
+
+    def _handle(self, message: tuple[Any, ...]) -> bool:
+        """Serve one control message; True means leave the loop."""
+        kind = message[0]
+        if kind == "splits":
+            splits = message[1]
+            for split in splits:
+                self.output.register_split(split.split_id)
+            self.reader.add_splits(splits)
+        elif kind == "no_more_splits":
+            self.reader.notify_no_more_splits()
+        elif kind == "barrier":
+            self._snapshot(message[1])
+        elif kind == "complete":
+            self.reader.notify_checkpoint_complete(message[1])
+        elif kind == "aborted":
+            self.reader.notify_checkpoint_aborted(message[1])
+        elif kind == "stop":
+            self.stopping = True
+        elif kind == "close":
+            return True
+        return False
+
+    def _snapshot(self, barrier: Barrier) -> None:
+        if barrier.aborted:
+            return
+        cid = barrier.checkpoint_id
+        splits = list(self.reader.snapshot_state(cid))
+        committables: list[list[Any]] = []
+        states: list[list[Any]] = []
+        for writer in self.writers:
+            writer.flush(False)
+            committables.append(list(writer.prepare_commit()))
+            states.append(list(writer.snapshot_state(cid)))
+        barrier.ack(self.key, TaskSnapshot(splits, committables, states))
+        # Stay put until the checkpoint is committed: output after the barrier must not
+        # reach a transaction that the checkpoint's commit is about to close.
+        barrier.wait_released(self.cancelled)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for closeable in [self.reader, *self.writers]:
+            try:
+                closeable.close()
+            except Exception:  # noqa: BLE001 - closing must reach every resource
+                log.exception("closing %s of subtask %s failed", type(closeable).__name__, self.key)
+        self.metric_group.close()
