@@ -1,0 +1,224 @@
+"""The ``streamplug`` command. Subcommands come from plugins (``streamplug_register_commands``);
+the core contributes ``plugins`` and ``checkpoints``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streamplug.errors import StreamplugError
+from streamplug.plugins import CommandSpec, PluginHost, build_plugin_host
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("streamplug")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- streamplug plugins --------------------------------------------------------------------
+
+
+def _configure_plugins(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    host: PluginHost = args.host
+    infos = host.plugin_infos()
+    if args.json:
+        print(
+            json.dumps(
+                [{"name": i.name, "distribution": i.distribution, "version": i.version, "registers": i.names} for i in infos],
+                indent=2,
+            )
+        )
+        return 0
+    for info in infos:
+        print(f"{info.distribution} {info.version}".rstrip() + f"  (plugin {info.name})")
+        if not info.names:
+            print("    (registers no names; implements lifecycle or configuration hooks)")
+        for kind, names in sorted(info.names.items()):
+            print(f"    {kind + 's:':<22} {', '.join(names)}")
+    for failure in host.failures:
+        print(f"FAILED TO LOAD: {failure}")
+    return 1 if host.failures else 0
+
+
+# -- streamplug checkpoints ----------------------------------------------------------------
+
+
+def _configure_checkpoints(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="one line per checkpoint in a storage directory")
+    listing.add_argument("directory", help="checkpoint storage dir, or one job's directory in it")
+    show = sub.add_parser("show", help="everything one checkpoint holds")
+    show.add_argument("path", help="a chk-*.json file, or a job directory (shows the newest)")
+    show.add_argument("--json", action="store_true", help="print the raw JSON document")
+
+
+def _job_dirs(directory: Path) -> list[Path]:
+    if any(directory.glob("chk-*.json")):
+        return [directory]
+    return sorted(p for p in directory.iterdir() if p.is_dir() and any(p.glob("chk-*.json")))
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(lines)
+
+
+def _count_splits(doc: dict[str, Any]) -> int:
+    return sum(len(r["splits"]) for p in doc.get("pipelines", {}).values() for r in p.get("readers", []))
+
+
+def _count_committables(doc: dict[str, Any]) -> int:
+    return sum(len(s.get("committables", [])) for p in doc.get("pipelines", {}).values() for s in p.get("sinks", []))
+
+
+def _run_checkpoints(args: argparse.Namespace) -> int:
+    from streamplug.runtime.storage import FileCheckpointStorage
+
+    if args.action == "list":
+        directory = Path(args.directory)
+        if not directory.is_dir():
+            print(f"error: {directory} is not a directory", file=sys.stderr)
+            return 2
+        dirs = _job_dirs(directory)
+        if not dirs:
+            print(f"no checkpoints under {directory}")
+            return 0
+        for job_dir in dirs:
+            storage = FileCheckpointStorage(job_dir.parent, job_dir.name)
+            rows = [
+                [
+                    str(c.checkpoint_id),
+                    c.status + (" (final)" if c.is_final else ""),
+                    _when(c.document.get("timestamp")),
+                    str(c.document.get("parallelism", "?")),
+                    str(_count_splits(c.document)),
+                    str(_count_committables(c.document)),
+                    c.path.name,
+                ]
+                for c in storage.list()
+            ]
+            print(f"job {job_dir.name}:")
+            print(_table(rows, ["id", "status", "taken (UTC)", "parallelism", "splits", "committables", "file"]))
+        return 0
+    path = Path(args.path)
+    if path.is_dir():
+        ids = FileCheckpointStorage(path.parent, path.name).ids()
+        if not ids:
+            print(f"error: no checkpoints in {path}", file=sys.stderr)
+            return 2
+        path = path / f"chk-{ids[0]:08d}.json"
+    checkpoint = FileCheckpointStorage.read(path)
+    doc = checkpoint.document
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(f"checkpoint {checkpoint.checkpoint_id} of job {doc.get('job')!r}: {checkpoint.status}"
+          + (" (final)" if checkpoint.is_final else ""))
+    print(f"  taken {_when(doc.get('timestamp'))} UTC, attempt {doc.get('attempt')}, parallelism {doc.get('parallelism')}")
+    for name, pipeline in doc.get("pipelines", {}).items():
+        print(f"\npipeline {name!r}: source {json.dumps(pipeline.get('source', {}))}")
+        rows = []
+        for reader in pipeline.get("readers", []):
+            for split in reader["splits"]:
+                rows.append([str(reader["subtask"]), *_split_columns(split)])
+        if rows:
+            print(_table(rows, ["subtask", "split", "position", "until"]))
+        else:
+            print("  (no split in progress)")
+        unassigned = pipeline.get("enumerator", {}).get("data")
+        print(f"  enumerator: {json.dumps(unassigned)[:300]}")
+        for sink in pipeline.get("sinks", []):
+            state = "awaiting commit" if checkpoint.status == "PENDING" else "committed"
+            print(f"  sink {sink['name']} ({sink.get('delivery_guarantee')}): {len(sink.get('committables', []))} committable(s), {state}")
+            for c in sink.get("committables", []):
+                print(f"    - {json.dumps(c)[:200]}")
+    return 0
+
+
+def _split_columns(split: Any) -> list[str]:
+    """Readable columns for a split's JSON data, whatever connector wrote it."""
+    if not isinstance(split, dict):
+        return [json.dumps(split)[:60], "", ""]
+    if "topic" in split:
+        ident = f"{split['topic']}[{split.get('partition')}]"
+    else:
+        ident = str(split.get("id", split.get("split_id", "?")))
+    position = split.get("starting_offset", split.get("offset", split.get("start", "")))
+    until = split.get("stopping_offset", split.get("end", ""))
+    return [ident, str(position), "" if until is None else str(until)]
+
+
+def core_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec("plugins", "list installed plugins and the names they register", _configure_plugins, _run_plugins),
+        CommandSpec("checkpoints", "list or show checkpoints in a storage directory", _configure_checkpoints, _run_checkpoints),
+    ]
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def build_parser(host: PluginHost) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamplug",
+        description="Flink's Kafka connector model for Python: run pipelines, brokers and tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamplug {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    specs: list[CommandSpec] = [host.lookup("command", name) for name in host.names("command")]
+    for spec in specs:
+        p = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+        spec.configure(p)
+        p.set_defaults(_run=spec.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    host = build_plugin_host()
+    try:
+        parser = build_parser(host)
+    except StreamplugError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    args.host = host
+    try:
+        return int(args._run(args) or 0)
+    except StreamplugError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
