@@ -151,7 +151,7 @@ def streamplug_configure_client(
 
 @hookspec
 def streamplug_job_started(job: JobInfo) -> None:
-    """A job attempt started: called after its sources and sinks were built and restored,
+    """Called when a job attempt started: after its sources and sinks were built and restored,
     before the first record. ``job.attempt`` is 0 for the first attempt. Returns nothing.
 
     Example::
@@ -164,7 +164,7 @@ def streamplug_job_started(job: JobInfo) -> None:
 
 @hookspec
 def streamplug_job_finished(job: JobInfo, status: str, error: BaseException | None) -> None:
-    """A job ended, for good: ``status`` is ``"FINISHED"``, ``"CANCELED"`` or ``"FAILED"``
+    """Called when a job ended for good: ``status`` is ``"FINISHED"``, ``"CANCELED"`` or ``"FAILED"``
     (``error`` set when FAILED). Not called for attempts the restart strategy retries; see
     ``streamplug_job_restarting``. Returns nothing.
 
@@ -178,7 +178,7 @@ def streamplug_job_finished(job: JobInfo, status: str, error: BaseException | No
 
 @hookspec
 def streamplug_job_restarting(job: JobInfo, error: BaseException, delay_ms: int) -> None:
-    """An attempt failed with ``error`` and the restart strategy will restart the job after
+    """Called when an attempt failed with ``error`` and the restart strategy will restart it after
     ``delay_ms``. ``job`` describes the failed attempt. Returns nothing.
 
     Example::
@@ -191,7 +191,7 @@ def streamplug_job_restarting(job: JobInfo, error: BaseException, delay_ms: int)
 
 @hookspec
 def streamplug_checkpoint_started(job: JobInfo, checkpoint_id: int) -> None:
-    """The coordinator triggered checkpoint ``checkpoint_id``; subtasks are about to
+    """Called when the coordinator triggered checkpoint ``checkpoint_id``, before subtasks
     snapshot. Returns nothing.
 
     Example::
@@ -204,7 +204,7 @@ def streamplug_checkpoint_started(job: JobInfo, checkpoint_id: int) -> None:
 
 @hookspec
 def streamplug_checkpoint_completed(job: JobInfo, checkpoint_id: int, location: str) -> None:
-    """Checkpoint ``checkpoint_id`` is COMPLETE at ``location`` (a file path): its state is
+    """Called when checkpoint ``checkpoint_id`` is COMPLETE at ``location`` (a file path): its state is
     durable and its sink commits happened. Returns nothing.
 
     Example::
@@ -217,8 +217,8 @@ def streamplug_checkpoint_completed(job: JobInfo, checkpoint_id: int, location: 
 
 @hookspec
 def streamplug_checkpoint_aborted(job: JobInfo, checkpoint_id: int, reason: str) -> None:
-    """Checkpoint ``checkpoint_id`` failed (timeout, snapshot or commit error, job failure)
-    and will never be used. Returns nothing.
+    """Called when checkpoint ``checkpoint_id`` failed (timeout, snapshot or commit error,
+    job failure) and will never be used. Returns nothing.
 
     Example::
 

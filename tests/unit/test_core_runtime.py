@@ -1,0 +1,332 @@
+"""The embedded runtime without Kafka: operators, parallelism, checkpoints, recovery,
+restarts, stop and cancel, watermarks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamplug.api import CommitOutcome, Committer, DeliveryGuarantee, Sink, SinkWriter, WatermarkStrategy
+from streamplug.api.watermarks import MAX_WATERMARK
+from streamplug.connectors import CollectionSource, CollectSink, TransactionalFileSink
+from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
+from streamplug.plugins import build_plugin_host
+from streamplug.runtime import FileCheckpointStorage, JobStatus, RestartStrategies, StreamExecutionEnvironment
+
+
+@pytest.fixture
+def env() -> StreamExecutionEnvironment:
+    return StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+
+
+def test_chained_operators_at_parallelism_three(env: StreamExecutionEnvironment) -> None:
+    env.set_parallelism(3)
+    sink = CollectSink()
+    stream = env.from_source(CollectionSource(list(range(10_000)), batch_size=333), None, "n")
+    stream.map(lambda x: x * 2).filter(lambda x: x % 3 == 0).flat_map(lambda x: [x, -x]).sink_to(sink)
+    result = env.execute("ops")
+    expected = [y for x in range(10_000) if (x * 2) % 3 == 0 for y in (x * 2, -(x * 2))]
+    assert sorted(sink.results) == sorted(expected)
+    assert result.records_in == 10_000
+    assert result.records_out == len(expected)
+
+
+def test_branches_feed_every_sink(env: StreamExecutionEnvironment) -> None:
+    evens, odds = CollectSink(), CollectSink()
+    stream = env.from_collection(range(100))
+    stream.filter(lambda x: x % 2 == 0).sink_to(evens)
+    stream.filter(lambda x: x % 2 == 1).sink_to(odds)
+    env.execute("branches")
+    assert sorted(evens.results) == list(range(0, 100, 2))
+    assert sorted(odds.results) == list(range(1, 100, 2))
+
+
+def test_a_job_without_sink_or_source_says_what_to_call(env: StreamExecutionEnvironment) -> None:
+    with pytest.raises(ConfigError, match="from_source"):
+        env.execute("empty")
+    env.from_collection([1]).map(str)
+    with pytest.raises(ConfigError, match="sink_to"):
+        env.execute("no sink")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_bad_parallelism_is_rejected(env: StreamExecutionEnvironment, bad: Any) -> None:
+    with pytest.raises(ConfigError, match="parallelism"):
+        env.set_parallelism(bad)
+
+
+def test_remote_checkpoint_storage_is_rejected_with_the_fix(env: StreamExecutionEnvironment) -> None:
+    with pytest.raises(ConfigError, match="local filesystem"):
+        env.get_checkpoint_config().set_checkpoint_storage_dir("s3://bucket/chk")
+
+
+def _fail_once_at(value: int) -> Any:
+    done = threading.Event()
+
+    def fn(x: int) -> int:
+        if x == value and not done.is_set():
+            done.set()
+            raise RuntimeError(f"injected failure at {value}")
+        return x
+
+    return fn
+
+
+def test_failure_restarts_from_checkpoint_exactly_once(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+    env.set_parallelism(2).enable_checkpointing(30)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
+    source = CollectionSource(list(range(6000)), batch_size=100, records_per_second=6000)
+    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(TransactionalFileSink(tmp_path / "out"))
+    result = env.execute("failover")
+    assert result.attempts == 2
+    out = TransactionalFileSink.read_committed(tmp_path / "out")
+    assert sorted(out) == list(range(6000)), "lost or duplicated records across the restart"
+
+
+def test_failure_under_at_least_once_loses_nothing(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+    env.set_parallelism(2).enable_checkpointing(30)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
+    sink = CollectSink(tmp_path / "out.jsonl")
+    source = CollectionSource(list(range(6000)), batch_size=100, records_per_second=6000)
+    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(sink)
+    env.execute("alo")
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert set(lines) == set(range(6000))
+
+
+def test_restart_strategy_gives_up_with_the_cause(env: StreamExecutionEnvironment) -> None:
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(1, 1))
+
+    def always(x: int) -> int:
+        raise ValueError("bad record 7")
+
+    env.from_collection([7]).map(always).sink_to(CollectSink())
+    with pytest.raises(JobFailedError, match="2 attempt") as info:
+        env.execute("doomed")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_stop_takes_a_final_checkpoint_and_a_new_run_resumes(tmp_path: Path) -> None:
+    def build() -> StreamExecutionEnvironment:
+        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env.set_parallelism(2).enable_checkpointing(10_000)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+        source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=4000)
+        env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+        return env
+
+    client = build().execute_async("resumable")
+    time.sleep(0.4)
+    final = client.stop(timeout=30)
+    assert client.status is JobStatus.FINISHED
+    assert final is not None
+    first = TransactionalFileSink.read_committed(tmp_path / "out")
+    assert 0 < len(first) < 4000
+    build().execute("resumable")
+    assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))
+
+
+def test_restore_with_other_parallelism_redistributes_splits(tmp_path: Path) -> None:
+    def build(parallelism: int) -> StreamExecutionEnvironment:
+        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env.set_parallelism(parallelism).enable_checkpointing(10_000)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+        source = CollectionSource(list(range(3000)), batch_size=50, records_per_second=3000)
+        env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+        return env
+
+    client = build(2).execute_async("rescale")
+    time.sleep(0.3)
+    client.stop(timeout=30)
+    build(3).execute("rescale")
+    assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(3000))
+
+
+def test_cancel_ends_without_committing(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+    env.enable_checkpointing(60_000)
+    source = CollectionSource(list(range(100_000)), batch_size=10, records_per_second=1000)
+    env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+    client = env.execute_async("cancelled")
+    time.sleep(0.2)
+    client.cancel()
+    with pytest.raises(JobCancelledError):
+        client.wait(10)
+    assert client.status is JobStatus.CANCELED
+    assert TransactionalFileSink.read_committed(tmp_path / "out") == []
+
+
+def test_fresh_start_ignores_old_checkpoints(tmp_path: Path) -> None:
+    for _ in range(2):
+        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path).set_restore(None)
+        sink = CollectSink()
+        env.from_collection(range(10)).sink_to(sink)
+        env.execute("again")
+        assert sorted(sink.results) == list(range(10))
+
+
+def test_finished_job_restored_from_its_final_checkpoint_emits_nothing(tmp_path: Path) -> None:
+    outputs = []
+    for _ in range(2):
+        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path)
+        sink = CollectSink()
+        env.from_collection(range(10)).sink_to(sink)
+        env.execute("once")
+        outputs.append(sorted(sink.results))
+    assert outputs == [list(range(10)), []]
+
+
+class _TwoPhaseProbe(Sink[str, Any]):
+    """A sink whose committer's verdict on a PENDING checkpoint is scripted."""
+
+    def __init__(self, outcome: CommitOutcome) -> None:
+        self.outcome = outcome
+        self.resolved: list[int] = []
+        self.committed: list[int] = []
+
+    def create_writer(self, context: Any, restored_state: Sequence[Any]) -> SinkWriter[str, Any]:
+        class W(SinkWriter[str, Any]):
+            def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+                pass
+
+            def flush(self, end_of_input: bool) -> None:
+                pass
+
+            def prepare_commit(self) -> list[str]:
+                return ["txn"]
+
+        return W()
+
+    def create_committer(self, context: Any) -> Committer[str]:
+        probe = self
+
+        class C(Committer[str]):
+            def commit(self, checkpoint_id: int, committables: Sequence[str]) -> None:
+                probe.committed.append(checkpoint_id)
+
+            def resolve(self, checkpoint_id: int, committables: Sequence[str]) -> CommitOutcome:
+                probe.resolved.append(checkpoint_id)
+                return probe.outcome
+
+        return C()
+
+    @property
+    def delivery_guarantee(self) -> DeliveryGuarantee:
+        return DeliveryGuarantee.EXACTLY_ONCE
+
+
+@pytest.mark.parametrize("outcome", [CommitOutcome.COMMITTED, CommitOutcome.ABORTED])
+def test_pending_checkpoint_is_promoted_or_dropped_by_the_committer(tmp_path: Path, outcome: CommitOutcome) -> None:
+    def build(sink: _TwoPhaseProbe) -> StreamExecutionEnvironment:
+        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path)
+        env.from_collection(range(5)).sink_to(sink)
+        return env
+
+    build(_TwoPhaseProbe(outcome)).execute("two-phase")
+    storage = FileCheckpointStorage(tmp_path, "two-phase")
+    complete = storage.list()[0]
+    # Turn the final checkpoint back into what a crash between PENDING and COMPLETE leaves.
+    storage.write(complete.checkpoint_id + 1, "PENDING", dict(complete.document, final=False))
+    probe = _TwoPhaseProbe(outcome)
+    build(probe).execute("two-phase")
+    assert probe.resolved == [complete.checkpoint_id + 1]
+    ids = storage.ids()
+    if outcome is CommitOutcome.COMMITTED:
+        assert complete.checkpoint_id + 1 in ids
+    else:
+        assert complete.checkpoint_id + 1 not in ids
+
+
+def test_torn_temporary_and_corrupt_checkpoints_are_ignored(tmp_path: Path) -> None:
+    storage = FileCheckpointStorage(tmp_path, "job")
+    storage.write(1, "COMPLETE", {"pipelines": {}})
+    (storage.directory / ".chk-00000002.json.abc.tmp").write_text('{"format": 1, "checkp')
+    (storage.directory / "chk-00000003.json").write_text("not json")
+    assert [c.checkpoint_id for c in storage.list()] == [1]
+    storage.remove_temporaries()
+    assert not list(storage.directory.glob(".chk-*"))
+
+
+def test_retention_keeps_the_newest_complete_checkpoints(tmp_path: Path) -> None:
+    storage = FileCheckpointStorage(tmp_path, "job")
+    for cid in range(1, 7):
+        storage.write(cid, "COMPLETE", {})
+    storage.prune(2)
+    assert storage.ids() == [6, 5]
+
+
+def test_unknown_checkpoint_format_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "chk-00000001.json"
+    path.write_text(json.dumps({"format": 99, "checkpoint_id": 1, "status": "COMPLETE"}))
+    with pytest.raises(CheckpointError, match="format 99"):
+        FileCheckpointStorage.read(path)
+
+
+def test_idle_readers_do_not_hold_back_the_watermark(env: StreamExecutionEnvironment) -> None:
+    env.set_parallelism(4)
+    sink = CollectSink()
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, ts: v)
+    source = CollectionSource(list(range(1, 20_001)), num_splits=2, batch_size=100, records_per_second=20_000)
+    client = env.from_source(source, strategy, "ts").sink_to(sink)._env.execute_async("wm")
+    deadline = time.monotonic() + 10
+    seen = None
+    while time.monotonic() < deadline:
+        metrics = client.metrics()
+        if metrics.watermark is not None and metrics.watermark > 1000:
+            seen = metrics
+            break
+        time.sleep(0.05)
+    client.wait(30)
+    assert seen is not None, "the job watermark never advanced past 1000 with two idle readers"
+    # Readers 2 and 3 never get a split: idle (no watermark) or already finished (MAX).
+    assert {seen.subtask_watermarks["ts[2]"], seen.subtask_watermarks["ts[3]"]} <= {None, MAX_WATERMARK}
+    assert sink.watermarks[-1] == MAX_WATERMARK
+
+
+def test_a_reader_without_splits_is_idle_by_itself() -> None:
+    from streamplug.runtime.task import SubtaskOutput
+
+    output = SubtaskOutput(WatermarkStrategy.for_monotonous_timestamps(), lambda v, t: None, lambda w: None)
+    output.periodic()
+    assert output.idle
+    output.register_split("p0")
+    output.periodic()
+    assert not output.idle
+
+
+def test_idleness_timeout_releases_a_silent_split(env: StreamExecutionEnvironment) -> None:
+    from streamplug.runtime.task import SubtaskOutput
+
+    emitted: list[int] = []
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(0).with_idleness(50)
+    output = SubtaskOutput(strategy, lambda v, t: None, emitted.append)
+    output.register_split("fast")
+    output.register_split("slow")
+    output.collect_batch([1], [1000], "slow")
+    output.collect_batch([1], [5000], "fast")
+    output.periodic()
+    assert output.watermark == 999
+    time.sleep(0.06)
+    output.collect_batch([1], [6000], "fast")
+    output.periodic()
+    assert output.watermark == 5999, "the silent split still holds the watermark back"
+
+
+def test_restart_strategies_follow_flink_semantics() -> None:
+    from streamplug.runtime.restart import fresh
+
+    exp = fresh(RestartStrategies.exponential_delay_restart(100, 350, 2.0, 60_000, 0.0, attempts=4))
+    assert [exp.next_delay_ms(RuntimeError()) for _ in range(5)] == [100, 200, 350, 350, None]
+    rate = fresh(RestartStrategies.failure_rate_restart(2, 60_000, 5))
+    assert [rate.next_delay_ms(RuntimeError()) for _ in range(3)] == [5, 5, None]
+    assert fresh(RestartStrategies.no_restart()).next_delay_ms(RuntimeError()) is None
