@@ -1,0 +1,580 @@
+"""EXACTLY_ONCE: one Kafka transaction per checkpoint, with a durable decision record.
+
+Why not Flink's recipe: Flink commits a prepared transaction after the checkpoint is
+complete and, after a crash, re-commits it by resuming the old producer id and epoch.
+librdkafka cannot resume a transaction: ``init_transactions()`` with the same
+transactional.id aborts whatever the previous incarnation left open. So the commit has to
+happen while the checkpoint is still PENDING, and recovery has to find out whether it
+happened. The protocol (the runtime's side is in ``streamplug.api.sink``):
+
+1. All writer subtasks of the process share ONE transactional producer
+   (``transactional.id = <prefix>-0``, stable across restarts). Between two checkpoints
+   every record goes into its open transaction.
+2. At a checkpoint every subtask stops at the barrier and flushes; the runtime writes the
+   checkpoint PENDING; ``KafkaCommitter.commit`` then produces a *decision record* (job,
+   checkpoint id and the transaction's unique token) into the commit-log topic inside the
+   same transaction and commits it. Records and decision become visible atomically.
+3. After a crash, ``KafkaCommitter.resolve`` runs for a PENDING checkpoint before any
+   writer starts: ``init_transactions`` with the same id aborts a transaction the crash
+   left open (or waits for one whose commit was already under way to finish), then a
+   ``read_committed`` scan of the commit log says whether the decision record of that
+   checkpoint's transaction is there: COMMITTED (promote) or ABORTED (drop and replay).
+
+The token matters: checkpoint ids are reused after a dropped checkpoint (the next attempt
+counts on from the restored one), so "a decision for checkpoint 7 exists" could describe
+an earlier, different transaction. The token is fresh per transaction and stored in the
+checkpoint's committables, so resolve asks about exactly the transaction in question.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from streamplug.api.context import SinkContext
+from streamplug.api.sink import CommitOutcome, SinkWriter
+from streamplug.api.state import StateSerializer
+from streamplug.errors import CheckpointError, ConfigError
+from streamplug.secrets import redact_text
+
+from streamplug_kafka_sink._config import finalize_client_config
+from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
+from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
+from streamplug_kafka_sink.writer import (
+    DeliveryErrors,
+    KafkaDeliveryError,
+    RecordEmitter,
+    flush_producer,
+)
+
+try:
+    from streamplug.runtime.faults import fault_point
+except ImportError:  # pragma: no cover - a core without the embedded runtime
+
+    def fault_point(name: str) -> None:
+        return None
+
+
+__all__ = [
+    "ExactlyOnceWriter",
+    "KafkaCommittable",
+    "KafkaCommittableSerializer",
+    "TransactionManager",
+    "TransactionState",
+]
+
+log = logging.getLogger(__name__)
+
+_DECISION_VERSION = 1
+
+
+@attrs.frozen
+class KafkaCommittable:
+    """Names the transaction that carries a checkpoint's output.
+
+    ``commit_log_offset`` is the commit log's end offset when this producer started, so
+    resolve scans only what this producer can have written.
+    """
+
+    transactional_id: str = attrs.field()
+    token: str = attrs.field()
+    commit_log_topic: str = attrs.field()
+    commit_log_offset: int = attrs.field()
+
+    @transactional_id.validator
+    def _check_id(self, _attr: Any, value: str) -> None:
+        if not value:
+            raise ValueError("a KafkaCommittable needs a transactional id")
+
+    @token.validator
+    def _check_token(self, _attr: Any, value: str) -> None:
+        if not value:
+            raise ValueError("a KafkaCommittable needs a transaction token")
+
+    @commit_log_offset.validator
+    def _check_offset(self, _attr: Any, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"commit_log_offset must be >= 0, got {value}")
+
+
+class KafkaCommittableSerializer(StateSerializer[KafkaCommittable]):
+    """Committables as readable JSON in the checkpoint file."""
+
+    @property
+    def version(self) -> int:
+        return 1
+
+    def serialize(self, value: KafkaCommittable) -> Any:
+        return attrs.asdict(value)
+
+    def deserialize(self, version: int, data: Any) -> KafkaCommittable:
+        if version != 1:
+            raise ValueError(
+                f"Kafka committable version {version} is unknown; this release reads version 1"
+            )
+        return KafkaCommittable(**data)
+
+
+class TransactionState:
+    NEW = "NEW"
+    IN_TRANSACTION = "IN_TRANSACTION"
+    FAILED = "FAILED"
+    CLOSED = "CLOSED"
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+class TransactionManager:
+    """The shared transactional producer of one sink in one process, for one job attempt.
+
+    Thread-safety: ``ensure_ready`` may race between writer subtasks (a lock makes the
+    first one initialise); ``commit`` and ``resolve`` run on the coordinator thread while
+    every subtask is stopped, so no record is produced concurrently with a commit.
+    """
+
+    def __init__(
+        self,
+        *,
+        transactional_id: str,
+        producer_config: Mapping[str, str],
+        admin_config: Mapping[str, str],
+        consumer_config: Mapping[str, str],
+        commit_log_topic: str,
+        commit_log_replication: int | None,
+        job_name: str,
+        statistics: ProducerStatistics,
+        init_timeout_s: float = 60.0,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self.commit_log_topic = commit_log_topic
+        self.job_name = job_name
+        self.statistics = statistics
+        self.errors = DeliveryErrors()
+        self._producer_config = dict(producer_config)
+        self._admin_config = dict(admin_config)
+        self._consumer_config = dict(consumer_config)
+        self._replication = commit_log_replication
+        self._init_timeout_s = init_timeout_s
+        self._producer_factory = producer_factory
+        self._lock = threading.RLock()
+        self._producer: Producer | None = None
+        self._state = TransactionState.NEW
+        self._token = ""
+        self._log_offset = 0
+        self._users = 0
+        self.commits = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"TransactionManager(transactional_id={self.transactional_id!r}, state={self._state}, "
+            f"commit_log={self.commit_log_topic!r})"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0:
+                self.close()
+
+    def close(self) -> None:
+        """Drop the producer without committing: an open transaction is aborted by the
+        broker when the next producer with this id initialises (or when it times out)."""
+        with self._lock:
+            if self._state == TransactionState.CLOSED:
+                return
+            self._state = TransactionState.CLOSED
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            # No flush: records of an uncommitted transaction are worthless, and a flush
+            # against a dead broker would block the restart.
+            producer.purge()
+            producer.poll(0)
+            del producer
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def producer(self) -> Producer:
+        self.ensure_ready()
+        assert self._producer is not None
+        return self._producer
+
+    def ensure_ready(self) -> None:
+        """Create the producer, fence every earlier producer with this transactional id
+        (aborting its open transaction), and open the first transaction."""
+        with self._lock:
+            if self._state == TransactionState.IN_TRANSACTION:
+                return
+            if self._state == TransactionState.FAILED:
+                raise CheckpointError(
+                    f"the transactional producer {self.transactional_id!r} failed earlier in this "
+                    "attempt; the job must restart"
+                )
+            if self._state == TransactionState.CLOSED:
+                raise CheckpointError(
+                    f"the transactional producer {self.transactional_id!r} is closed"
+                )
+            self._ensure_commit_log()
+            conf = finalize_client_config(self._producer_config)
+            conf["error_cb"] = self._on_error
+            conf["on_delivery"] = self.errors.on_delivery
+            conf["stats_cb"] = self.statistics.on_stats
+            producer = self._producer_factory(conf)
+            started = time.monotonic()
+            try:
+                producer.init_transactions(self._init_timeout_s)
+            except KafkaException as exc:
+                self._state = TransactionState.FAILED
+                raise self._init_error(exc) from exc
+            log.info(
+                "transactional producer %s initialised in %.0f ms (earlier producers fenced)",
+                self.transactional_id,
+                (time.monotonic() - started) * 1000,
+            )
+            self._producer = producer
+            self._log_offset = self._commit_log_end()
+            self._begin()
+
+    def _init_error(self, exc: KafkaException) -> Exception:
+        err = _kafka_error(exc)
+        text = redact_text(str(exc), self._producer_config)
+        if err is not None and err.code() == KafkaError.INVALID_TRANSACTION_TIMEOUT:
+            return ConfigError(
+                "the brokers refused "
+                f"transaction.timeout.ms={self._producer_config.get('transaction.timeout.ms')}: "
+                "it exceeds their transaction.max.timeout.ms (900000 by default). Lower "
+                "transaction.timeout.ms (it must still exceed checkpoint interval + timeout) or "
+                "raise "
+                "transaction.max.timeout.ms on the brokers",
+                option="transaction.timeout.ms",
+            )
+        if err is not None and err.code() in (
+            KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        ):
+            return ConfigError(
+                f"not authorised to use transactional id {self.transactional_id!r}: grant the "
+                "sink's "
+                "principal WRITE and DESCRIBE on that TransactionalId (prefix ACL on the "
+                f"transactional id prefix) and IDEMPOTENT_WRITE on the cluster ({text})",
+                option="transactional.id",
+            )
+        return CheckpointError(f"init_transactions for {self.transactional_id!r} failed: {text}")
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("transactional producer %s: fatal error %s", self.transactional_id, err.str())
+        else:
+            log.debug("transactional producer %s: %s", self.transactional_id, err.str())
+
+    def _begin(self) -> None:
+        assert self._producer is not None
+        self._producer.begin_transaction()
+        self._token = uuid.uuid4().hex
+        self._state = TransactionState.IN_TRANSACTION
+
+    def committable(self) -> KafkaCommittable:
+        with self._lock:
+            self.ensure_ready()
+            return KafkaCommittable(
+                self.transactional_id, self._token, self.commit_log_topic, self._log_offset
+            )
+
+    # -- commit log ------------------------------------------------------------------------
+
+    def _ensure_commit_log(self) -> None:
+        admin = AdminClient(dict(self._admin_config))
+        metadata = admin.list_topics(timeout=30)
+        topic = metadata.topics.get(self.commit_log_topic)
+        if topic is not None and topic.error is None:
+            return
+        replication = self._replication or min(3, max(1, len(metadata.brokers)))
+        config = {"cleanup.policy": "delete", "min.insync.replicas": str(min(2, replication))}
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    self.commit_log_topic,
+                    num_partitions=1,
+                    replication_factor=replication,
+                    config=config,
+                )
+            ],
+            operation_timeout=30,
+            request_timeout=30,
+        )
+        try:
+            futures[self.commit_log_topic].result(30)
+            log.info(
+                "created commit-log topic %s (replication %d)", self.commit_log_topic, replication
+            )
+        except KafkaException as exc:
+            err = _kafka_error(exc)
+            if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            raise ConfigError(
+                f"cannot create the exactly-once commit-log topic {self.commit_log_topic!r}: "
+                f"{redact_text(str(exc), self._admin_config)}. Create it yourself (1 partition, "
+                "cleanup.policy=delete, replicated like your output topics) or name an existing "
+                "one with set_property('commit.log.topic', ...)",
+                option="commit.log.topic",
+            ) from exc
+        # The producer's first send would otherwise race the new topic's leader election.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            tmeta = admin.list_topics(self.commit_log_topic, timeout=10).topics.get(
+                self.commit_log_topic
+            )
+            if (
+                tmeta is not None
+                and tmeta.error is None
+                and all(p.leader >= 0 for p in tmeta.partitions.values())
+            ):
+                return
+            time.sleep(0.1)
+
+    def _consumer(self) -> Consumer:
+        conf = dict(self._consumer_config)
+        conf.update(
+            {
+                "group.id": f"streamplug-commit-log-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": "false",
+                "enable.partition.eof": "true",
+                "auto.offset.reset": "earliest",
+                "fetch.queue.backoff.ms": "10",
+            }
+        )
+        return Consumer(conf)
+
+    def _commit_log_end(self) -> int:
+        consumer = self._consumer()
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
+            )
+            return max(0, high)
+        finally:
+            consumer.close()
+
+    def find_decision(
+        self, token: str, from_offset: int, timeout_s: float = 60.0
+    ) -> dict[str, Any] | None:
+        """The committed decision record carrying ``token``, scanning the commit log from
+        ``from_offset`` to its end as a read_committed consumer sees it."""
+        consumer = self._consumer()
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
+            )
+            if high <= from_offset:
+                return None
+            consumer.assign([TopicPartition(self.commit_log_topic, 0, from_offset)])
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                for msg in consumer.consume(1000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            return None
+                        if not err.retriable():
+                            raise KafkaException(err)
+                        continue
+                    try:
+                        decision = json.loads(msg.value() or b"{}")
+                    except ValueError:
+                        continue
+                    if decision.get("token") == token:
+                        return dict(decision)
+            raise CheckpointError(
+                f"could not read the commit log {self.commit_log_topic!r} to its end within "
+                f"{timeout_s:.0f} s to resolve a pending checkpoint"
+            )
+        finally:
+            consumer.close()
+
+    # -- commit and resolve ------------------------------------------------------------------
+
+    def commit(self, checkpoint_id: int, committables: Sequence[KafkaCommittable]) -> None:
+        with self._lock:
+            self.ensure_ready()
+            assert self._producer is not None
+            stale = {c.token for c in committables if c.token != self._token}
+            if stale:
+                raise CheckpointError(
+                    f"checkpoint {checkpoint_id}: committables name transaction(s) "
+                    f"{sorted(stale)} but "
+                    f"the open transaction of {self.transactional_id!r} is {self._token}; "
+                    "refusing to "
+                    "commit output that does not belong to this checkpoint"
+                )
+            self.errors.raise_if_any(f"in the transaction of checkpoint {checkpoint_id}")
+            decision = {
+                "v": _DECISION_VERSION,
+                "job": self.job_name,
+                "checkpoint_id": checkpoint_id,
+                "token": self._token,
+                "transactional_id": self.transactional_id,
+                "time_ms": int(time.time() * 1000),
+            }
+            self._producer.produce(
+                self.commit_log_topic,
+                json.dumps(decision, separators=(",", ":")).encode(),
+                self.transactional_id.encode(),
+                0,
+            )
+            fault_point("kafka_sink.before_commit")
+            self._commit_transaction(checkpoint_id)
+            fault_point("kafka_sink.after_commit")
+            self.commits += 1
+            self._begin()
+
+    def _commit_transaction(self, checkpoint_id: int) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.commit_transaction(60.0)
+                return
+            except KafkaException as exc:
+                err = _kafka_error(exc)
+                if err is not None and err.retriable():
+                    # A timed-out commit may be retried: librdkafka resumes the same
+                    # EndTxn, it never commits twice.
+                    log.warning("commit of checkpoint %d is retried: %s", checkpoint_id, err.str())
+                    continue
+                if err is not None and err.txn_requires_abort():
+                    try:
+                        self._producer.abort_transaction(60.0)
+                        self._begin()
+                    except KafkaException:
+                        self._state = TransactionState.FAILED
+                    raise CheckpointError(
+                        f"the transaction of checkpoint {checkpoint_id} had to be aborted "
+                        f"({err.str()}); its records are replayed from the previous checkpoint"
+                    ) from exc
+                self._state = TransactionState.FAILED
+                raise CheckpointError(self._fatal_message(checkpoint_id, exc)) from exc
+
+    def _fatal_message(self, checkpoint_id: int, exc: KafkaException) -> str:
+        err = _kafka_error(exc)
+        text = redact_text(str(exc), self._producer_config)
+        if err is not None and err.code() in (
+            KafkaError._FENCED,
+            KafkaError.PRODUCER_FENCED,
+            KafkaError.INVALID_PRODUCER_EPOCH,
+        ):
+            return (
+                f"producer {self.transactional_id!r} was fenced while committing checkpoint "
+                f"{checkpoint_id}: another producer initialised the same transactional id. Either "
+                "a "
+                "second job uses the same transactional id prefix (give each job its own "
+                "set_transactional_id_prefix), or this process was presumed dead and replaced; "
+                "the transaction's records are discarded"
+            )
+        if err is not None and err.code() == KafkaError.INVALID_TXN_STATE:
+            return (
+                f"the transaction of checkpoint {checkpoint_id} was aborted by the broker, most "
+                "likely because it stayed open longer than transaction.timeout.ms "
+                f"({self._producer_config.get('transaction.timeout.ms')} ms): raise it, or make "
+                f"checkpoints complete sooner ({text})"
+            )
+        return f"committing the transaction of checkpoint {checkpoint_id} failed: {text}"
+
+    def resolve(
+        self, checkpoint_id: int, committables: Sequence[KafkaCommittable]
+    ) -> CommitOutcome:
+        tokens = {(c.token, c.commit_log_topic, c.commit_log_offset) for c in committables}
+        if not tokens:
+            # No writer took part, so nothing of this checkpoint is in Kafka either way.
+            return CommitOutcome.COMMITTED
+        # Fences the crashed producer: its open transaction is aborted, and a commit it had
+        # already asked for is completed before this returns.
+        self.ensure_ready()
+        outcome = CommitOutcome.ABORTED
+        for token, topic, offset in sorted(tokens):
+            if topic != self.commit_log_topic:
+                raise CheckpointError(
+                    f"checkpoint {checkpoint_id} recorded its decision in commit log {topic!r} "
+                    "but the "
+                    f"sink now uses {self.commit_log_topic!r}: restore with the commit.log.topic "
+                    "it "
+                    "was taken with"
+                )
+            decision = self.find_decision(token, offset)
+            log.info(
+                "checkpoint %d (transaction %s of %s): decision record %s",
+                checkpoint_id,
+                token,
+                self.transactional_id,
+                "found -> COMMITTED" if decision else "absent -> ABORTED",
+            )
+            if decision is not None:
+                outcome = CommitOutcome.COMMITTED
+        return outcome
+
+
+class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
+    """One subtask's writer on the process's shared transactional producer."""
+
+    def __init__(
+        self,
+        manager: TransactionManager,
+        schema: KafkaRecordSerializationSchema[Any],
+        context: SinkContext,
+        metrics: WriterMetrics,
+    ) -> None:
+        self._manager = manager
+        self._subtask = context.subtask_index
+        self._metrics = metrics
+        manager.acquire()
+        self._closed = False
+        try:
+            manager.ensure_ready()
+            self._emitter = RecordEmitter(manager.producer, schema, context, metrics)
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        self._emitter.emit(values, timestamps)
+
+    def flush(self, end_of_input: bool) -> None:
+        try:
+            flush_producer(self._manager.producer, f"of subtask {self._subtask} to be acknowledged")
+        except KafkaException as exc:
+            raise KafkaDeliveryError(
+                f"subtask {self._subtask}: transactional producer failed: {exc}"
+            ) from exc
+        count = self._manager.errors.count
+        if count:
+            self._metrics.errors.inc(count)
+        self._manager.errors.raise_if_any(f"in the open transaction (subtask {self._subtask})")
+
+    def prepare_commit(self) -> list[KafkaCommittable]:
+        return [self._manager.committable()]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._metrics.close()
+        self._manager.release()

@@ -1,0 +1,305 @@
+"""Writers for DeliveryGuarantee.NONE and AT_LEAST_ONCE, and the produce loop every
+writer shares.
+
+AT_LEAST_ONCE: ``flush(False)`` at each checkpoint waits until every record handed to the
+producer so far is acknowledged by all in-sync replicas, and raises if any delivery failed,
+which fails the checkpoint: a failed record is never dropped silently. NONE never waits at
+a checkpoint; failures are logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from streamplug.api.context import SinkContext
+from streamplug.api.sink import DeliveryGuarantee, SinkWriter
+from streamplug.errors import StreamplugError
+
+from streamplug_kafka_sink.metrics import WriterMetrics
+from streamplug_kafka_sink.record_serializer import (
+    KafkaRecordSerializationSchema,
+    KafkaSinkContext,
+    _BuiltSchema,
+)
+
+__all__ = ["DeliveryErrors", "KafkaDeliveryError", "KafkaWriter", "RecordEmitter"]
+
+log = logging.getLogger(__name__)
+
+_METADATA_MAX_AGE_S = 30.0
+_FULL_QUEUE_POLL_S = 0.005
+
+
+class KafkaDeliveryError(StreamplugError):
+    """Records could not be delivered; the checkpoint (and the attempt) fails so the
+    records are replayed from the last checkpoint instead of being lost."""
+
+
+class DeliveryErrors:
+    """Collects delivery failures reported by a producer's callback (which runs inside
+    ``poll``/``flush``, on whichever thread called them)."""
+
+    _SAMPLES = 5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.samples: list[str] = []
+        self.total = 0
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            return
+        where = f"{msg.topic()}[{msg.partition()}]" if msg is not None else "?"
+        with self._lock:
+            self.count += 1
+            self.total += 1
+            if len(self.samples) < self._SAMPLES:
+                self.samples.append(f"{where}: {err.str()}")
+
+    def take(self) -> tuple[int, list[str]]:
+        with self._lock:
+            count, samples = self.count, self.samples
+            self.count, self.samples = 0, []
+            return count, samples
+
+    def raise_if_any(self, what: str) -> None:
+        count, samples = self.take()
+        if count:
+            raise KafkaDeliveryError(
+                f"{count} record(s) could not be delivered {what}: {'; '.join(samples)}. The "
+                "checkpoint fails and the job replays from the last completed checkpoint; "
+                "check the topic exists, the sink may write to it, and the brokers are reachable "
+                "(raise message.timeout.ms to ride out longer outages)"
+            )
+
+
+class RecordEmitter:
+    """Serializes a batch and hands it to the producer with as little Python per record as
+    possible. A full librdkafka queue is waited out by polling (which also serves delivery
+    callbacks); nothing is skipped."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        schema: KafkaRecordSerializationSchema[Any],
+        context: SinkContext,
+        metrics: WriterMetrics,
+    ) -> None:
+        self._producer = producer
+        self._produce = producer.produce
+        self._metrics = metrics
+        self._partitions: dict[str, tuple[float, list[int]]] = {}
+        self.schema = schema.for_subtask()
+        self.sink_context = KafkaSinkContext(
+            context.subtask_index, context.parallelism, self.partitions_for
+        )
+        self.schema.open(self.sink_context)
+        built = self.schema if isinstance(self.schema, _BuiltSchema) else None
+        self._fast_topic = (
+            built.topic if built is not None and built.fixed_topic_value_only else None
+        )
+        self._fast_value: Callable[[Any], bytes | None] | None = (
+            built.value.serialize
+            if built is not None and self._fast_topic is not None and built.value
+            else None
+        )
+
+    def partitions_for(self, topic: str) -> list[int]:
+        cached = self._partitions.get(topic)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < _METADATA_MAX_AGE_S:
+            return cached[1]
+        deadline = now + 30.0
+        while True:
+            metadata = self._producer.list_topics(topic, timeout=10)
+            tmeta = metadata.topics.get(topic)
+            if tmeta is not None and tmeta.error is None and tmeta.partitions:
+                partitions = sorted(tmeta.partitions)
+                self._partitions[topic] = (now, partitions)
+                return partitions
+            if cached is not None:
+                return cached[1]  # keep writing where we did while metadata is briefly unavailable
+            if time.monotonic() > deadline:
+                err = tmeta.error if tmeta is not None else "absent from cluster metadata"
+                raise KafkaDeliveryError(
+                    f"cannot choose a partition of topic {topic!r}: {err}; create the topic "
+                    "(the sink does not create output topics) or fix the topic name"
+                )
+            time.sleep(0.5)
+
+    def _produce_blocking(
+        self, topic: str, value: Any, key: Any, partition: int, ts: int, headers: Any
+    ) -> None:
+        while True:
+            self._producer.poll(_FULL_QUEUE_POLL_S)
+            try:
+                self._produce(topic, value, key, partition, timestamp=ts, headers=headers)
+                return
+            except BufferError:
+                continue
+
+    def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        produce = self._produce
+        nbytes = 0
+        count = 0
+        topic = self._fast_topic
+        if topic is not None and self._fast_value is not None:
+            ser = self._fast_value
+            if timestamps is None:
+                for element in values:
+                    v = ser(element)
+                    try:
+                        produce(topic, v)
+                    except BufferError:
+                        self._produce_blocking(topic, v, None, -1, 0, None)
+                    if v is not None:
+                        nbytes += len(v)
+            else:
+                for element, ts in zip(values, timestamps, strict=True):
+                    v = ser(element)
+                    t = ts if ts and ts > 0 else 0
+                    try:
+                        produce(topic, v, timestamp=t)
+                    except BufferError:
+                        self._produce_blocking(topic, v, None, -1, t, None)
+                    if v is not None:
+                        nbytes += len(v)
+            count = len(values)
+        else:
+            schema = self.schema
+            ctx = self.sink_context
+            if isinstance(schema, _BuiltSchema):
+                if timestamps is None:
+                    tuples = [schema.to_tuple(e, None, ctx) for e in values]
+                else:
+                    tuples = [
+                        schema.to_tuple(e, t, ctx) for e, t in zip(values, timestamps, strict=True)
+                    ]
+            else:
+                tuples = []
+                ts_seq: Sequence[int | None] = (
+                    timestamps if timestamps is not None else [None] * len(values)
+                )
+                for element, ets in zip(values, ts_seq, strict=True):
+                    rec = schema.serialize(element, ctx, ets)
+                    if rec is not None:
+                        part = rec.partition if rec.partition is not None else -1
+                        tuples.append(
+                            (rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers)
+                        )
+            for t_topic, value, key, partition, ts, headers in tuples:
+                try:
+                    produce(t_topic, value, key, partition, timestamp=ts, headers=headers)
+                except BufferError:
+                    self._produce_blocking(t_topic, value, key, partition, ts, headers)
+                if value is not None:
+                    nbytes += len(value)
+                if key is not None:
+                    nbytes += len(key)
+            count = len(tuples)
+        self._producer.poll(0)
+        self._metrics.records_out.inc(count)
+        self._metrics.bytes_out.inc(nbytes)
+
+
+def flush_producer(producer: Producer, what: str, stop: Callable[[], bool] | None = None) -> None:
+    """Wait until the producer's queue is empty. Retriable trouble (leader changes, a
+    broker briefly away) is retried by librdkafka inside; we only keep waiting. Fatal
+    producer errors surface as KafkaException from flush itself."""
+    while True:
+        remaining = producer.flush(1.0)
+        if remaining == 0:
+            return
+        if stop is not None and stop():
+            raise KafkaDeliveryError(f"gave up waiting for {remaining} record(s) {what}")
+        log.debug("still waiting for %d record(s) %s", remaining, what)
+
+
+class KafkaWriter(SinkWriter[Any, Any]):
+    """One subtask's writer for NONE and AT_LEAST_ONCE, with its own idempotent producer."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        errors: DeliveryErrors,
+        schema: KafkaRecordSerializationSchema[Any],
+        guarantee: DeliveryGuarantee,
+        context: SinkContext,
+        metrics: WriterMetrics,
+        close_timeout_s: float = 30.0,
+    ) -> None:
+        if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
+            raise ValueError(
+                "KafkaWriter is for NONE and AT_LEAST_ONCE; EXACTLY_ONCE uses a transactional "
+                "writer"
+            )
+        self._producer = producer
+        self._errors = errors
+        self._guarantee = guarantee
+        self._metrics = metrics
+        self._close_timeout_s = close_timeout_s
+        self._emitter = RecordEmitter(producer, schema, context, metrics)
+        self._subtask = context.subtask_index
+        self._closed = False
+        self._reported = 0
+
+    @property
+    def producer(self) -> Producer:
+        return self._producer
+
+    def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        self._check_errors()
+        self._emitter.emit(values, timestamps)
+
+    def _check_errors(self) -> None:
+        if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
+            # Fail early rather than keep writing after a record was lost: the job would
+            # fail at the next checkpoint anyway.
+            self._errors.raise_if_any(f"by subtask {self._subtask}")
+        else:
+            count, samples = self._errors.take()
+            if count:
+                self._metrics.errors.inc(count)
+                log.warning(
+                    "subtask %d: %d record(s) were not delivered (DeliveryGuarantee.NONE drops "
+                    "them): %s",
+                    self._subtask,
+                    count,
+                    "; ".join(samples),
+                )
+
+    def flush(self, end_of_input: bool) -> None:
+        if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
+            self._producer.poll(0)
+            self._check_errors()
+            return
+        try:
+            flush_producer(self._producer, f"of subtask {self._subtask} to be acknowledged")
+        except KafkaException as exc:
+            raise KafkaDeliveryError(f"subtask {self._subtask}: producer failed: {exc}") from exc
+        count = self._errors.count
+        if count and self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
+            self._metrics.errors.inc(count)
+        self._check_errors()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            remaining = self._producer.flush(self._close_timeout_s)
+            if remaining:
+                log.warning(
+                    "subtask %d closed with %d record(s) undelivered after %.0f s",
+                    self._subtask,
+                    remaining,
+                    self._close_timeout_s,
+                )
+        finally:
+            self._metrics.close()
