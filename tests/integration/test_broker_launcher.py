@@ -1,0 +1,199 @@
+"""The real Apache Kafka launcher: round trips, transactions, node failure and restart."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from streamplug_kafka_common import admin
+from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec, ScramUser
+
+pytestmark = pytest.mark.integration
+
+
+def _producer(bootstrap: str, **conf: object) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "log_level": 0, **conf})
+
+
+def _produce_all(producer: Producer, topic: str, values: list[bytes]) -> None:
+    errors: list[KafkaError] = []
+    for value in values:
+        producer.produce(
+            topic, value=value, on_delivery=lambda err, _m: errors.append(err) if err else None
+        )
+    assert producer.flush(30) == 0
+    assert errors == []
+
+
+def _wait_for_new_leader(bootstrap: str, topic: str, old_leader: int) -> int:
+    deadline = time.monotonic() + 30
+    while True:
+        leader = admin.wait_for_topic(bootstrap, topic, 1, timeout=30)[0].leader
+        if leader != old_leader:
+            return leader
+        assert time.monotonic() < deadline, f"partition leader still {old_leader} after 30 s"
+        time.sleep(0.2)
+
+
+def test_round_trip(kafka_bootstrap: str, topic_factory: Callable[..., str]) -> None:
+    topic = topic_factory(partitions=3)
+    values = [f"v{i}".encode() for i in range(200)]
+    _produce_all(_producer(kafka_bootstrap, acks="all"), topic, values)
+
+    assert sum(admin.end_offsets(kafka_bootstrap, topic).values()) == 200
+    records = admin.read_all(kafka_bootstrap, topic, isolation_level="read_uncommitted")
+    assert sorted(m.value() or b"" for m in records) == sorted(values)
+
+
+def test_transactions_are_isolated(kafka_bootstrap: str, new_topic: str) -> None:
+    producer = _producer(kafka_bootstrap, **{"transactional.id": f"tx-{uuid.uuid4().hex}"})
+    producer.init_transactions(30)
+
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(new_topic, value=f"committed-{i}".encode())
+    producer.commit_transaction(30)
+
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(new_topic, value=f"aborted-{i}".encode())
+    producer.flush(30)
+    producer.abort_transaction(30)
+
+    producer.begin_transaction()
+    producer.produce(new_topic, value=b"open")
+    producer.flush(30)  # written, not yet committed
+
+    committed = admin.read_all(kafka_bootstrap, new_topic, isolation_level="read_committed")
+    assert [m.value() for m in committed] == [f"committed-{i}".encode() for i in range(10)]
+    everything = admin.read_all(kafka_bootstrap, new_topic, isolation_level="read_uncommitted")
+    assert len(everything) == 16  # 10 + 5 aborted + 1 open (markers are not records)
+
+    producer.commit_transaction(30)
+    committed = admin.read_all(kafka_bootstrap, new_topic, isolation_level="read_committed")
+    assert [m.value() for m in committed][-1] == b"open"
+
+
+def test_auto_create_is_off_and_describe(
+    kafka_cluster: KafkaCluster, kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(partitions=2, config={"cleanup.policy": "compact"})
+    infos = admin.describe_partitions(kafka_bootstrap, topic)
+    assert [p.partition for p in infos] == [0, 1]
+    assert all(p.leader in kafka_cluster.node_ids for p in infos)
+
+    with pytest.raises(KafkaException):
+        admin.create_topic(kafka_bootstrap, topic, partitions=2)
+    admin.create_topic(kafka_bootstrap, topic, partitions=2, exist_ok=True)
+
+    errors: list[KafkaError] = []
+    producer = _producer(kafka_bootstrap, **{"message.timeout.ms": 3000})
+    producer.produce(
+        f"missing-{uuid.uuid4().hex}", b"x", on_delivery=lambda e, _m: errors.append(e)
+    )
+    producer.flush(10)
+    assert errors and errors[0] is not None  # topic was not auto-created
+
+
+def test_restarted_node_keeps_data(kafka_cluster: KafkaCluster, new_topic: str) -> None:
+    if not isinstance(kafka_cluster, KafkaCluster):
+        pytest.skip("needs a cluster started by the suite")
+    bootstrap = kafka_cluster.bootstrap_servers
+    _produce_all(_producer(bootstrap, acks="all"), new_topic, [b"a", b"b", b"c"])
+    (node_id,) = kafka_cluster.node_ids
+    kafka_cluster.kill_node(node_id)  # SIGKILL: no clean shutdown, log recovery on start
+    assert kafka_cluster.running_node_ids() == []
+    kafka_cluster.start_node(node_id)
+    assert bootstrap == kafka_cluster.bootstrap_servers  # same ports after restart
+    admin.wait_for_topic(bootstrap, new_topic, 1)
+    records = admin.read_all(bootstrap, new_topic, isolation_level="read_uncommitted")
+    assert [m.value() for m in records] == [b"a", b"b", b"c"]
+
+
+@pytest.mark.slow
+def test_three_nodes_survive_kill_and_restart(
+    kafka_cluster_3: KafkaCluster, topic_factory: Callable[..., str]
+) -> None:
+    cluster = kafka_cluster_3
+    assert cluster.node_ids == [1, 2, 3]
+    topic = f"replicated-{uuid.uuid4().hex[:8]}"
+    cluster.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    admin.wait_for_topic(cluster.bootstrap_servers, topic, 1, full_isr=True)
+    producer = _producer(cluster.bootstrap_servers, acks="all")
+    _produce_all(producer, topic, [f"before-{i}".encode() for i in range(50)])
+
+    leader = admin.describe_partitions(cluster.bootstrap_servers, topic)[0].leader
+    cluster.kill_node(leader)
+    assert leader not in cluster.running_node_ids()
+
+    # Leadership moves to a survivor once the controller notices the dead node.
+    bootstrap_alive = cluster.bootstrap_servers_for("PLAINTEXT", running_only=True)
+    new_leader = _wait_for_new_leader(bootstrap_alive, topic, old_leader=leader)
+    _produce_all(producer, topic, [f"during-{i}".encode() for i in range(50)])
+
+    cluster.start_node(leader)
+    admin.wait_for_topic(cluster.bootstrap_servers, topic, 1, full_isr=True, timeout=60)
+
+    # The restarted node is a full replica again: stop the third node and the two
+    # left (quorum 2 of 3) still serve every record.
+    survivor = next(n for n in cluster.node_ids if n not in (leader, new_leader))
+    cluster.stop_node(survivor)
+    records = admin.read_all(
+        cluster.bootstrap_servers_for("PLAINTEXT", running_only=True),
+        topic,
+        isolation_level="read_uncommitted",
+    )
+    values = [m.value() for m in records]
+    assert values == [f"before-{i}".encode() for i in range(50)] + [
+        f"during-{i}".encode() for i in range(50)
+    ]
+
+
+@pytest.mark.slow
+def test_sasl_scram_listener() -> None:
+    """A secured listener beside the plain one, with a user created at format time."""
+    spec = ListenerSpec(
+        "SASL_PLAINTEXT",
+        "SASL_PLAINTEXT",
+        sasl_mechanisms=("SCRAM-SHA-256",),
+        properties={
+            "scram-sha-256.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+        },
+    )
+    assert "secret" not in repr(ScramUser("alice", "alice-secret"))
+    with KafkaCluster(
+        listeners=[ListenerSpec("PLAINTEXT"), spec],
+        scram_users=[ScramUser("alice", "alice-secret")],
+    ) as cluster:
+        cluster.create_topic("secured")
+        sasl = cluster.bootstrap_servers_for("SASL_PLAINTEXT")
+        assert sasl != cluster.bootstrap_servers
+
+        good = {
+            "bootstrap.servers": sasl,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "alice",
+            "sasl.password": "alice-secret",
+        }
+        _produce_all(Producer({**good, "log_level": 0}), "secured", [b"hello"])
+        assert [m.value() for m in admin.read_all(good, "secured")] == [b"hello"]
+
+        cluster.scram_user("bob", "bob-secret")
+        bob = {**good, "sasl.username": "bob", "sasl.password": "bob-secret"}
+        assert [m.value() for m in admin.read_all(bob, "secured")] == [b"hello"]
+
+        errors: list[KafkaError] = []
+        bad = Producer(
+            {**good, "sasl.password": "wrong", "log_level": 0, "error_cb": errors.append}
+        )
+        deadline = time.monotonic() + 15
+        while not errors and time.monotonic() < deadline:
+            bad.poll(0.1)
+        assert errors and errors[0].code() == KafkaError._AUTHENTICATION
