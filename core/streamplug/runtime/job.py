@@ -99,6 +99,7 @@ class JobMetrics:
     last_checkpoint_id: int | None = None
     last_checkpoint_duration_ms: int | None = None
     last_checkpoint_path: str | None = None
+    restored_checkpoint_id: int | None = None
     watermark: int | None = None
     subtask_watermarks: dict[str, int | None] = attrs.field(factory=dict)
 
@@ -175,6 +176,7 @@ class _Attempt:
         self.restored = self._choose_restore(storage)
         if self.restored is not None:
             self.run.metrics.last_checkpoint_id = self.restored.checkpoint_id
+            self.run.metrics.restored_checkpoint_id = self.restored.checkpoint_id
             self.run.next_checkpoint_id = max(self.run.next_checkpoint_id, self.restored.checkpoint_id + 1)
             log.info("job %s restores checkpoint %s", self.run.job_name, self.restored.path)
         for pipeline in self.env.pipelines:
