@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
-
 from streamplug_kafka_common import admin
 from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec, ScramUser
 
@@ -90,7 +89,7 @@ def test_auto_create_is_off_and_describe(
         admin.create_topic(kafka_bootstrap, topic, partitions=2)
     admin.create_topic(kafka_bootstrap, topic, partitions=2, exist_ok=True)
 
-    errors: list[KafkaError] = []
+    errors: list[KafkaError | None] = []
     producer = _producer(kafka_bootstrap, **{"message.timeout.ms": 3000})
     producer.produce(
         f"missing-{uuid.uuid4().hex}", b"x", on_delivery=lambda e, _m: errors.append(e)
@@ -121,7 +120,9 @@ def test_three_nodes_survive_kill_and_restart(
     cluster = kafka_cluster_3
     assert cluster.node_ids == [1, 2, 3]
     topic = f"replicated-{uuid.uuid4().hex[:8]}"
-    cluster.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    cluster.create_topic(
+        topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"}
+    )
     admin.wait_for_topic(cluster.bootstrap_servers, topic, 1, full_isr=True)
     producer = _producer(cluster.bootstrap_servers, acks="all")
     _produce_all(producer, topic, [f"before-{i}".encode() for i in range(50)])

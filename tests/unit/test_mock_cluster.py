@@ -7,7 +7,6 @@ import time
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-
 from streamplug_kafka_common import admin
 from streamplug_kafka_common.mock import ApiKey, MockCluster, find_librdkafka
 
@@ -53,9 +52,7 @@ def test_broker_down_times_out_then_recovers(mock_cluster: MockCluster) -> None:
     mock_cluster.set_partition_leader("fragile", 0, 2)
 
     mock_cluster.broker_down(2)
-    failed = _produce(
-        mock_cluster.bootstrap_servers, "fragile", 5, **{"message.timeout.ms": 1500}
-    )
+    failed = _produce(mock_cluster.bootstrap_servers, "fragile", 5, **{"message.timeout.ms": 1500})
     assert [e.code() if e else None for e in failed] == [KafkaError._MSG_TIMED_OUT] * 5
 
     mock_cluster.broker_up(2)

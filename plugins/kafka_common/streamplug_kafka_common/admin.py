@@ -96,7 +96,8 @@ def wait_for_topic(
             elif any(p.leader < 0 for p in infos):
                 last = f"leaderless partitions {[p.partition for p in infos if p.leader < 0]}"
             elif full_isr and any(set(p.isr) != set(p.replicas) for p in infos):
-                last = f"under-replicated partitions {[p for p in infos if set(p.isr) != set(p.replicas)]}"
+                lagging = [p.partition for p in infos if set(p.isr) != set(p.replicas)]
+                last = f"under-replicated partitions {lagging}"
             else:
                 return infos
         except (KeyError, KafkaException) as exc:
@@ -153,7 +154,10 @@ def end_offsets(
     consumer = Consumer(
         _config(
             client_config,
-            **{"group.id": f"streamplug-admin-{uuid.uuid4().hex}", "isolation.level": isolation_level},
+            **{
+                "group.id": f"streamplug-admin-{uuid.uuid4().hex}",
+                "isolation.level": isolation_level,
+            },
         )
     )
     try:

@@ -118,6 +118,10 @@ def _protocol(_: Any, __: Any, value: str) -> None:
         raise ValueError(f"unknown security protocol {value!r}; valid: {', '.join(_PROTOCOLS)}")
 
 
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _frozen_str_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
@@ -135,7 +139,7 @@ class ListenerSpec:
 
     name: str = attrs.field(validator=_listener_name)
     protocol: str = attrs.field(default="PLAINTEXT", validator=_protocol)
-    sasl_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    sasl_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     properties: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_str_map, repr=lambda v: "{***}" if v else "{}"
     )
