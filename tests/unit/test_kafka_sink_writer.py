@@ -1,0 +1,197 @@
+"""NONE and AT_LEAST_ONCE writers against librdkafka's in-process mock cluster: batching,
+a full producer queue, retriable and fatal delivery errors, metrics, client configuration.
+(Exactly-once is proven on real Kafka in tests/integration, never here.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+from streamplug.api.sink import DeliveryGuarantee
+from streamplug_kafka_common.admin import read_all
+from streamplug_kafka_common.mock import ApiKey
+from streamplug_kafka_sink import KafkaDeliveryError, KafkaRecordSerializationSchema, KafkaSink
+from streamplug_kafka_sink._testing import StandaloneSinkContext
+from streamplug_kafka_sink.metrics import ProducerStatistics
+
+
+def _sink(bootstrap: str, topic: str, guarantee: DeliveryGuarantee, **props: Any) -> KafkaSink:
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_value_serialization_schema(lambda s: s.encode())
+        .build()
+    )
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(schema)
+        .set_delivery_guarantee(guarantee)
+        .set_properties(props)
+        .build()
+    )
+
+
+def _values(topic_records: list[Any]) -> list[str]:
+    return [m.value().decode() for m in topic_records]
+
+
+def test_at_least_once_delivers_every_record_through_a_full_queue(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(
+        mock_cluster.bootstrap_servers,
+        "out",
+        DeliveryGuarantee.AT_LEAST_ONCE,
+        # A tiny queue forces BufferError on almost every produce call.
+        **{"queue.buffering.max.messages": "50"},
+    )
+    ctx = StandaloneSinkContext()
+    writer = sink.create_writer(ctx, [])
+    values = [f"v{i}" for i in range(3000)]
+    for i in range(0, len(values), 500):
+        writer.write(values[i : i + 500], None)
+    writer.flush(False)
+    writer.close()
+    assert _values(read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")) == values
+    metrics = writer._metrics.snapshot()
+    assert metrics["numRecordsOut"] == 3000
+    assert metrics["numBytesOut"] == sum(len(v) for v in values)
+    # Every client went through the configure_client hook, as a producer of the kafka connector.
+    role, props = ctx.configured[0]
+    assert role == "producer" and props["acks"] == "all" and props["enable.idempotence"] == "true"
+
+
+def test_retriable_errors_keep_order_without_duplicates(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(
+        mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE, **{"linger.ms": "2"}
+    )
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    values = [f"v{i}" for i in range(2000)]
+    writer.write(values[:700], None)
+    mock_cluster.push_request_errors(
+        ApiKey.PRODUCE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+    )
+    writer.write(values[700:1400], None)
+    mock_cluster.set_partition_leader("out", 0, 2)  # leader change mid-stream
+    writer.write(values[1400:], None)
+    writer.flush(False)
+    writer.close()
+    assert _values(read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")) == values
+
+
+def test_at_least_once_flush_raises_on_delivery_failure(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE)
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer.write(["ok"], None)
+    writer.flush(False)
+    # Non-retriable: the broker refuses the batch, so the records can never be delivered.
+    mock_cluster.push_request_errors(ApiKey.PRODUCE, *[KafkaError.MSG_SIZE_TOO_LARGE] * 5)
+    writer.write(["lost-1", "lost-2"], None)
+    with pytest.raises(KafkaDeliveryError, match=r"could not be delivered.*out\[0\]"):
+        writer.flush(False)
+    writer.close()
+
+
+def test_none_never_waits_and_logs_failures(
+    mock_cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.NONE)
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    mock_cluster.push_request_errors(ApiKey.PRODUCE, *[KafkaError.MSG_SIZE_TOO_LARGE] * 5)
+    writer.write(["a", "b"], None)
+    writer.flush(True)  # end of input: delivers what it can, never raises for NONE
+    with caplog.at_level(logging.WARNING):
+        writer.write(["c"], None)
+    writer.close()
+    assert "DeliveryGuarantee.NONE drops them" in caplog.text
+    assert writer._metrics.snapshot()["numRecordsOutErrors"] >= 1
+
+
+def test_fixed_partitioner_and_timestamps_reach_kafka(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=3)
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic("out")
+        .set_value_serialization_schema(lambda s: s.encode())
+        .set_header_provider(lambda s: {"src": b"unit"})
+        .set_partitioner("fixed")
+        .build()
+    )
+    sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(mock_cluster.bootstrap_servers)
+        .set_record_serializer(schema)
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+    writers = [
+        sink.create_writer(StandaloneSinkContext(subtask_index=i, parallelism=2), [])
+        for i in range(2)
+    ]
+    for i, w in enumerate(writers):
+        w.write([f"s{i}-{n}" for n in range(10)], [1_700_000_000_000 + n for n in range(10)])
+        w.flush(False)
+        w.close()
+    records = read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")
+    by_partition: dict[int, list[str]] = {m.partition(): [] for m in records}
+    for m in records:
+        by_partition[m.partition()].append(m.value().decode())
+    assert sorted(by_partition) == [0, 1]
+    assert all(v.startswith("s0-") for v in by_partition[0])
+    assert all(v.startswith("s1-") for v in by_partition[1])
+    assert {m.timestamp()[1] for m in records} == {1_700_000_000_000 + n for n in range(10)}
+    assert all(dict(m.headers())["src"] == b"unit" for m in records)
+
+
+def test_producer_statistics_feed_current_send_time(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(
+        mock_cluster.bootstrap_servers,
+        "out",
+        DeliveryGuarantee.AT_LEAST_ONCE,
+        **{"statistics.interval.ms": "100"},
+    )
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    deadline = time.monotonic() + 10
+    stats: ProducerStatistics = writer._metrics.statistics
+    while stats.current_send_time_ms is None and time.monotonic() < deadline:
+        writer.write(["x"] * 100, None)
+        writer.flush(False)
+        time.sleep(0.05)
+    assert stats.current_send_time_ms is not None and stats.current_send_time_ms >= 0
+    assert stats.get("txmsgs") is not None
+    gauges = writer._metrics.group.gauges
+    assert gauges["currentSendTime"].value == stats.current_send_time_ms
+    writer.close()
+
+
+def test_statistics_parsing() -> None:
+    stats = ProducerStatistics()
+    stats.on_stats(
+        json.dumps(
+            {
+                "msg_cnt": 3,
+                "txmsgs": 10,
+                "brokers": {
+                    "b1": {"nodeid": 1, "rtt": {"avg": 2000}, "outbuf_latency": {"avg": 500}},
+                    "b2": {"nodeid": 2, "rtt": {"avg": 4000}},
+                    "bootstrap": {"nodeid": -1, "rtt": {"avg": 99999}},
+                },
+            }
+        )
+    )
+    assert stats.current_send_time_ms == 3.0
+    assert stats.get("msg_cnt") == 3 and stats.get("outbuf_latency_avg_ms") == 0.5
+    stats.on_stats("not json")
+    assert stats.get("txmsgs") == 10
