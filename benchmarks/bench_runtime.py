@@ -46,13 +46,18 @@ def streamplug_job(data: list[int], batch_size: int, checkpoint_ms: int | None) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
     data = list(range(args.records))
-    print(f"python {platform.python_version()}, {args.records:,} records, median of {args.runs} runs", flush=True)
+    print(
+        f"python {platform.python_version()}, {args.records:,} records, median of {args.runs} runs",
+        flush=True,
+    )
     rows = []
     for label, fn in [
         ("plain Python loop", lambda: plain_loop(data)),
@@ -62,7 +67,10 @@ def main() -> int:
         times = []
         for i in range(args.runs):
             times.append(fn())
-            print(f"  {label}: run {i + 1}/{args.runs} {args.records / times[-1]:,.0f} rec/s", flush=True)
+            print(
+                f"  {label}: run {i + 1}/{args.runs} {args.records / times[-1]:,.0f} rec/s",
+                flush=True,
+            )
         rows.append((label, args.records / statistics.median(times)))
     base = rows[0][1]
     print(f"\n{'pipeline':<38}{'records/s':>14}{'ratio':>8}")

@@ -28,7 +28,11 @@ def _discard_sink(**options: Any) -> Any:
 
 @hookimpl
 def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) -> None:
-    register(ConnectorSpec("collection", "source", _collection_source, "in-memory elements, split evenly"))
+    register(
+        ConnectorSpec(
+            "collection", "source", _collection_source, "in-memory elements, split evenly"
+        )
+    )
     register(ConnectorSpec("print", "sink", _print_sink, "prints each record to stdout"))
     register(ConnectorSpec("discard", "sink", _discard_sink, "drops every record (benchmarks)"))
 
@@ -36,6 +40,8 @@ def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) ->
 @hookimpl
 def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
     from streamplug import cli
+    from streamplug.pipeline import run_command
 
     for spec in cli.core_commands():
         register(spec)
+    register(run_command())

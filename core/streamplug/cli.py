@@ -38,7 +38,15 @@ def _run_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [{"name": i.name, "distribution": i.distribution, "version": i.version, "registers": i.names} for i in infos],
+                [
+                    {
+                        "name": i.name,
+                        "distribution": i.distribution,
+                        "version": i.version,
+                        "registers": i.names,
+                    }
+                    for i in infos
+                ],
                 indent=2,
             )
         )
@@ -82,16 +90,24 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    lines.extend(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
     return "\n".join(lines)
 
 
 def _count_splits(doc: dict[str, Any]) -> int:
-    return sum(len(r["splits"]) for p in doc.get("pipelines", {}).values() for r in p.get("readers", []))
+    return sum(
+        len(r["splits"]) for p in doc.get("pipelines", {}).values() for r in p.get("readers", [])
+    )
 
 
 def _count_committables(doc: dict[str, Any]) -> int:
-    return sum(len(s.get("committables", [])) for p in doc.get("pipelines", {}).values() for s in p.get("sinks", []))
+    return sum(
+        len(s.get("committables", []))
+        for p in doc.get("pipelines", {}).values()
+        for s in p.get("sinks", [])
+    )
 
 
 def _run_checkpoints(args: argparse.Namespace) -> int:
@@ -121,7 +137,20 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
                 for c in storage.list()
             ]
             print(f"job {job_dir.name}:")
-            print(_table(rows, ["id", "status", "taken (UTC)", "parallelism", "splits", "committables", "file"]))
+            print(
+                _table(
+                    rows,
+                    [
+                        "id",
+                        "status",
+                        "taken (UTC)",
+                        "parallelism",
+                        "splits",
+                        "committables",
+                        "file",
+                    ],
+                )
+            )
         return 0
     path = Path(args.path)
     if path.is_dir():
@@ -135,9 +164,13 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
-    print(f"checkpoint {checkpoint.checkpoint_id} of job {doc.get('job')!r}: {checkpoint.status}"
-          + (" (final)" if checkpoint.is_final else ""))
-    print(f"  taken {_when(doc.get('timestamp'))} UTC, attempt {doc.get('attempt')}, parallelism {doc.get('parallelism')}")
+    print(
+        f"checkpoint {checkpoint.checkpoint_id} of job {doc.get('job')!r}: {checkpoint.status}"
+        + (" (final)" if checkpoint.is_final else "")
+    )
+    print(
+        f"  taken {_when(doc.get('timestamp'))} UTC, attempt {doc.get('attempt')}, parallelism {doc.get('parallelism')}"
+    )
     for name, pipeline in doc.get("pipelines", {}).items():
         print(f"\npipeline {name!r}: source {json.dumps(pipeline.get('source', {}))}")
         rows = []
@@ -152,7 +185,9 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
         print(f"  enumerator: {json.dumps(unassigned)[:300]}")
         for sink in pipeline.get("sinks", []):
             state = "awaiting commit" if checkpoint.status == "PENDING" else "committed"
-            print(f"  sink {sink['name']} ({sink.get('delivery_guarantee')}): {len(sink.get('committables', []))} committable(s), {state}")
+            print(
+                f"  sink {sink['name']} ({sink.get('delivery_guarantee')}): {len(sink.get('committables', []))} committable(s), {state}"
+            )
             for c in sink.get("committables", []):
                 print(f"    - {json.dumps(c)[:200]}")
     return 0
@@ -173,8 +208,18 @@ def _split_columns(split: Any) -> list[str]:
 
 def core_commands() -> list[CommandSpec]:
     return [
-        CommandSpec("plugins", "list installed plugins and the names they register", _configure_plugins, _run_plugins),
-        CommandSpec("checkpoints", "list or show checkpoints in a storage directory", _configure_checkpoints, _run_checkpoints),
+        CommandSpec(
+            "plugins",
+            "list installed plugins and the names they register",
+            _configure_plugins,
+            _run_plugins,
+        ),
+        CommandSpec(
+            "checkpoints",
+            "list or show checkpoints in a storage directory",
+            _configure_checkpoints,
+            _run_checkpoints,
+        ),
     ]
 
 
@@ -187,7 +232,9 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         description="Flink's Kafka connector model for Python: run pipelines, brokers and tools.",
     )
     parser.add_argument("--version", action="version", version=f"streamplug {_version()}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     specs: list[CommandSpec] = [host.lookup("command", name) for name in host.names("command")]
     for spec in specs:

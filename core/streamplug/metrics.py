@@ -67,7 +67,9 @@ class _Registry:
     def counter(self, name: str, unit: str, description: str) -> Any:
         with self._lock:
             if name not in self._counters:
-                self._counters[name] = self.meter().create_counter(name, unit=unit, description=description)
+                self._counters[name] = self.meter().create_counter(
+                    name, unit=unit, description=description
+                )
             return self._counters[name]
 
     def histogram(self, name: str, unit: str, description: str) -> Any:
@@ -78,7 +80,9 @@ class _Registry:
                 )
             return self._histograms[name]
 
-    def add_gauge(self, name: str, gauge: Gauge, attributes: dict[str, Any], description: str) -> int:
+    def add_gauge(
+        self, name: str, gauge: Gauge, attributes: dict[str, Any], description: str
+    ) -> int:
         with self._lock:
             self._next += 1
             key = self._next
@@ -86,18 +90,22 @@ class _Registry:
                 self._gauges[name] = {}
                 observers = self._gauges[name]
 
-                def callback(_options: Any, _observers: dict[int, tuple[Gauge, dict[str, Any]]] = observers) -> Any:
+                def callback(
+                    _options: Any, _observers: dict[int, tuple[Gauge, dict[str, Any]]] = observers
+                ) -> Any:
                     result = []
                     for g, attrs in list(_observers.values()):
                         try:
                             v = g.read()
-                        except Exception:  # noqa: BLE001 - a metric read must never raise
+                        except Exception:
                             continue
                         if v is not None:
                             result.append(otel_metrics.Observation(v, attrs))
                     return result
 
-                self.meter().create_observable_gauge(name, callbacks=[callback], description=description)
+                self.meter().create_observable_gauge(
+                    name, callbacks=[callback], description=description
+                )
             self._gauges[name][key] = (gauge, attributes)
             return key
 
@@ -113,7 +121,9 @@ class MetricGroup:
     """A named scope with attributes. ``close`` unregisters its gauges (a closed reader's
     gauges must not keep reporting)."""
 
-    def __init__(self, scope: tuple[str, ...] = (), attributes: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, scope: tuple[str, ...] = (), attributes: Mapping[str, Any] | None = None
+    ) -> None:
         self.scope = scope
         self.attributes: dict[str, Any] = dict(attributes or {})
         self._gauges: list[tuple[str, int]] = []
@@ -132,10 +142,14 @@ class MetricGroup:
     def counter(self, name: str, unit: str = "1", description: str = "") -> Counter:
         if name not in self.counters:
             full = metric_name(self.scope, name)
-            self.counters[name] = Counter(_REGISTRY.counter(full, unit, description), self.attributes)
+            self.counters[name] = Counter(
+                _REGISTRY.counter(full, unit, description), self.attributes
+            )
         return self.counters[name]
 
-    def gauge(self, name: str, read: Callable[[], float | int | None], description: str = "") -> Gauge:
+    def gauge(
+        self, name: str, read: Callable[[], float | int | None], description: str = ""
+    ) -> Gauge:
         gauge = Gauge(read)
         full = metric_name(self.scope, name)
         self._gauges.append((full, _REGISTRY.add_gauge(full, gauge, self.attributes, description)))

@@ -148,7 +148,11 @@ class PluginHost:
     # -- registration --------------------------------------------------------------------
 
     def register(
-        self, plugin: object, name: str | None = None, distribution: str = "<local>", version: str = ""
+        self,
+        plugin: object,
+        name: str | None = None,
+        distribution: str = "<local>",
+        version: str = "",
     ) -> str:
         """Register a plugin module or object directly (tests, embedded applications)."""
         registered = self.pm.register(plugin, name=name)
@@ -167,7 +171,9 @@ class PluginHost:
         """Import every plugin of the entry-point group. A plugin that fails to import is
         recorded in ``failures`` and warned about, naming its distribution and entry point;
         the others still load."""
-        disabled = {n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()}
+        disabled = {
+            n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()
+        }
         for ep in importlib.metadata.entry_points(group=group):
             dist = ep.dist.name if ep.dist is not None else "<unknown>"
             version = ep.dist.version if ep.dist is not None else ""
@@ -175,7 +181,7 @@ class PluginHost:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the rest
+            except Exception as exc:
                 failure = PluginLoadFailure(dist, f"{ep.name} = {ep.value}", exc)
                 self.failures.append(failure)
                 warnings.warn(str(failure), RuntimeWarning, stacklevel=2)
@@ -255,7 +261,7 @@ class PluginHost:
         for impl in hook.get_hookimpls():
             try:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-            except Exception:  # noqa: BLE001 - monitoring plugins must not fail jobs
+            except Exception:
                 log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
 
 
@@ -281,7 +287,9 @@ def build_plugin_host(
     pm = pluggy.PluginManager("streamplug")
     pm.add_hookspecs(hookspecs)
     host = PluginHost(pm)
-    host.register(builtin, name="streamplug.builtin", distribution=CORE_DISTRIBUTION, version=_core_version())
+    host.register(
+        builtin, name="streamplug.builtin", distribution=CORE_DISTRIBUTION, version=_core_version()
+    )
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:

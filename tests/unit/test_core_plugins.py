@@ -9,7 +9,6 @@ import types
 from typing import Any
 
 import pytest
-
 from streamplug import hookspecs
 from streamplug.api.serde import DeserializationSchema, FormatSpec, SerializationSchema
 from streamplug.errors import DuplicateNameError, UnknownNameError
@@ -139,7 +138,9 @@ def test_every_hook_is_exercised(tmp_path: Any) -> None:
     env.execute("hooks")
     slow = StreamExecutionEnvironment.get_execution_environment(host)
     slow.enable_checkpointing(20)
-    slow.get_checkpoint_config().set_checkpoint_timeout(30).set_tolerable_checkpoint_failure_number(100)
+    slow.get_checkpoint_config().set_checkpoint_timeout(30).set_tolerable_checkpoint_failure_number(
+        100
+    )
 
     def stall(x: int) -> int:
         import time
@@ -147,7 +148,9 @@ def test_every_hook_is_exercised(tmp_path: Any) -> None:
         time.sleep(0.2)
         return x
 
-    slow.from_source(CollectionSource([1, 2], batch_size=1), None, "slow").map(stall).sink_to(CollectSink())
+    slow.from_source(CollectionSource([1, 2], batch_size=1), None, "slow").map(stall).sink_to(
+        CollectSink()
+    )
     slow.execute("slow")
     assert sorted(set(plugin.calls)) == HOOK_NAMES
 
@@ -192,7 +195,9 @@ def test_disable_autoload_environment_switch(monkeypatch: pytest.MonkeyPatch) ->
     assert [name for name, _ in host.pm.list_name_plugin()] == ["streamplug.builtin"]
 
 
-def test_a_plugin_that_fails_to_load_is_named_and_others_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_that_fails_to_load_is_named_and_others_still_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     good = types.ModuleType("streamplug_test_good")
 
     class _Good:
@@ -219,7 +224,11 @@ def test_a_plugin_that_fails_to_load_is_named_and_others_still_load(monkeypatch:
         host = build_plugin_host(autoload=True)
     assert len(host.failures) == 1
     failure = str(host.failures[0])
-    assert "broken-dist" in failure and "streamplug_no_such_module" in failure and "ModuleNotFoundError" in failure
+    assert (
+        "broken-dist" in failure
+        and "streamplug_no_such_module" in failure
+        and "ModuleNotFoundError" in failure
+    )
     assert host.names("partitioner") == ["good-one"]
 
 
@@ -240,7 +249,9 @@ def test_lifecycle_hook_failure_never_fails_the_job(tmp_path: Any) -> None:
         def streamplug_job_started(self, job: Any) -> None:
             raise RuntimeError("monitoring is down")
 
-    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False, plugins=[Broken()]))
+    env = StreamExecutionEnvironment.get_execution_environment(
+        build_plugin_host(autoload=False, plugins=[Broken()])
+    )
     sink = CollectSink()
     env.from_collection([1, 2, 3]).sink_to(sink)
     env.execute("robust")

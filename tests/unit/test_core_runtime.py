@@ -11,13 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from streamplug.api import CommitOutcome, Committer, DeliveryGuarantee, Sink, SinkWriter, WatermarkStrategy
+from streamplug.api import (
+    CommitOutcome,
+    Committer,
+    DeliveryGuarantee,
+    Sink,
+    SinkWriter,
+    WatermarkStrategy,
+)
 from streamplug.api.watermarks import MAX_WATERMARK
 from streamplug.connectors import CollectionSource, CollectSink, TransactionalFileSink
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugins import build_plugin_host
-from streamplug.runtime import FileCheckpointStorage, JobStatus, RestartStrategies, StreamExecutionEnvironment
+from streamplug.runtime import (
+    FileCheckpointStorage,
+    JobStatus,
+    RestartStrategies,
+    StreamExecutionEnvironment,
+)
 
 
 @pytest.fixture
@@ -29,7 +40,9 @@ def test_chained_operators_at_parallelism_three(env: StreamExecutionEnvironment)
     env.set_parallelism(3)
     sink = CollectSink()
     stream = env.from_source(CollectionSource(list(range(10_000)), batch_size=333), None, "n")
-    stream.map(lambda x: x * 2).filter(lambda x: x % 3 == 0).flat_map(lambda x: [x, -x]).sink_to(sink)
+    stream.map(lambda x: x * 2).filter(lambda x: x % 3 == 0).flat_map(lambda x: [x, -x]).sink_to(
+        sink
+    )
     result = env.execute("ops")
     expected = [y for x in range(10_000) if (x * 2) % 3 == 0 for y in (x * 2, -(x * 2))]
     assert sorted(sink.results) == sorted(expected)
@@ -61,7 +74,9 @@ def test_bad_parallelism_is_rejected(env: StreamExecutionEnvironment, bad: Any) 
         env.set_parallelism(bad)
 
 
-def test_remote_checkpoint_storage_is_rejected_with_the_fix(env: StreamExecutionEnvironment) -> None:
+def test_remote_checkpoint_storage_is_rejected_with_the_fix(
+    env: StreamExecutionEnvironment,
+) -> None:
     with pytest.raises(ConfigError, match="local filesystem"):
         env.get_checkpoint_config().set_checkpoint_storage_dir("s3://bucket/chk")
 
@@ -78,19 +93,25 @@ def _fail_once_at(value: int) -> Any:
     return fn
 
 
-def test_failure_restarts_from_checkpoint_exactly_once(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+def test_failure_restarts_from_checkpoint_exactly_once(
+    env: StreamExecutionEnvironment, tmp_path: Path
+) -> None:
     env.set_parallelism(2).enable_checkpointing(30)
     env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
     source = CollectionSource(list(range(6000)), batch_size=100, records_per_second=6000)
-    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(TransactionalFileSink(tmp_path / "out"))
+    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(
+        TransactionalFileSink(tmp_path / "out")
+    )
     result = env.execute("failover")
     assert result.attempts == 2
     out = TransactionalFileSink.read_committed(tmp_path / "out")
     assert sorted(out) == list(range(6000)), "lost or duplicated records across the restart"
 
 
-def test_failure_under_at_least_once_loses_nothing(env: StreamExecutionEnvironment, tmp_path: Path) -> None:
+def test_failure_under_at_least_once_loses_nothing(
+    env: StreamExecutionEnvironment, tmp_path: Path
+) -> None:
     env.set_parallelism(2).enable_checkpointing(30)
     env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
@@ -116,7 +137,9 @@ def test_restart_strategy_gives_up_with_the_cause(env: StreamExecutionEnvironmen
 
 def test_stop_takes_a_final_checkpoint_and_a_new_run_resumes(tmp_path: Path) -> None:
     def build() -> StreamExecutionEnvironment:
-        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env = StreamExecutionEnvironment.get_execution_environment(
+            build_plugin_host(autoload=False)
+        )
         env.set_parallelism(2).enable_checkpointing(10_000)
         env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
         source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=4000)
@@ -136,7 +159,9 @@ def test_stop_takes_a_final_checkpoint_and_a_new_run_resumes(tmp_path: Path) -> 
 
 def test_restore_with_other_parallelism_redistributes_splits(tmp_path: Path) -> None:
     def build(parallelism: int) -> StreamExecutionEnvironment:
-        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+        env = StreamExecutionEnvironment.get_execution_environment(
+            build_plugin_host(autoload=False)
+        )
         env.set_parallelism(parallelism).enable_checkpointing(10_000)
         env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
         source = CollectionSource(list(range(3000)), batch_size=50, records_per_second=3000)
@@ -165,8 +190,12 @@ def test_cancel_ends_without_committing(env: StreamExecutionEnvironment, tmp_pat
 
 def test_fresh_start_ignores_old_checkpoints(tmp_path: Path) -> None:
     for _ in range(2):
-        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
-        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path).set_restore(None)
+        env = StreamExecutionEnvironment.get_execution_environment(
+            build_plugin_host(autoload=False)
+        )
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(
+            tmp_path
+        ).set_restore(None)
         sink = CollectSink()
         env.from_collection(range(10)).sink_to(sink)
         env.execute("again")
@@ -176,8 +205,12 @@ def test_fresh_start_ignores_old_checkpoints(tmp_path: Path) -> None:
 def test_finished_job_restored_from_its_final_checkpoint_emits_nothing(tmp_path: Path) -> None:
     outputs = []
     for _ in range(2):
-        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
-        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path)
+        env = StreamExecutionEnvironment.get_execution_environment(
+            build_plugin_host(autoload=False)
+        )
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(
+            tmp_path
+        )
         sink = CollectSink()
         env.from_collection(range(10)).sink_to(sink)
         env.execute("once")
@@ -225,10 +258,16 @@ class _TwoPhaseProbe(Sink[str, Any]):
 
 
 @pytest.mark.parametrize("outcome", [CommitOutcome.COMMITTED, CommitOutcome.ABORTED])
-def test_pending_checkpoint_is_promoted_or_dropped_by_the_committer(tmp_path: Path, outcome: CommitOutcome) -> None:
+def test_pending_checkpoint_is_promoted_or_dropped_by_the_committer(
+    tmp_path: Path, outcome: CommitOutcome
+) -> None:
     def build(sink: _TwoPhaseProbe) -> StreamExecutionEnvironment:
-        env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
-        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(tmp_path)
+        env = StreamExecutionEnvironment.get_execution_environment(
+            build_plugin_host(autoload=False)
+        )
+        env.enable_checkpointing(10_000).get_checkpoint_config().set_checkpoint_storage_dir(
+            tmp_path
+        )
         env.from_collection(range(5)).sink_to(sink)
         return env
 
@@ -275,8 +314,12 @@ def test_unknown_checkpoint_format_is_a_clear_error(tmp_path: Path) -> None:
 def test_idle_readers_do_not_hold_back_the_watermark(env: StreamExecutionEnvironment) -> None:
     env.set_parallelism(4)
     sink = CollectSink()
-    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, ts: v)
-    source = CollectionSource(list(range(1, 20_001)), num_splits=2, batch_size=100, records_per_second=20_000)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda v, ts: v
+    )
+    source = CollectionSource(
+        list(range(1, 20_001)), num_splits=2, batch_size=100, records_per_second=20_000
+    )
     client = env.from_source(source, strategy, "ts").sink_to(sink)._env.execute_async("wm")
     deadline = time.monotonic() + 10
     seen = None
@@ -289,14 +332,19 @@ def test_idle_readers_do_not_hold_back_the_watermark(env: StreamExecutionEnviron
     client.wait(30)
     assert seen is not None, "the job watermark never advanced past 1000 with two idle readers"
     # Readers 2 and 3 never get a split: idle (no watermark) or already finished (MAX).
-    assert {seen.subtask_watermarks["ts[2]"], seen.subtask_watermarks["ts[3]"]} <= {None, MAX_WATERMARK}
+    assert {seen.subtask_watermarks["ts[2]"], seen.subtask_watermarks["ts[3]"]} <= {
+        None,
+        MAX_WATERMARK,
+    }
     assert sink.watermarks[-1] == MAX_WATERMARK
 
 
 def test_a_reader_without_splits_is_idle_by_itself() -> None:
     from streamplug.runtime.task import SubtaskOutput
 
-    output = SubtaskOutput(WatermarkStrategy.for_monotonous_timestamps(), lambda v, t: None, lambda w: None)
+    output = SubtaskOutput(
+        WatermarkStrategy.for_monotonous_timestamps(), lambda v, t: None, lambda w: None
+    )
     output.periodic()
     assert output.idle
     output.register_split("p0")

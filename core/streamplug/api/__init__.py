@@ -1,6 +1,11 @@
 """The SPI connectors implement: sources, sinks, serialization schemas, watermarks."""
 
-from streamplug.api.context import ReaderContext, RuntimeContext, SinkContext, SplitEnumeratorContext
+from streamplug.api.context import (
+    ReaderContext,
+    RuntimeContext,
+    SinkContext,
+    SplitEnumeratorContext,
+)
 from streamplug.api.serde import (
     DeserializationError,
     DeserializationSchema,

@@ -14,7 +14,7 @@ T = TypeVar("T")
 class SerializationSchema(ABC, Generic[T]):
     """Turns an element into bytes (Flink's ``SerializationSchema``)."""
 
-    def open(self) -> None:  # noqa: B027 - optional hook
+    def open(self) -> None:
         """Called once before the first ``serialize``, on the thread that will use it."""
 
     @abstractmethod
@@ -28,7 +28,7 @@ class DeserializationSchema(ABC, Generic[T]):
     never return None for a record that could not be read.
     """
 
-    def open(self) -> None:  # noqa: B027 - optional hook
+    def open(self) -> None:
         """Called once before the first ``deserialize``, on the thread that will use it."""
 
     @abstractmethod
@@ -88,14 +88,24 @@ class DeserializationError(ValueError):
         where = ""
         if self.topic is not None:
             where = f" at {self.topic}[{self.partition}]@{self.offset}"
-        return f"cannot deserialize {self.format} record{where}: {self.reason}; bytes: {self.excerpt}"
+        return (
+            f"cannot deserialize {self.format} record{where}: {self.reason}; bytes: {self.excerpt}"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_error, (self.reason, self.format, self.data, self.topic, self.partition, self.offset))
+        return (
+            _rebuild_error,
+            (self.reason, self.format, self.data, self.topic, self.partition, self.offset),
+        )
 
 
 def _rebuild_error(
-    reason: str, fmt: str, data: bytes | None, topic: str | None, partition: int | None, offset: int | None
+    reason: str,
+    fmt: str,
+    data: bytes | None,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
 ) -> DeserializationError:
     return DeserializationError(
         reason, format=fmt, data=data, topic=topic, partition=partition, offset=offset

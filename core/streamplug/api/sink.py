@@ -69,7 +69,7 @@ class SinkWriter(ABC, Generic[CommT, WriterStateT]):
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         """Write a batch. ``timestamps`` are the records' event times (epoch ms) when known."""
 
-    def write_watermark(self, watermark: int) -> None:  # noqa: B027 - optional hook
+    def write_watermark(self, watermark: int) -> None:
         """The subtask's watermark advanced to ``watermark``."""
 
     @abstractmethod
@@ -85,7 +85,7 @@ class SinkWriter(ABC, Generic[CommT, WriterStateT]):
         """State to restore the writer with after a failure."""
         return []
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Release resources. Called once; nothing is called afterwards. May be called
         without a prior flush when the job fails."""
 
@@ -104,7 +104,7 @@ class Committer(ABC, Generic[CommT]):
         self.commit(checkpoint_id, committables)
         return CommitOutcome.COMMITTED
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Release resources."""
 
 

@@ -76,7 +76,9 @@ class ReaderOutput(Protocol[T_co]):
         """Emit ``values``; ``timestamps`` (epoch ms) are their event times, when known."""
         ...
 
-    def collect(self, value: Any, timestamp: int | None = None, split_id: str | None = None) -> None:
+    def collect(
+        self, value: Any, timestamp: int | None = None, split_id: str | None = None
+    ) -> None:
         """Emit one record. Slower than ``collect_batch``; fine for low-volume sources."""
         ...
 
@@ -96,7 +98,7 @@ class ReaderOutput(Protocol[T_co]):
 class SourceReader(ABC, Generic[SplitT]):
     """Reads the splits assigned to one parallel subtask."""
 
-    def start(self) -> None:  # noqa: B027 - optional hook
+    def start(self) -> None:
         """Called once, before any other method but ``add_splits`` of restored splits."""
 
     @abstractmethod
@@ -111,7 +113,7 @@ class SourceReader(ABC, Generic[SplitT]):
     def add_splits(self, splits: Sequence[SplitT]) -> None:
         """Take on new splits: restored from a checkpoint, or assigned by the enumerator."""
 
-    def notify_no_more_splits(self) -> None:  # noqa: B027 - optional hook
+    def notify_no_more_splits(self) -> None:
         """The enumerator will assign no further splits to this reader."""
 
     @abstractmethod
@@ -121,13 +123,13 @@ class SourceReader(ABC, Generic[SplitT]):
         Called between ``poll_next`` calls, so every record emitted before it is covered.
         """
 
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` is durable. May not be called for every checkpoint."""
 
-    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:  # noqa: B027
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` failed; its snapshot will never be used."""
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Release resources. Called once; nothing is called afterwards."""
 
 
@@ -138,7 +140,7 @@ class SplitEnumerator(ABC, Generic[SplitT, EnumStateT]):
     def start(self) -> None:
         """Begin discovery; typically schedules work through ``context.call_async``."""
 
-    def handle_split_request(self, subtask_id: int) -> None:  # noqa: B027
+    def handle_split_request(self, subtask_id: int) -> None:
         """A reader asked for a split (pull-based sources). Push-based enumerators ignore it."""
 
     @abstractmethod
@@ -153,10 +155,10 @@ class SplitEnumerator(ABC, Generic[SplitT, EnumStateT]):
     def snapshot_state(self, checkpoint_id: int) -> EnumStateT:
         """Return what the enumerator must remember to resume after a failure."""
 
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` is durable."""
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Release resources. Called once; nothing is called afterwards."""
 
 

@@ -20,7 +20,14 @@ import attrs
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
 from streamplug.api.sink import DeliveryGuarantee, Sink, SinkWriter
-from streamplug.api.source import Boundedness, InputStatus, ReaderOutput, Source, SourceReader, SplitEnumerator
+from streamplug.api.source import (
+    Boundedness,
+    InputStatus,
+    ReaderOutput,
+    Source,
+    SourceReader,
+    SplitEnumerator,
+)
 from streamplug.api.state import StateSerializer
 
 DEFAULT_NUM_SPLITS = 8
@@ -64,12 +71,16 @@ class _EnumeratorSerializer(StateSerializer[list[CollectionSplit]]):
 
     def deserialize(self, version: int, data: Any) -> list[CollectionSplit]:
         if version != 1:
-            raise ValueError(f"collection enumerator version {version} is unknown; this release reads 1")
+            raise ValueError(
+                f"collection enumerator version {version} is unknown; this release reads 1"
+            )
         return [_SplitSerializer().deserialize(1, s) for s in data["unassigned"]]
 
 
 class _Enumerator(SplitEnumerator[CollectionSplit, list[CollectionSplit]]):
-    def __init__(self, context: SplitEnumeratorContext[CollectionSplit], unassigned: list[CollectionSplit]) -> None:
+    def __init__(
+        self, context: SplitEnumeratorContext[CollectionSplit], unassigned: list[CollectionSplit]
+    ) -> None:
         self._context = context
         self._unassigned = list(unassigned)
         self._readers: set[int] = set()

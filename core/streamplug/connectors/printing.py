@@ -31,7 +31,9 @@ class PrintSink(Sink[Any, Any]):
         self.stream = stream
 
     def create_writer(self, context: SinkContext, restored_state: Sequence[Any]) -> _PrintWriter:
-        return _PrintWriter(self.prefix, self.stream or sys.stdout, context.subtask_index, context.parallelism)
+        return _PrintWriter(
+            self.prefix, self.stream or sys.stdout, context.subtask_index, context.parallelism
+        )
 
     @property
     def delivery_guarantee(self) -> DeliveryGuarantee:

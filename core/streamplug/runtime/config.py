@@ -20,7 +20,9 @@ class CheckpointConfig:
         self.min_pause_ms = 0
         self.max_concurrent = 1
         self.max_retained = 3
-        self.storage_dir: Path | None = Path(os.environ[CHECKPOINT_DIR_ENV]) if os.environ.get(CHECKPOINT_DIR_ENV) else None
+        self.storage_dir: Path | None = (
+            Path(os.environ[CHECKPOINT_DIR_ENV]) if os.environ.get(CHECKPOINT_DIR_ENV) else None
+        )
         self.restore: str | None = "latest"
         self.tolerable_failures = 0
 
@@ -37,14 +39,18 @@ class CheckpointConfig:
     def set_checkpoint_interval(self, interval_ms: int) -> CheckpointConfig:
         if interval_ms < 10:
             raise ConfigError(
-                f"checkpoint interval must be at least 10 ms, got {interval_ms}", option="checkpoint interval"
+                f"checkpoint interval must be at least 10 ms, got {interval_ms}",
+                option="checkpoint interval",
             )
         self.interval_ms = int(interval_ms)
         return self
 
     def set_checkpoint_timeout(self, timeout_ms: int) -> CheckpointConfig:
         if timeout_ms <= 0:
-            raise ConfigError(f"checkpoint timeout must be positive, got {timeout_ms}", option="checkpoint timeout")
+            raise ConfigError(
+                f"checkpoint timeout must be positive, got {timeout_ms}",
+                option="checkpoint timeout",
+            )
         self.timeout_ms = int(timeout_ms)
         return self
 
@@ -66,7 +72,9 @@ class CheckpointConfig:
 
     def set_max_retained_checkpoints(self, n: int) -> CheckpointConfig:
         if n < 1:
-            raise ConfigError(f"retained checkpoints must be >= 1, got {n}", option="retained checkpoints")
+            raise ConfigError(
+                f"retained checkpoints must be >= 1, got {n}", option="retained checkpoints"
+            )
         self.max_retained = int(n)
         return self
 

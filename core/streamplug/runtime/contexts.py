@@ -78,7 +78,11 @@ class RuntimeReaderContext(_Facts, ReaderContext):
 
 class RuntimeSinkContext(_Facts, SinkContext):
     def __init__(
-        self, *args: Any, restored_checkpoint_id: int | None, interval_ms: int | None, timeout_ms: int
+        self,
+        *args: Any,
+        restored_checkpoint_id: int | None,
+        interval_ms: int | None,
+        timeout_ms: int,
     ) -> None:
         super().__init__(*args)
         self._restored = restored_checkpoint_id
@@ -134,7 +138,9 @@ class Scheduler:
         self._events = events
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="enumerator-async")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="enumerator-async"
+        )
         self.closed = False
 
     def at(self, delay_s: float, fn: Callable[[], None]) -> None:
@@ -149,7 +155,9 @@ class Scheduler:
             _, _, fn = heapq.heappop(self._timers)
             fn()
 
-    def submit(self, fn: Callable[[], Any], handler: Callable[[Any, BaseException | None], None]) -> None:
+    def submit(
+        self, fn: Callable[[], Any], handler: Callable[[Any, BaseException | None], None]
+    ) -> None:
         if self.closed:
             return
         future = self._pool.submit(fn)

@@ -69,7 +69,7 @@ class DataStream:
     def _add(self, kind: str, fn: Callable[[Any], Any], name: str | None) -> DataStream:
         if not callable(fn):
             raise TypeError(f"{kind} needs a callable, got {fn!r}")
-        node = _Node(kind, fn, name or getattr(fn, "__name__", kind))
+        node = _Node(kind, fn, name or str(getattr(fn, "__name__", kind)))
         self._node.children.append(node)
         return DataStream(self._env, self._pipeline, node)
 
@@ -108,7 +108,9 @@ class StreamExecutionEnvironment:
         self.pipelines: list[Pipeline] = []
 
     @staticmethod
-    def get_execution_environment(plugin_host: PluginHost | None = None) -> StreamExecutionEnvironment:
+    def get_execution_environment(
+        plugin_host: PluginHost | None = None,
+    ) -> StreamExecutionEnvironment:
         """A new environment (PyFlink's entry point). Each call returns a fresh one."""
         return StreamExecutionEnvironment(plugin_host)
 
@@ -124,7 +126,9 @@ class StreamExecutionEnvironment:
 
     def set_parallelism(self, parallelism: int) -> StreamExecutionEnvironment:
         if not isinstance(parallelism, int) or parallelism < 1:
-            raise ConfigError(f"parallelism must be a positive integer, got {parallelism!r}", option="parallelism")
+            raise ConfigError(
+                f"parallelism must be a positive integer, got {parallelism!r}", option="parallelism"
+            )
         self.parallelism = parallelism
         return self
 
@@ -144,7 +148,10 @@ class StreamExecutionEnvironment:
 
     def set_auto_watermark_interval(self, interval_ms: int) -> StreamExecutionEnvironment:
         if interval_ms <= 0:
-            raise ConfigError(f"watermark interval must be positive, got {interval_ms}", option="auto watermark interval")
+            raise ConfigError(
+                f"watermark interval must be positive, got {interval_ms}",
+                option="auto watermark interval",
+            )
         self.auto_watermark_interval_ms = int(interval_ms)
         return self
 

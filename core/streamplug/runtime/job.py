@@ -19,12 +19,14 @@ through ``Committer.resolve`` before anything else runs.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import queue
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ import attrs
 
 from streamplug.api.sink import CommitOutcome, Committer, Sink
 from streamplug.api.state import StateSerializer
-from streamplug.api.watermarks import MIN_WATERMARK
+from streamplug.api.watermarks import MIN_WATERMARK, WatermarkStrategy
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import JobInfo
@@ -44,8 +46,14 @@ from streamplug.runtime.contexts import (
 )
 from streamplug.runtime.faults import fault_point
 from streamplug.runtime.restart import fresh
-from streamplug.runtime.storage import COMPLETE, PENDING, CheckpointFile, FileCheckpointStorage, now_ms
-from streamplug.runtime.task import Barrier, Subtask, SubtaskOutput, compile_tree
+from streamplug.runtime.storage import (
+    COMPLETE,
+    PENDING,
+    CheckpointFile,
+    FileCheckpointStorage,
+    now_ms,
+)
+from streamplug.runtime.task import Barrier, Emit, Subtask, SubtaskOutput, compile_tree
 
 if TYPE_CHECKING:
     from streamplug.runtime.environment import Pipeline, StreamExecutionEnvironment
@@ -102,6 +110,12 @@ class JobMetrics:
     restored_checkpoint_id: int | None = None
     watermark: int | None = None
     subtask_watermarks: dict[str, int | None] = attrs.field(factory=dict)
+
+
+def _make_output(
+    strategy: WatermarkStrategy, on_watermark: Callable[[int], None], emit: Emit
+) -> SubtaskOutput:
+    return SubtaskOutput(strategy, emit, on_watermark)
 
 
 class _Stop(Exception):
@@ -162,7 +176,9 @@ class _Attempt:
         for pipeline in self.env.pipelines:
             slots = []
             for sink, name in pipeline.sinks():
-                ctx = self._sink_context(0, job_group.add_group("committer", pipeline=pipeline.name))
+                ctx = self._sink_context(
+                    0, job_group.add_group("committer", pipeline=pipeline.name)
+                )
                 slots.append(
                     _SinkSlot(
                         sink,
@@ -177,7 +193,9 @@ class _Attempt:
         if self.restored is not None:
             self.run.metrics.last_checkpoint_id = self.restored.checkpoint_id
             self.run.metrics.restored_checkpoint_id = self.restored.checkpoint_id
-            self.run.next_checkpoint_id = max(self.run.next_checkpoint_id, self.restored.checkpoint_id + 1)
+            self.run.next_checkpoint_id = max(
+                self.run.next_checkpoint_id, self.restored.checkpoint_id + 1
+            )
             log.info("job %s restores checkpoint %s", self.run.job_name, self.restored.path)
         for pipeline in self.env.pipelines:
             self._build_pipeline(pipeline)
@@ -188,7 +206,7 @@ class _Attempt:
             return None
         storage.remove_temporaries()
         if restore not in (None, "latest") and self.number == 0:
-            chosen = FileCheckpointStorage.read(Path(restore))  # type: ignore[arg-type]
+            chosen = FileCheckpointStorage.read(Path(str(restore)))
             if chosen.status != COMPLETE:
                 raise CheckpointError(
                     f"checkpoint {chosen.path} is {chosen.status}, not COMPLETE; restore from "
@@ -205,9 +223,15 @@ class _Attempt:
                 break
             if latest_complete is None and self._resolve(checkpoint):
                 latest_complete = storage.mark(checkpoint, COMPLETE)
-                log.info("promoted PENDING checkpoint %d: its commit took effect", checkpoint.checkpoint_id)
+                log.info(
+                    "promoted PENDING checkpoint %d: its commit took effect",
+                    checkpoint.checkpoint_id,
+                )
                 break
-            log.info("dropping PENDING checkpoint %d: its commit never happened", checkpoint.checkpoint_id)
+            log.info(
+                "dropping PENDING checkpoint %d: its commit never happened",
+                checkpoint.checkpoint_id,
+            )
             storage.discard(checkpoint.checkpoint_id)
         return latest_complete
 
@@ -220,7 +244,9 @@ class _Attempt:
                 if slot.committer is None:
                     continue
                 sink_doc = stored.get("sinks", [])[i] if i < len(stored.get("sinks", [])) else None
-                committables = self._decode_list(slot.committable_serializer, sink_doc, "committables")
+                committables = self._decode_list(
+                    slot.committable_serializer, sink_doc, "committables"
+                )
                 outcomes.append(slot.committer.resolve(checkpoint.checkpoint_id, committables))
         if CommitOutcome.COMMITTED in outcomes and CommitOutcome.ABORTED in outcomes:
             raise CheckpointError(
@@ -230,7 +256,9 @@ class _Attempt:
         return CommitOutcome.ABORTED not in outcomes
 
     @staticmethod
-    def _decode_list(serializer: StateSerializer[Any], doc: dict[str, Any] | None, key: str) -> list[Any]:
+    def _decode_list(
+        serializer: StateSerializer[Any], doc: dict[str, Any] | None, key: str
+    ) -> list[Any]:
         if not doc:
             return []
         version = int(doc.get(f"{key}_version", serializer.version))
@@ -238,9 +266,17 @@ class _Attempt:
 
     def _build_pipeline(self, pipeline: Pipeline) -> None:
         source = pipeline.source
-        stored = (self.restored.document.get("pipelines", {}).get(pipeline.name) if self.restored else None) or {}
+        stored = (
+            self.restored.document.get("pipelines", {}).get(pipeline.name)
+            if self.restored
+            else None
+        ) or {}
         if self.restored is not None and not stored:
-            log.warning("checkpoint %s has no state for pipeline %r; it starts fresh", self.restored.path, pipeline.name)
+            log.warning(
+                "checkpoint %s has no state for pipeline %r; it starts fresh",
+                self.restored.path,
+                pipeline.name,
+            )
         split_serializer = source.get_split_serializer()
         restored_splits: list[list[Any]] = [[] for _ in range(self.parallelism)]
         orphan_splits: list[tuple[int, Any]] = []
@@ -264,7 +300,9 @@ class _Attempt:
                 version = int(doc.get("writer_states_version", slot.writer_serializer.version))
                 for j, states in enumerate(doc.get("writer_states", [])):
                     for state in states:
-                        per_subtask[j % self.parallelism].append(slot.writer_serializer.deserialize(version, state))
+                        per_subtask[j % self.parallelism].append(
+                            slot.writer_serializer.deserialize(version, state)
+                        )
             writer_states.append(per_subtask)
 
         base_group = MetricGroup(("task",), {"job": self.run.job_name, "pipeline": pipeline.name})
@@ -279,7 +317,9 @@ class _Attempt:
                 self.number,
                 group,
                 self.checkpoint_cfg.enabled,
-                request_split=lambda i=index, name=pipeline.name: self.events.put(("split_request", name, i)),
+                request_split=functools.partial(
+                    self.events.put, ("split_request", pipeline.name, index)
+                ),
             )
             reader = source.create_reader(reader_ctx)
             writers = {}
@@ -301,7 +341,7 @@ class _Attempt:
                 index,
                 reader,
                 ordered_writers,
-                lambda e, s=pipeline.strategy, cb=on_watermark: SubtaskOutput(s, e, cb),
+                functools.partial(_make_output, pipeline.strategy, on_watermark),
                 emit,
                 self.env.auto_watermark_interval_ms / 1000,
                 self.events.put,
@@ -314,7 +354,11 @@ class _Attempt:
         self.subtasks.extend(pipeline_subtasks)
 
         enum_ctx = RuntimeEnumeratorContext(
-            self.host, pipeline_subtasks, self.scheduler, base_group.add_group("enumerator"), self.checkpoint_cfg.enabled
+            self.host,
+            pipeline_subtasks,
+            self.scheduler,
+            base_group.add_group("enumerator"),
+            self.checkpoint_cfg.enabled,
         )
         enum_doc = stored.get("enumerator")
         if enum_doc is not None:
@@ -358,7 +402,11 @@ class _Attempt:
             if next_checkpoint is not None and now >= next_checkpoint:
                 self._periodic_checkpoint()
                 after = time.monotonic()
-                next_checkpoint = max(next_checkpoint + interval, self.last_checkpoint_end + self.checkpoint_cfg.min_pause_ms / 1000, after)
+                next_checkpoint = max(
+                    next_checkpoint + interval,
+                    self.last_checkpoint_end + self.checkpoint_cfg.min_pause_ms / 1000,
+                    after,
+                )
             self.scheduler.run_due()
             wait_until = [t for t in (next_checkpoint, self.scheduler.next_due()) if t is not None]
             timeout = max(0.0, min([*wait_until, now + 0.1]) - time.monotonic())
@@ -377,8 +425,7 @@ class _Attempt:
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
         if kind == "failed":
-            _, key, exc = event
-            raise exc
+            raise event[2]
         if kind == "finished":
             self.finished.add(event[1])
         elif kind == "call":
@@ -408,11 +455,16 @@ class _Attempt:
             if not output.idle:
                 active.append(output.watermark)
         combined = min(active) if active else None
-        if combined is not None and combined != MIN_WATERMARK:
-            if metrics.watermark is None or combined > metrics.watermark:
-                metrics.watermark = combined
+        if (
+            combined is not None
+            and combined != MIN_WATERMARK
+            and (metrics.watermark is None or combined > metrics.watermark)
+        ):
+            metrics.watermark = combined
         metrics.records_in = self.run.records_in_base + sum(s.output.records for s in self.subtasks)
-        metrics.records_out = self.run.records_out_base + sum(s.records_out[0] for s in self.subtasks)
+        metrics.records_out = self.run.records_out_base + sum(
+            s.records_out[0] for s in self.subtasks
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -480,7 +532,10 @@ class _Attempt:
                     if slot.committer is None:
                         continue
                     committables = [
-                        c for key, snap in sorted(barrier.snapshots.items()) if key[0] == name for c in snap.committables[i]
+                        c
+                        for key, snap in sorted(barrier.snapshots.items())
+                        if key[0] == name
+                        for c in snap.committables[i]
                     ]
                     slot.committer.commit(cid, committables)
             fault_point("checkpoint.before_complete")
@@ -507,7 +562,10 @@ class _Attempt:
             enumerator.notify_checkpoint_complete(cid)
         if persist:
             self.host.notify(
-                "streamplug_checkpoint_completed", job=self.info, checkpoint_id=cid, location=str(path)
+                "streamplug_checkpoint_completed",
+                job=self.info,
+                checkpoint_id=cid,
+                location=str(path),
             )
 
     def _requeue_deferred(self) -> None:
@@ -518,14 +576,22 @@ class _Attempt:
     def _notify_aborted(self, cid: int, reason: str) -> None:
         for subtask in self.subtasks:
             subtask.send("aborted", cid)
-        self.host.notify("streamplug_checkpoint_aborted", job=self.info, checkpoint_id=cid, reason=reason)
+        self.host.notify(
+            "streamplug_checkpoint_aborted", job=self.info, checkpoint_id=cid, reason=reason
+        )
 
-    def _document(self, cid: int, final: bool, enum_states: dict[str, Any], barrier: Barrier) -> dict[str, Any]:
+    def _document(
+        self, cid: int, final: bool, enum_states: dict[str, Any], barrier: Barrier
+    ) -> dict[str, Any]:
         pipelines: dict[str, Any] = {}
         for pipeline in self.env.pipelines:
             split_ser = pipeline.source.get_split_serializer()
             enum_ser = pipeline.source.get_enumerator_checkpoint_serializer()
-            snaps = [(key[1], snap) for key, snap in sorted(barrier.snapshots.items()) if key[0] == pipeline.name]
+            snaps = [
+                (key[1], snap)
+                for key, snap in sorted(barrier.snapshots.items())
+                if key[0] == pipeline.name
+            ]
             sinks_doc = []
             for i, slot in enumerate(self.sinks[pipeline.name]):
                 cser, wser = slot.committable_serializer, slot.writer_serializer
@@ -535,17 +601,28 @@ class _Attempt:
                         "describe": dict(slot.sink.describe()),
                         "delivery_guarantee": slot.sink.delivery_guarantee.name,
                         "committables_version": cser.version,
-                        "committables": [cser.serialize(c) for _, s in snaps for c in s.committables[i]],
+                        "committables": [
+                            cser.serialize(c) for _, s in snaps for c in s.committables[i]
+                        ],
                         "writer_states_version": wser.version,
-                        "writer_states": [[wser.serialize(w) for w in s.writer_states[i]] for _, s in snaps],
+                        "writer_states": [
+                            [wser.serialize(w) for w in s.writer_states[i]] for _, s in snaps
+                        ],
                     }
                 )
             pipelines[pipeline.name] = {
                 "source": dict(pipeline.source.describe()),
                 "parallelism": self.parallelism,
-                "enumerator": {"version": enum_ser.version, "data": enum_ser.serialize(enum_states[pipeline.name])},
+                "enumerator": {
+                    "version": enum_ser.version,
+                    "data": enum_ser.serialize(enum_states[pipeline.name]),
+                },
                 "readers": [
-                    {"subtask": index, "version": split_ser.version, "splits": [split_ser.serialize(s) for s in snap.splits]}
+                    {
+                        "subtask": index,
+                        "version": split_ser.version,
+                        "splits": [split_ser.serialize(s) for s in snap.splits],
+                    }
                     for index, snap in snaps
                 ],
                 "sinks": sinks_doc,
@@ -581,14 +658,14 @@ class _Attempt:
         for enumerator in self.enumerators.values():
             try:
                 enumerator.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing enumerator failed")
         for slots in self.sinks.values():
             for slot in slots:
                 if slot.committer is not None:
                     try:
                         slot.committer.close()
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         log.exception("closing committer failed")
         self.run.records_in_base = self.run.metrics.records_in
         self.run.records_out_base = self.run.metrics.records_out
@@ -599,7 +676,9 @@ class _JobRun:
 
     def __init__(self, env: StreamExecutionEnvironment, job_name: str) -> None:
         if not env.pipelines:
-            raise ConfigError("the job has no source: call env.from_source(...) first", option="source")
+            raise ConfigError(
+                "the job has no source: call env.from_source(...) first", option="source"
+            )
         for pipeline in env.pipelines:
             if not pipeline.sinks():
                 raise ConfigError(
@@ -656,29 +735,45 @@ class _JobRun:
                     attempt.execute()
                     attempt.close(graceful=True)
                     self.set_status(JobStatus.FINISHED)
-                    self.env.plugin_host.notify("streamplug_job_finished", job=info, status="FINISHED", error=None)
+                    self.env.plugin_host.notify(
+                        "streamplug_job_finished", job=info, status="FINISHED", error=None
+                    )
                     return
                 except _Stop:
                     attempt.close(graceful=False)
                     self.set_status(JobStatus.CANCELED)
-                    self.env.plugin_host.notify("streamplug_job_finished", job=info, status="CANCELED", error=None)
+                    self.env.plugin_host.notify(
+                        "streamplug_job_finished", job=info, status="CANCELED", error=None
+                    )
                     return
-                except BaseException as exc:  # noqa: BLE001 - every failure goes to the restart strategy
+                except BaseException as exc:
                     attempt.close(graceful=False)
                     if self.cancel_requested.is_set():
                         self.set_status(JobStatus.CANCELED)
-                        self.env.plugin_host.notify("streamplug_job_finished", job=info, status="CANCELED", error=None)
+                        self.env.plugin_host.notify(
+                            "streamplug_job_finished", job=info, status="CANCELED", error=None
+                        )
                         return
                     delay = None if isinstance(exc, ConfigError) else strategy.next_delay_ms(exc)
                     if delay is None:
                         self.error = exc
                         self.set_status(JobStatus.FAILED)
                         log.error("job %s failed: %s", self.job_name, exc)
-                        self.env.plugin_host.notify("streamplug_job_finished", job=info, status="FAILED", error=exc)
+                        self.env.plugin_host.notify(
+                            "streamplug_job_finished", job=info, status="FAILED", error=exc
+                        )
                         return
-                    log.warning("job %s attempt %d failed (%s); restarting in %d ms", self.job_name, number, exc, delay)
+                    log.warning(
+                        "job %s attempt %d failed (%s); restarting in %d ms",
+                        self.job_name,
+                        number,
+                        exc,
+                        delay,
+                    )
                     self.set_status(JobStatus.RESTARTING)
-                    self.env.plugin_host.notify("streamplug_job_restarting", job=info, error=exc, delay_ms=delay)
+                    self.env.plugin_host.notify(
+                        "streamplug_job_restarting", job=info, error=exc, delay_ms=delay
+                    )
                     if self.cancel_requested.wait(delay / 1000):
                         self.set_status(JobStatus.CANCELED)
                         return
@@ -722,7 +817,9 @@ class JobClient:
 
     def metrics(self) -> JobMetrics:
         """A copy of the job's live counters."""
-        return attrs.evolve(self._run.metrics, subtask_watermarks=dict(self._run.metrics.subtask_watermarks))
+        return attrs.evolve(
+            self._run.metrics, subtask_watermarks=dict(self._run.metrics.subtask_watermarks)
+        )
 
     def cancel(self) -> None:
         """Stop at once, without a final checkpoint: uncommitted output is discarded."""
@@ -739,7 +836,9 @@ class JobClient:
         """Block until the job ends; raise ``JobFailedError`` if it failed,
         ``JobCancelledError`` if it was cancelled, ``TimeoutError`` on timeout."""
         if not self._run.done.wait(timeout):
-            raise TimeoutError(f"job {self._run.job_name!r} still {self.status.value} after {timeout} s")
+            raise TimeoutError(
+                f"job {self._run.job_name!r} still {self.status.value} after {timeout} s"
+            )
         run = self._run
         if run.status is JobStatus.FAILED:
             assert run.error is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from abc import ABC, abstractmethod
@@ -64,7 +65,10 @@ class ExponentialDelayRestart(RestartStrategy):
         now = time.monotonic()
         if self.attempts is not None and self._used >= self.attempts:
             return None
-        if self._last_failure is not None and (now - self._last_failure) * 1000 >= self.reset_backoff_threshold_ms:
+        if (
+            self._last_failure is not None
+            and (now - self._last_failure) * 1000 >= self.reset_backoff_threshold_ms
+        ):
             self._current = 0
         self._last_failure = now
         self._used += 1
@@ -125,7 +129,12 @@ class RestartStrategies:
         if backoff_multiplier < 1:
             raise ValueError(f"backoff_multiplier must be >= 1, got {backoff_multiplier}")
         return ExponentialDelayRestart(
-            initial_backoff, max_backoff, backoff_multiplier, reset_backoff_threshold, jitter_factor, attempts
+            initial_backoff,
+            max_backoff,
+            backoff_multiplier,
+            reset_backoff_threshold,
+            jitter_factor,
+            attempts,
         )
 
     @staticmethod
@@ -137,4 +146,4 @@ class RestartStrategies:
 
 def fresh(strategy: RestartStrategy) -> RestartStrategy:
     """A copy with no failures counted, so each run starts its budget anew."""
-    return attrs.evolve(strategy) if attrs.has(type(strategy)) else strategy
+    return copy.deepcopy(strategy)

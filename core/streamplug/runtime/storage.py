@@ -9,6 +9,7 @@ its commits happened; recovery resolves a PENDING one through the sinks' committ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -87,10 +88,8 @@ class FileCheckpointStorage:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
             raise
         _fsync_directory(self.directory)
         return final
@@ -165,7 +164,9 @@ class FileCheckpointStorage:
                 f"checkpoint {path} has format {document.get('format')!r} "
                 f"but this release reads format {FORMAT_VERSION}"
             )
-        return CheckpointFile(int(document["checkpoint_id"]), str(document["status"]), path, document)
+        return CheckpointFile(
+            int(document["checkpoint_id"]), str(document["status"]), path, document
+        )
 
     def latest_id(self) -> int:
         ids = self.ids()

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from streamplug.api.source import InputStatus, SourceReader
-from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkGenerator, WatermarkStrategy
+from streamplug.api.watermarks import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    WatermarkGenerator,
+    WatermarkStrategy,
+)
 
 if TYPE_CHECKING:
     from streamplug.api.sink import SinkWriter
@@ -93,7 +98,9 @@ class _SplitClock:
 class SubtaskOutput:
     """The ``ReaderOutput`` a reader emits into: timestamps, per-split watermarks, operators."""
 
-    def __init__(self, strategy: WatermarkStrategy, emit: Emit, on_watermark: Callable[[int], None]) -> None:
+    def __init__(
+        self, strategy: WatermarkStrategy, emit: Emit, on_watermark: Callable[[int], None]
+    ) -> None:
         self._strategy = strategy
         self._assigner = strategy.timestamp_assigner
         self._idle_timeout = (strategy.idle_timeout_ms or 0) / 1000
@@ -109,7 +116,10 @@ class SubtaskOutput:
     # -- ReaderOutput ----------------------------------------------------------------------
 
     def collect_batch(
-        self, values: Sequence[Any], timestamps: Sequence[int] | None = None, split_id: str | None = None
+        self,
+        values: Sequence[Any],
+        timestamps: Sequence[int] | None = None,
+        split_id: str | None = None,
     ) -> None:
         if not values:
             return
@@ -136,7 +146,9 @@ class SubtaskOutput:
         self.records += len(batch)
         self._emit(batch, stamps)
 
-    def collect(self, value: Any, timestamp: int | None = None, split_id: str | None = None) -> None:
+    def collect(
+        self, value: Any, timestamp: int | None = None, split_id: str | None = None
+    ) -> None:
         self.collect_batch([value], None if timestamp is None else [timestamp], split_id)
 
     def release_split(self, split_id: str) -> None:
@@ -268,7 +280,9 @@ class Subtask:
         self.closed = False
         self.records_out = [0]
         self.metric_group = metric_group
-        self.thread = threading.Thread(target=self._main, name=f"{pipeline_name}-{index}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._main, name=f"{pipeline_name}-{index}", daemon=True
+        )
 
     def send(self, *message: Any) -> None:
         self.control.append(message)
@@ -289,7 +303,7 @@ class Subtask:
         try:
             self.reader.start()
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - reported to the coordinator, which fails the attempt
+        except BaseException as exc:
             if not self.cancelled.is_set():
                 self._post(("failed", self.key, exc))
         finally:
@@ -364,9 +378,10 @@ class Subtask:
         if self.closed:
             return
         self.closed = True
-        for closeable in [self.reader, *self.writers]:
+        closeables: list[Any] = [self.reader, *self.writers]
+        for closeable in closeables:
             try:
                 closeable.close()
-            except Exception:  # noqa: BLE001 - closing must reach every resource
+            except Exception:
                 log.exception("closing %s of subtask %s failed", type(closeable).__name__, self.key)
         self.metric_group.close()

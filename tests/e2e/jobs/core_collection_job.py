@@ -22,7 +22,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--storage", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--sink", choices=["at-least-once", "exactly-once"], default="at-least-once")
+    parser.add_argument(
+        "--sink", choices=["at-least-once", "exactly-once"], default="at-least-once"
+    )
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=5_000, help="records/s per reader")
     parser.add_argument("--interval", type=int, default=200)
@@ -32,12 +34,23 @@ def main() -> int:
     env.set_parallelism(2).enable_checkpointing(args.interval)
     env.get_checkpoint_config().set_checkpoint_storage_dir(args.storage)
     env.set_restart_strategy(RestartStrategies.no_restart())
-    source = CollectionSource(list(range(args.records)), batch_size=50, records_per_second=args.rate)
-    sink = CollectSink(args.out) if args.sink == "at-least-once" else TransactionalFileSink(args.out)
+    source = CollectionSource(
+        list(range(args.records)), batch_size=50, records_per_second=args.rate
+    )
+    sink = (
+        CollectSink(args.out) if args.sink == "at-least-once" else TransactionalFileSink(args.out)
+    )
     env.from_source(source, None, "numbers").map(times_ten).sink_to(sink)
     client = env.execute_async("crash-test")
     result = client.wait()
-    print(json.dumps({"restored_from": client.metrics().restored_checkpoint_id, "records_in": result.records_in}))
+    print(
+        json.dumps(
+            {
+                "restored_from": client.metrics().restored_checkpoint_id,
+                "records_in": result.records_in,
+            }
+        )
+    )
     return 0
 
 
