@@ -1,0 +1,181 @@
+"""The source's own options, and how they become librdkafka client properties."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from streamplug.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# -- option keys (Flink's KafkaSourceOptions, plus streamplug's own) -----------------------
+
+CLIENT_ID_PREFIX = "client.id.prefix"
+PARTITION_DISCOVERY_INTERVAL_MS = "partition.discovery.interval.ms"
+REGISTER_CONSUMER_METRICS = "register.consumer.metrics"
+COMMIT_OFFSETS_ON_CHECKPOINT = "commit.offsets.on.checkpoint"
+BAD_RECORD_POLICY = "bad.record.policy"
+DEAD_LETTER_TOPIC = "bad.record.dead.letter.topic"
+POLL_MAX_RECORDS = "poll.max.records"
+POLL_TIMEOUT_MS = "poll.timeout.ms"
+
+SOURCE_ONLY_KEYS = frozenset(
+    {
+        CLIENT_ID_PREFIX,
+        PARTITION_DISCOVERY_INTERVAL_MS,
+        REGISTER_CONSUMER_METRICS,
+        COMMIT_OFFSETS_ON_CHECKPOINT,
+        BAD_RECORD_POLICY,
+        DEAD_LETTER_TOPIC,
+        POLL_MAX_RECORDS,
+        POLL_TIMEOUT_MS,
+    }
+)
+
+# Java client settings with no librdkafka counterpart: librdkafka always hands out bytes,
+# which is exactly what Flink forces these to (ByteArrayDeserializer).
+JAVA_ONLY_KEYS = frozenset({"key.deserializer", "value.deserializer"})
+
+# Settings only a consumer understands; admin clients and the dead-letter producer get the
+# rest (bootstrap, security, client tuning), so librdkafka does not warn about each one.
+CONSUMER_ONLY_PREFIXES = (
+    "group.",
+    "enable.auto.",
+    "auto.commit.",
+    "auto.offset.reset",
+    "isolation.level",
+    "fetch.",
+    "queued.",
+    "max.partition.fetch.bytes",
+    "enable.partition.eof",
+    "check.crcs",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "max.poll.interval.ms",
+    "consume.callback.max.messages",
+    "offset.store.",
+    "allow.auto.create.topics",
+    "statistics.interval.ms",
+)
+
+# Consumer tuning the source applies unless the user set the property. Measured here
+# (shared/notes/brokers.md): librdkafka's default fetch.queue.backoff.ms=1000 makes a
+# consumer that drains its pre-fetch queue wait a whole second before fetching again once
+# queued.min.messages is reached, which caps a catching-up reader near 130k records/s;
+# 10 ms lets the fetcher refill the queue as fast as the reader empties it (~1M records/s),
+# while queued.min.messages still bounds the memory a fast broker can push into the queue.
+CONSUMER_DEFAULTS: Mapping[str, str] = {
+    "fetch.queue.backoff.ms": "10",
+    "queued.min.messages": "200000",
+}
+
+DEFAULT_STATISTICS_INTERVAL_MS = "5000"
+DEFAULT_POLL_MAX_RECORDS = 10_000
+DEFAULT_POLL_TIMEOUT_MS = 100
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"property {key}={value!r} must be true or false", option=key)
+
+
+def parse_int(key: str, value: Any, minimum: int | None = None) -> int:
+    try:
+        result = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"property {key}={value!r} must be an integer", option=key) from None
+    if minimum is not None and result < minimum:
+        raise ConfigError(f"property {key}={value!r} must be >= {minimum}", option=key)
+    return result
+
+
+def is_consumer_only(key: str) -> bool:
+    return key.startswith(CONSUMER_ONLY_PREFIXES)
+
+
+@attrs.frozen
+class SourceSettings:
+    """The parsed, validated source options (everything but librdkafka's own)."""
+
+    client_id_prefix: str
+    discovery_interval_ms: int
+    register_consumer_metrics: bool
+    commit_offsets_on_checkpoint: bool
+    poll_max_records: int
+    poll_timeout_ms: int
+
+    @classmethod
+    def parse(
+        cls, properties: Mapping[str, str], group_id: str | None, bounded: bool
+    ) -> SourceSettings:
+        discovery = parse_int(
+            PARTITION_DISCOVERY_INTERVAL_MS,
+            properties.get(PARTITION_DISCOVERY_INTERVAL_MS, "-1"),
+        )
+        if bounded and discovery > 0:
+            # As in Flink: a bounded read is a fixed set of partitions.
+            log.info("%s is ignored in bounded mode", PARTITION_DISCOVERY_INTERVAL_MS)
+            discovery = -1
+        commit_set = COMMIT_OFFSETS_ON_CHECKPOINT in properties
+        commit = parse_bool(
+            COMMIT_OFFSETS_ON_CHECKPOINT, properties.get(COMMIT_OFFSETS_ON_CHECKPOINT, "true")
+        )
+        if commit and not group_id:
+            if commit_set:
+                raise ConfigError(
+                    f"{COMMIT_OFFSETS_ON_CHECKPOINT}=true needs a consumer group to commit to: "
+                    f"call set_group_id(...) or set {COMMIT_OFFSETS_ON_CHECKPOINT}=false",
+                    option=COMMIT_OFFSETS_ON_CHECKPOINT,
+                )
+            commit = False
+        return cls(
+            client_id_prefix=str(
+                properties.get(CLIENT_ID_PREFIX) or group_id or "streamplug-kafka-source"
+            ),
+            discovery_interval_ms=discovery,
+            register_consumer_metrics=parse_bool(
+                REGISTER_CONSUMER_METRICS, properties.get(REGISTER_CONSUMER_METRICS, "true")
+            ),
+            commit_offsets_on_checkpoint=commit,
+            poll_max_records=parse_int(
+                POLL_MAX_RECORDS, properties.get(POLL_MAX_RECORDS, DEFAULT_POLL_MAX_RECORDS), 1
+            ),
+            poll_timeout_ms=parse_int(
+                POLL_TIMEOUT_MS, properties.get(POLL_TIMEOUT_MS, DEFAULT_POLL_TIMEOUT_MS), 0
+            ),
+        )
+
+
+def client_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """The user's properties minus the source's own options and Java-only settings."""
+    result = {}
+    for key, value in properties.items():
+        if key in SOURCE_ONLY_KEYS:
+            continue
+        if key in JAVA_ONLY_KEYS:
+            log.warning(
+                "Kafka source ignores %s: records always arrive as bytes and the "
+                "deserializer set with set_deserializer() reads them",
+                key,
+            )
+            continue
+        result[key] = value
+    return result
+
+
+def common_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """Client properties any client role accepts (for admin clients and producers)."""
+    return {k: v for k, v in client_properties(properties).items() if not is_consumer_only(k)}

@@ -1,0 +1,221 @@
+"""The split enumerator: discovers partitions, resolves their offsets, assigns them to readers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+import attrs
+from streamplug.api.context import SplitEnumeratorContext
+from streamplug.api.source import SplitEnumerator
+from streamplug.errors import ConfigError
+
+from streamplug_kafka_source.enumerator.initializer import (
+    KafkaOffsetsInitializer,
+    PartitionOffsetsRetriever,
+)
+from streamplug_kafka_source.enumerator.state import KafkaSourceEnumState
+from streamplug_kafka_source.enumerator.subscriber import KafkaSubscriber
+from streamplug_kafka_source.split.split import KafkaPartitionSplit, KafkaTopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class DiscoveryClient(PartitionOffsetsRetriever, Protocol):
+    """A ``PartitionOffsetsRetriever`` that can also list topics."""
+
+    def list_topics(self) -> dict[str, int]: ...
+
+
+def java_string_hash(text: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit wrap-around), as a
+    signed int: Flink's assignment rule is defined in terms of it."""
+    data = text.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def split_owner(tp: KafkaTopicPartition, parallelism: int) -> int:
+    """The subtask that reads ``tp``: Flink's ``KafkaSourceEnumerator.getSplitOwner``.
+
+    Each topic gets a start index from its name's hash, and its partitions go round-robin
+    from there, so partitions spread evenly and a topic's partition 0s do not all land on
+    subtask 0.
+    """
+    start_index = ((java_string_hash(tp.topic) * 31) & 0x7FFFFFFF) % parallelism
+    return (start_index + tp.partition) % parallelism
+
+
+@attrs.frozen
+class _Discovered:
+    first_round: bool
+    splits: tuple[KafkaPartitionSplit, ...]
+
+
+class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnumState]):
+    """Assigns each partition to ``split_owner`` and pushes it to that reader.
+
+    Discovery (listing topics and resolving offsets) runs on the runtime's worker thread
+    through ``call_async``; the result is applied on the coordinator thread. Partitions
+    found in the first round start at the starting initializer's offsets; partitions that
+    appear later (new topics matching a pattern, added partitions) start at the earliest
+    offset, so records written before they were discovered are not skipped.
+    """
+
+    def __init__(
+        self,
+        context: SplitEnumeratorContext[KafkaPartitionSplit],
+        subscriber: KafkaSubscriber,
+        starting_offsets: KafkaOffsetsInitializer,
+        stopping_offsets: KafkaOffsetsInitializer | None,
+        client_factory: Callable[[], DiscoveryClient],
+        discovery_interval_ms: int,
+        state: KafkaSourceEnumState | None = None,
+    ) -> None:
+        self._context = context
+        self._subscriber = subscriber
+        self._starting = starting_offsets
+        self._stopping = stopping_offsets
+        self._client_factory = client_factory
+        self._client: DiscoveryClient | None = None
+        self._discovery_interval_ms = discovery_interval_ms
+        state = state or KafkaSourceEnumState()
+        # Shared with the discovery worker thread: guarded by _lock.
+        self._lock = threading.Lock()
+        self._assigned: set[KafkaTopicPartition] = set(state.assigned)
+        self._pending: dict[int, dict[KafkaTopicPartition, KafkaPartitionSplit]] = {}
+        self._initial_discovery_finished = state.initial_discovery_finished
+        self._no_more_new_splits = False
+        self._signalled: set[int] = set()
+        self._add_pending(state.unassigned)
+
+    # -- SplitEnumerator ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._discovery_interval_ms > 0:
+            log.info(
+                "Kafka source discovers %s every %d ms",
+                self._subscriber.describe(),
+                self._discovery_interval_ms,
+            )
+            self._context.call_async(
+                self._discover, self._on_discovered, 0, self._discovery_interval_ms
+            )
+        else:
+            self._context.call_async(self._discover, self._on_discovered)
+
+    def add_reader(self, subtask_id: int) -> None:
+        # A (re-)registered reader is a fresh instance: it needs its own end-of-splits signal.
+        self._signalled.discard(subtask_id)
+        self._assign_pending([subtask_id])
+
+    def add_splits_back(self, splits: Sequence[KafkaPartitionSplit], subtask_id: int) -> None:
+        with self._lock:
+            for split in splits:
+                self._assigned.discard(split.topic_partition)
+        self._add_pending(splits)
+        # The reader may fail again before it re-registers; it gets them in add_reader.
+        self._signalled.discard(subtask_id)
+        if subtask_id in self._context.registered_readers():
+            self._assign_pending([subtask_id])
+
+    def snapshot_state(self, checkpoint_id: int) -> KafkaSourceEnumState:
+        with self._lock:
+            return KafkaSourceEnumState(
+                frozenset(self._assigned),
+                tuple(s for owned in self._pending.values() for s in owned.values()),
+                self._initial_discovery_finished,
+            )
+
+    def close(self) -> None:
+        self._client = None
+
+    # -- discovery (worker thread) -----------------------------------------------------
+
+    def _discover(self) -> _Discovered:
+        if self._client is None:
+            self._client = self._client_factory()
+        client = self._client
+        with self._lock:
+            known = set(self._assigned)
+            known.update(tp for owned in self._pending.values() for tp in owned)
+            first_round = not self._initial_discovery_finished
+        partitions = self._subscriber.subscribed_partitions(client.list_topics())
+        new = partitions - known
+        if not new:
+            return _Discovered(first_round, ())
+        initializer = self._starting if first_round else KafkaOffsetsInitializer.earliest()
+        starts = initializer.get_partition_offsets(new, client)
+        stops = self._stopping.get_partition_offsets(new, client) if self._stopping else {}
+        missing = sorted(str(tp) for tp in new if tp not in starts)
+        if missing:
+            raise ConfigError(
+                f"offsets initializer {initializer} returned no starting offset for {missing}: "
+                "a custom initializer must return an offset for every partition it is given",
+                option="starting-offsets",
+            )
+        splits = tuple(
+            KafkaPartitionSplit(tp.topic, tp.partition, starts[tp], stops.get(tp))
+            for tp in sorted(new)
+        )
+        return _Discovered(first_round, splits)
+
+    # -- coordinator thread ------------------------------------------------------------
+
+    def _on_discovered(self, result: _Discovered | None, error: BaseException | None) -> None:
+        if error is not None:
+            if isinstance(error, ConfigError) or not self._initial_discovery_finished:
+                raise RuntimeError(f"Kafka partition discovery failed: {error}") from error
+            log.warning("Kafka partition discovery failed, retrying next round: %s", error)
+            return
+        assert result is not None
+        if result.splits:
+            log.info(
+                "Kafka source discovered %d new partitions: %s",
+                len(result.splits),
+                ", ".join(str(s) for s in result.splits),
+            )
+        self._add_pending(result.splits)
+        with self._lock:
+            self._initial_discovery_finished = True
+        if self._discovery_interval_ms <= 0:
+            self._no_more_new_splits = True
+        self._assign_pending(self._context.registered_readers())
+
+    def _add_pending(self, splits: Iterable[KafkaPartitionSplit]) -> None:
+        parallelism = self._context.parallelism
+        with self._lock:
+            for split in splits:
+                tp = split.topic_partition
+                if tp in self._assigned:
+                    continue
+                owned = self._pending.setdefault(split_owner(tp, parallelism), {})
+                owned.setdefault(tp, split)
+
+    def _assign_pending(self, readers: Iterable[int]) -> None:
+        registered = set(self._context.registered_readers())
+        assignment: dict[int, list[KafkaPartitionSplit]] = {}
+        with self._lock:
+            for reader in readers:
+                if reader not in registered:
+                    continue
+                owned = self._pending.pop(reader, None)
+                if owned:
+                    assignment[reader] = list(owned.values())
+                    self._assigned.update(owned)
+        if assignment:
+            self._context.assign_splits(assignment)
+        if self._no_more_new_splits:
+            for reader in readers:
+                if reader in registered and reader not in self._signalled:
+                    self._signalled.add(reader)
+                    self._context.signal_no_more_splits(reader)
+
+    @property
+    def assigned_partitions(self) -> frozenset[KafkaTopicPartition]:
+        with self._lock:
+            return frozenset(self._assigned)

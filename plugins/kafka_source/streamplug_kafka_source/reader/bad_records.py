@@ -1,0 +1,167 @@
+"""What happens to a record that fails to deserialize: fail, skip and count, or dead-letter."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from streamplug.api.serde import DeserializationError
+from streamplug.errors import ConfigError
+from streamplug.secrets import redact_text
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BadRecordAction", "BadRecordPolicy"]
+
+# Headers a dead-lettered record carries besides its own (values are UTF-8 text).
+HEADER_ERROR = "streamplug.error"
+HEADER_ERROR_CLASS = "streamplug.error.class"
+HEADER_TOPIC = "streamplug.source.topic"
+HEADER_PARTITION = "streamplug.source.partition"
+HEADER_OFFSET = "streamplug.source.offset"
+HEADER_TIMESTAMP = "streamplug.source.timestamp"
+
+
+class BadRecordAction(enum.Enum):
+    FAIL = "fail"
+    SKIP = "skip"
+    DEAD_LETTER = "dead-letter"
+
+
+@attrs.frozen
+class BadRecordPolicy:
+    """The user's choice for records that fail to deserialize.
+
+    >>> BadRecordPolicy.dead_letter("orders.dlq").dead_letter_topic
+    'orders.dlq'
+    """
+
+    action: BadRecordAction = BadRecordAction.FAIL
+    dead_letter_topic: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.action is BadRecordAction.DEAD_LETTER and not self.dead_letter_topic:
+            raise ConfigError(
+                "the dead-letter policy needs a topic: BadRecordPolicy.dead_letter('my-topic.dlq')",
+                option="bad.record.dead.letter.topic",
+            )
+
+    @classmethod
+    def fail(cls) -> BadRecordPolicy:
+        """Fail the job, naming the topic, partition and offset (the default)."""
+        return cls(BadRecordAction.FAIL)
+
+    @classmethod
+    def skip(cls) -> BadRecordPolicy:
+        """Drop the record and count it (``KafkaSourceReader.recordsSkipped``)."""
+        return cls(BadRecordAction.SKIP)
+
+    @classmethod
+    def dead_letter(cls, topic: str) -> BadRecordPolicy:
+        """Write the record's original key, value, timestamp and headers to ``topic``,
+        with the error and the record's origin in ``streamplug.*`` headers."""
+        return cls(BadRecordAction.DEAD_LETTER, topic)
+
+    @classmethod
+    def parse(cls, action: str, dead_letter_topic: str | None) -> BadRecordPolicy:
+        try:
+            kind = BadRecordAction(action.strip().lower())
+        except ValueError:
+            valid = ", ".join(a.value for a in BadRecordAction)
+            raise ConfigError(
+                f"bad.record.policy={action!r} is unknown; use one of {valid}",
+                option="bad.record.policy",
+            ) from None
+        return cls(kind, dead_letter_topic if kind is BadRecordAction.DEAD_LETTER else None)
+
+
+def locate(error: BaseException, message: Message, format_name: str) -> DeserializationError:
+    """A ``DeserializationError`` placed at the message's topic, partition and offset."""
+    topic = message.topic() or ""
+    partition, offset = message.partition() or 0, message.offset() or 0
+    if isinstance(error, DeserializationError):
+        return error.located(topic, partition, offset)
+    located = DeserializationError(
+        f"{type(error).__name__}: {error}",
+        format=format_name,
+        data=message.value(),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
+    located.__cause__ = error
+    return located
+
+
+class DeadLetterProducer:
+    """Writes bad records to the dead-letter topic. ``flush`` waits for every write and
+    raises if one failed, so a checkpoint never covers a record that is in neither the
+    output nor the dead-letter topic."""
+
+    def __init__(self, topic: str, properties: Mapping[str, Any]) -> None:
+        self.topic = topic
+        self._properties = dict(properties)
+        self._producer = Producer(self._properties)
+        self._lock = threading.Lock()
+        self._errors: list[str] = []
+
+    def send(self, message: Message, error: DeserializationError) -> None:
+        original = message.headers() or []
+        headers: list[tuple[str, str | bytes | None]] = [
+            (k, v) for k, v in (original.items() if isinstance(original, dict) else original)
+        ]
+        headers += [
+            (HEADER_ERROR, error.reason.encode("utf-8", "replace")),
+            (HEADER_ERROR_CLASS, type(error.__cause__ or error).__name__.encode()),
+            (HEADER_TOPIC, (message.topic() or "").encode()),
+            (HEADER_PARTITION, str(message.partition()).encode()),
+            (HEADER_OFFSET, str(message.offset()).encode()),
+            (HEADER_TIMESTAMP, str(message.timestamp()[1]).encode()),
+        ]
+        ts = message.timestamp()[1]
+        kwargs: dict[str, Any] = {"timestamp": ts} if ts > 0 else {}
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    value=message.value(),
+                    key=message.key(),
+                    headers=headers,
+                    on_delivery=self._on_delivery,
+                    **kwargs,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(str(err))
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if remaining:
+            errors.append(f"{remaining} records still unsent after {timeout_s:.0f} s")
+        if errors:
+            text = redact_text("; ".join(errors[:5]), self._properties)
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._FAIL,
+                    f"writing bad records to dead-letter topic {self.topic!r} failed: {text}",
+                )
+            )
+
+    def close(self) -> None:
+        try:
+            self._producer.flush(10.0)
+        except Exception:
+            log.warning("dead-letter producer for %r did not flush on close", self.topic)

@@ -1,0 +1,565 @@
+"""The source reader: all of a subtask's partitions over one consumer, emitted in batches."""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import groupby
+from typing import Any, cast, overload
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from streamplug.api.context import ReaderContext
+from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
+from streamplug.secrets import redact, redact_text
+
+from streamplug_kafka_source.deserializer import (
+    KafkaRecord,
+    KafkaRecordDeserializationSchema,
+    ValueOnlyDeserializationSchema,
+)
+from streamplug_kafka_source.metrics import KafkaSourceReaderMetrics
+from streamplug_kafka_source.reader.bad_records import (
+    BadRecordAction,
+    BadRecordPolicy,
+    DeadLetterProducer,
+    locate,
+)
+from streamplug_kafka_source.split.split import (
+    COMMITTED_OFFSET,
+    EARLIEST_OFFSET,
+    LATEST_OFFSET,
+    KafkaPartitionSplit,
+    KafkaTopicPartition,
+)
+from streamplug_kafka_source.split.state import KafkaPartitionSplitState
+
+log = logging.getLogger(__name__)
+
+_LIBRDKAFKA_OFFSETS = {
+    EARLIEST_OFFSET: OFFSET_BEGINNING,
+    LATEST_OFFSET: OFFSET_END,
+    COMMITTED_OFFSET: OFFSET_STORED,
+}
+
+# Consumer errors after which reading cannot go on correctly; the rest (broker down,
+# leader moves...) librdkafka retries by itself, so they are only logged.
+_FATAL_CODES = frozenset(
+    {
+        KafkaError._AUTO_OFFSET_RESET,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError._INVALID_ARG,
+        KafkaError._FATAL,
+    }
+)
+
+_message_error = Message.error
+_message_partition = Message.partition
+_message_topic = Message.topic
+_message_value = Message.value
+
+
+def _offset(message: Message) -> int:
+    offset: int = message.offset()  # type: ignore[assignment] # never None for a record
+    return offset
+
+
+class RecordTimestamps(Sequence[int]):
+    """The Kafka timestamps of a batch of records, read from the records on first use.
+
+    Reading a timestamp costs a tuple per record (a fifth of the consume loop's time), so
+    a job that never looks at event time does not pay for it; one that does gets exactly
+    the records' timestamps.
+    """
+
+    __slots__ = ("_messages", "_timestamps")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
+        self._timestamps: list[int] | None = None
+
+    def _all(self) -> list[int]:
+        if self._timestamps is None:
+            self._timestamps = [m.timestamp()[1] for m in self._messages]
+        return self._timestamps
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._all())
+
+    def __repr__(self) -> str:
+        return f"RecordTimestamps({self._all()!r})"
+
+
+class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
+    """Reads every split of one subtask through a single confluent-kafka ``Consumer``.
+
+    Splits are added with ``incremental_assign`` at their starting offsets; each
+    ``poll_next`` drains up to ``poll.max.records`` records in one ``consume`` call, cuts
+    the batch into per-partition runs (a list slice each, no per-record copy), stops each
+    split at its stopping offset and emits each run with one ``collect_batch``. Offsets are
+    committed to the group when a checkpoint completes; recovery never reads them back.
+    """
+
+    def __init__(
+        self,
+        context: ReaderContext,
+        consumer_properties: Mapping[str, Any],
+        deserializer: KafkaRecordDeserializationSchema[Any],
+        *,
+        bad_record_policy: BadRecordPolicy,
+        dead_letter_properties: Mapping[str, Any] | None,
+        commit_offsets_on_checkpoint: bool,
+        register_consumer_metrics: bool,
+        poll_max_records: int,
+        poll_timeout_ms: int,
+    ) -> None:
+        self._context = context
+        self._deserializer = deserializer
+        self._value_only = (
+            deserializer if isinstance(deserializer, ValueOnlyDeserializationSchema) else None
+        )
+        self._policy = bad_record_policy
+        self._commit_on_checkpoint = commit_offsets_on_checkpoint
+        self._max_records = poll_max_records
+        self._poll_timeout_s = poll_timeout_ms / 1000.0
+        self._metrics = KafkaSourceReaderMetrics(context.metric_group, register_consumer_metrics)
+        self._metrics.min_split_event_time = self._min_split_event_time
+        self._metrics.pending_records = self._pending_records
+        self._splits: dict[tuple[str, int], KafkaPartitionSplitState] = {}
+        self._last_event_time: dict[tuple[str, int], int] = {}
+        self._single_topic: str | None = None
+        self._no_more_splits = False
+        self._to_release: list[str] = []
+        self._finished_offsets: dict[tuple[str, int], int] = {}
+        self._offsets_to_commit: dict[int, dict[tuple[str, int], int]] = {}
+        self._failure: BaseException | None = None
+        self._idle = False
+        self._opened = False
+        self._closed = False
+        self._properties = dict(consumer_properties)
+        config: dict[str, Any] = dict(self._properties)
+        config["on_commit"] = self._on_commit
+        config["error_cb"] = self._on_error
+        if register_consumer_metrics:
+            config["stats_cb"] = self._metrics.on_stats
+        try:
+            self._consumer = Consumer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ValueError(
+                "Kafka source cannot create its consumer with properties "
+                f"{redact(self._properties)}: {redact_text(str(exc), self._properties)}"
+            ) from exc
+        self._dead_letter: DeadLetterProducer | None = None
+        if bad_record_policy.action is BadRecordAction.DEAD_LETTER:
+            assert bad_record_policy.dead_letter_topic is not None
+            self._dead_letter = DeadLetterProducer(
+                bad_record_policy.dead_letter_topic, dead_letter_properties or {}
+            )
+
+    # -- SourceReader --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._open_deserializer()
+
+    def _open_deserializer(self) -> None:
+        if not self._opened:
+            self._opened = True
+            self._deserializer.open()
+
+    def add_splits(self, splits: Sequence[KafkaPartitionSplit]) -> None:
+        assign: list[TopicPartition] = []
+        for split in splits:
+            key = (split.topic, split.partition)
+            state = KafkaPartitionSplitState.of(split)
+            if state.finished:
+                # Nothing between start and stop (an empty partition in bounded mode).
+                self._finished_offsets[key] = split.starting_offset
+                self._to_release.append(split.split_id)
+                continue
+            if key in self._splits:
+                log.warning("Kafka source reader already reads %s; ignoring %s", key, split)
+                continue
+            self._splits[key] = state
+            offset = _LIBRDKAFKA_OFFSETS.get(split.starting_offset, split.starting_offset)
+            assign.append(TopicPartition(split.topic, split.partition, offset))
+            self._metrics.add_partition(split.topic_partition, self._offset_reader(key))
+        if assign:
+            self._consumer.incremental_assign(assign)
+        topics = {t for t, _ in self._splits}
+        self._single_topic = next(iter(topics)) if len(topics) == 1 else None
+        log.debug(
+            "Kafka source reader %d reads %s",
+            self._context.subtask_index,
+            ", ".join(str(s.split) for s in self._splits.values()),
+        )
+
+    def notify_no_more_splits(self) -> None:
+        self._no_more_splits = True
+
+    def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
+        if self._failure is not None:
+            raise self._failure
+        if self._to_release:
+            for split_id in self._to_release:
+                output.release_split(split_id)
+            self._to_release.clear()
+        if not self._splits:
+            if self._no_more_splits:
+                return InputStatus.END_OF_INPUT
+            if not self._idle:
+                # No partitions to read (more readers than partitions): never hold back
+                # the job's watermark while waiting for an assignment.
+                self._idle = True
+                output.mark_idle()
+            # Serves commit and statistics callbacks while waiting for splits.
+            self._serve(self._poll_timeout_s)
+            return InputStatus.NOTHING_AVAILABLE
+        consumer = self._consumer
+        messages = consumer.consume(self._max_records, 0)
+        if not messages:
+            first = consumer.poll(self._poll_timeout_s)
+            if first is None:
+                self._check_positions(output)
+                return self._status()
+            messages = [first]
+            messages += consumer.consume(self._max_records - 1, 0)
+        drained = len(messages) < self._max_records
+        if any(map(_message_error, messages)):
+            messages = self._drop_errors(messages)
+        if messages:
+            if self._idle:
+                self._idle = False
+                output.mark_active()
+            self._emit_batch(messages, output)
+        if drained:
+            self._check_positions(output)
+        return self._status()
+
+    def snapshot_state(self, checkpoint_id: int) -> list[KafkaPartitionSplit]:
+        if self._dead_letter is not None:
+            # A checkpoint must not cover a bad record that is not yet in its topic.
+            self._dead_letter.flush()
+        splits = [state.to_split() for state in self._splits.values()]
+        if self._commit_on_checkpoint:
+            offsets = {
+                k: s.current_offset for k, s in self._splits.items() if s.current_offset >= 0
+            }
+            offsets.update(self._finished_offsets)
+            self._finished_offsets = {}
+            self._offsets_to_commit[checkpoint_id] = offsets
+        return splits
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        offsets = self._offsets_to_commit.pop(checkpoint_id, None)
+        # Older pending checkpoints are subsumed by this one.
+        for older in [c for c in self._offsets_to_commit if c < checkpoint_id]:
+            del self._offsets_to_commit[older]
+        if not offsets:
+            return
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=partitions, asynchronous=True)
+        except KafkaException as exc:
+            # Committed offsets are for monitoring only: never fail the job over them.
+            self._metrics.commits_failed.inc()
+            log.warning(
+                "Kafka source could not commit offsets of checkpoint %d: %s", checkpoint_id, exc
+            )
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        self._offsets_to_commit.pop(checkpoint_id, None)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._dead_letter is not None:
+                self._dead_letter.close()
+        finally:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.debug("Kafka source consumer close: %s", exc)
+            self._metrics.close()
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _emit_batch(self, messages: list[Message], output: ReaderOutput[Any]) -> None:
+        splits = self._splits
+        first, last = messages[0], messages[-1]
+        if len(splits) == 1:
+            # librdkafka drops messages of unassigned partitions before handing them out,
+            # so with one split every message belongs to it; the ends are a cheap check.
+            ((key, state),) = splits.items()
+            if (
+                first.partition() == key[1] == last.partition()
+                and first.topic() == key[0] == last.topic()
+            ):
+                self._emit_run(state, messages, output)
+                return
+        if self._single_topic is not None:
+            partitions = list(map(_message_partition, messages))
+            if partitions.count(partitions[0]) == len(partitions):
+                self._emit_key(messages, (self._single_topic, partitions[0]), output)
+                return
+            start = 0
+            topic = self._single_topic
+            for partition, group in groupby(partitions):
+                count = len(list(group))
+                self._emit_key(messages[start : start + count], (topic, partition), output)
+                start += count
+            return
+        keys = list(
+            zip(map(_message_topic, messages), map(_message_partition, messages), strict=True)
+        )
+        start = 0
+        for topic_partition, run in groupby(keys):
+            count = len(list(run))
+            self._emit_key(messages[start : start + count], topic_partition, output)
+            start += count
+
+    def _emit_key(
+        self, run: list[Message], key: tuple[str | None, int | None], output: ReaderOutput[Any]
+    ) -> None:
+        state = self._splits.get(key)  # type: ignore[arg-type]
+        if state is None:
+            return  # a split that finished while its records were already queued
+        self._emit_run(state, run, output)
+
+    def _emit_run(
+        self, state: KafkaPartitionSplitState, run: list[Message], output: ReaderOutput[Any]
+    ) -> None:
+        stop = state.split.stopping_offset
+        last_offset = _offset(run[-1])
+        if stop is not None and last_offset >= stop:
+            run = run[: bisect_left(run, stop, key=_offset)]
+            finished = True
+        else:
+            finished = False
+        if run:
+            self._deliver(state, run, output)
+            state.current_offset = _offset(run[-1]) + 1
+            state.records += len(run)
+        if finished or state.finished:
+            self._finish(state, output)
+
+    def _deliver(
+        self, state: KafkaPartitionSplitState, run: list[Message], output: ReaderOutput[Any]
+    ) -> None:
+        value_only = self._value_only
+        topic = state.split.topic
+        if value_only is not None:
+            raw = [m.value() for m in run]
+            # all() is a C-speed scan; it is False for a null (tombstone) or empty value,
+            # which then take the per-record path.
+            if all(raw):
+                try:
+                    values = value_only.deserialize_values(topic, cast(list[bytes], raw))
+                except Exception:
+                    values = None
+                if values is not None:
+                    self._collect(state, values, run, output)
+                    return
+        values_out: list[Any] = []
+        kept: list[Message] = []
+        deserialize = self._deserializer.deserialize
+        for message in run:
+            value = message.value()
+            if value_only is not None and value is None:
+                continue
+            try:
+                if value_only is not None:
+                    element = value_only.deserialize_values(topic, [cast(bytes, value)])[0]
+                else:
+                    element = deserialize(KafkaRecord.from_message(message))
+            except Exception as exc:
+                self._bad_record(message, exc)
+                continue
+            if element is None:
+                continue
+            values_out.append(element)
+            kept.append(message)
+        if values_out:
+            self._collect(state, values_out, kept, output)
+
+    def _collect(
+        self,
+        state: KafkaPartitionSplitState,
+        values: list[Any],
+        messages: list[Message],
+        output: ReaderOutput[Any],
+    ) -> None:
+        output.collect_batch(values, RecordTimestamps(messages), state.split_id)
+        last_ts = messages[-1].timestamp()[1]
+        self._last_event_time[(state.split.topic, state.split.partition)] = last_ts
+        self._metrics.record_emitted(len(values), last_ts)
+
+    def _bad_record(self, message: Message, exc: BaseException) -> None:
+        error = locate(exc, message, self._deserializer.format_name)
+        self._metrics.num_records_in_errors.inc()
+        self._metrics.deserialization_errors.inc()
+        action = self._policy.action
+        if action is BadRecordAction.FAIL:
+            raise error from exc
+        if action is BadRecordAction.SKIP:
+            self._metrics.records_skipped.inc()
+            log.warning("skipping bad record (bad.record.policy=skip): %s", error)
+            return
+        assert self._dead_letter is not None
+        self._dead_letter.send(message, error)
+        self._metrics.records_dead_lettered.inc()
+        log.warning("bad record sent to dead-letter topic %r: %s", self._dead_letter.topic, error)
+
+    def _finish(self, state: KafkaPartitionSplitState, output: ReaderOutput[Any]) -> None:
+        split = state.split
+        key = (split.topic, split.partition)
+        self._splits.pop(key, None)
+        self._last_event_time.pop(key, None)
+        self._finished_offsets[key] = state.current_offset
+        try:
+            self._consumer.incremental_unassign([TopicPartition(split.topic, split.partition)])
+        except KafkaException as exc:
+            log.debug("unassigning finished split %s: %s", split, exc)
+        self._metrics.remove_partition(split.topic_partition)
+        output.release_split(split.split_id)
+        log.info(
+            "Kafka source reader %d finished split %s after %d records",
+            self._context.subtask_index,
+            split,
+            state.records,
+        )
+
+    def _check_positions(self, output: ReaderOutput[Any]) -> None:
+        """Finish bounded splits whose remaining offsets hold no records for us (transaction
+        markers, aborted or compacted records): the consumer's position passes the
+        stopping offset without a record at it."""
+        bounded = [s for s in self._splits.values() if s.split.stopping_offset is not None]
+        if not bounded:
+            return
+        try:
+            positions = self._consumer.position(
+                [TopicPartition(s.split.topic, s.split.partition) for s in bounded]
+            )
+        except KafkaException:
+            return
+        for state, tp in zip(bounded, positions, strict=True):
+            stop = state.split.stopping_offset
+            assert stop is not None
+            if tp.offset >= 0 and tp.offset >= stop:
+                state.current_offset = max(state.current_offset, stop)
+                self._finish(state, output)
+
+    def _status(self) -> InputStatus:
+        if not self._splits and self._no_more_splits:
+            return InputStatus.END_OF_INPUT
+        return InputStatus.MORE_AVAILABLE
+
+    def _drop_errors(self, messages: list[Message]) -> list[Message]:
+        kept = []
+        for message in messages:
+            err = message.error()
+            if err is None:
+                kept.append(message)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                continue
+            elif err.fatal() or err.code() in _FATAL_CODES:
+                raise KafkaException(err)
+            else:
+                log.warning(
+                    "Kafka source consumer error on %s-%s (librdkafka retries): %s",
+                    message.topic(),
+                    message.partition(),
+                    redact_text(str(err), self._properties),
+                )
+        return kept
+
+    def _serve(self, timeout_s: float) -> None:
+        message = self._consumer.poll(timeout_s)
+        if message is not None and message.error() is not None:
+            self._drop_errors([message])
+
+    # -- callbacks (reader thread, from consume/poll) ------------------------------------
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            self._metrics.commits_failed.inc()
+            log.warning("Kafka source offset commit failed: %s", err)
+            return
+        failed = [tp for tp in partitions if tp.error is not None]
+        if failed:
+            self._metrics.commits_failed.inc()
+            log.warning("Kafka source offset commit failed for %s", [str(tp) for tp in failed])
+        else:
+            self._metrics.commits_succeeded.inc()
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                self._metrics.committed(KafkaTopicPartition(tp.topic, tp.partition), tp.offset)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._failure = KafkaException(err)
+        else:
+            log.warning("Kafka source consumer: %s", redact_text(str(err), self._properties))
+
+    # -- metrics -------------------------------------------------------------------------
+
+    def _offset_reader(self, key: tuple[str, int]) -> Any:
+        def read() -> int | None:
+            state = self._splits.get(key)
+            if state is None or state.current_offset < 0:
+                return None
+            return state.current_offset
+
+        return read
+
+    def _min_split_event_time(self) -> int | None:
+        times = list(self._last_event_time.values())
+        return min(times) if times else None
+
+    def _pending_records(self) -> int | None:
+        stats = self._metrics._partition_stats
+        total = 0
+        known = False
+        for key, state in list(self._splits.items()):
+            high = stats.get(key, {}).get("hi_offset", -1)
+            if isinstance(high, int) and high >= 0 and state.current_offset >= 0:
+                known = True
+                total += max(0, high - state.current_offset)
+        return total if known else None
+
+    # -- for tests and diagnostics -------------------------------------------------------
+
+    @property
+    def split_states(self) -> dict[KafkaTopicPartition, KafkaPartitionSplitState]:
+        return {KafkaTopicPartition(t, p): s for (t, p), s in self._splits.items()}
+
+    @property
+    def metrics(self) -> KafkaSourceReaderMetrics:
+        return self._metrics
