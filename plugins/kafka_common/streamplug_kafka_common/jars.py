@@ -157,6 +157,13 @@ def ensure_kafka_jars(libs_dir: Path | None = None) -> list[Path]:
     if not _is_complete(libs):
         with _locked(libs.parent / f".{libs.name}.lock"):
             if not _is_complete(libs):
+                if libs.exists() and any(libs.iterdir()):
+                    # Never delete a directory we did not fill (a mistyped
+                    # STREAMPLUG_KAFKA_LIBS could point anywhere).
+                    raise KafkaJarsError(
+                        f"{libs} is not empty but holds no complete Kafka {KAFKA_VERSION} "
+                        f"classpath; empty it or point {LIBS_ENV} elsewhere"
+                    )
                 staging = Path(tempfile.mkdtemp(prefix=f".{libs.name}-", dir=libs.parent))
                 try:
                     _run_maven(staging)
@@ -167,7 +174,7 @@ def ensure_kafka_jars(libs_dir: Path | None = None) -> list[Path]:
                         )
                     (staging / _COMPLETE_MARKER).write_text("\n".join(jars) + "\n")
                     if libs.exists():
-                        shutil.rmtree(libs)
+                        libs.rmdir()
                     staging.rename(libs)
                 finally:
                     if staging.exists():
@@ -223,3 +230,25 @@ def find_java() -> str:
         "put it on PATH or set JAVA_HOME, or set STREAMPLUG_KAFKA_BOOTSTRAP to use an "
         "external cluster."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Pre-fetch the jars: ``python3 path/to/jars.py [LIBS_DIR]`` (stdlib only, so CI
+    can run it before any package is installed). Prints the directory."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else None
+    try:
+        jars = ensure_kafka_jars(target)
+        find_java()
+    except KafkaJarsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    where = target if target is not None else kafka_libs_dir()
+    print(f"Apache Kafka {KAFKA_VERSION}: {len(jars)} jars in {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
