@@ -1,0 +1,454 @@
+"""Turning a ``PipelineConfig`` into a job on a ``StreamExecutionEnvironment``.
+
+Everything a pipeline names is found through the run's ``PluginHost``: the source and sink
+connectors, and inside their options the formats (``format``, ``key_format``,
+``value_format``), partitioners (``partitioner``) and offsets initializers
+(``starting_offsets``, ``stopping_offsets``). A name is given as a string, or as a table
+with ``name`` and the component's own options::
+
+    format = "json"
+    starting_offsets = { name = "timestamp", timestamp = 1700000000000 }
+
+The builder checks every such name against the installed plugins first, so a typo is
+reported on its line with the installed names listed; the connector's factory then builds
+the component from the same value (connectors take names, so a pipeline file and a Python
+program configure them the same way).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from streamplug.api.watermarks import TimestampAssigner, WatermarkStrategy
+from streamplug.errors import ConfigError, DuplicateNameError, UnknownNameError
+from streamplug.pipeline.config import (
+    PipelineConfig,
+    SinkSettings,
+    SourceSettings,
+    WatermarkSettings,
+    did_you_mean,
+)
+from streamplug.pipeline.locate import PathElement
+from streamplug.plugins import ConnectorSpec, PluginHost
+from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
+
+__all__ = ["BuiltPipeline", "build_pipeline", "import_function"]
+
+# Options (dashes and dots read as underscores) whose value is a registered name.
+FORMAT_OPTIONS = ("format", "key_format", "value_format")
+SOURCE_NAMED_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(FORMAT_OPTIONS, "format"),
+    "starting_offsets": "offsets initializer",
+    "stopping_offsets": "offsets initializer",
+    "scan_startup_mode": "offsets initializer",
+}
+SINK_NAMED_OPTIONS: dict[str, str] = {
+    **dict.fromkeys(FORMAT_OPTIONS, "format"),
+    "partitioner": "partitioner",
+    "sink_partitioner": "partitioner",
+}
+BOOTSTRAP_OPTION = "bootstrap_servers"
+
+Path_ = tuple[PathElement, ...]
+
+
+@attrs.frozen
+class BuiltPipeline:
+    """A job ready to ``execute``: the environment, the job name, and what was built."""
+
+    env: StreamExecutionEnvironment
+    job_name: str
+    config: PipelineConfig
+    source: Any
+    sinks: tuple[Any, ...]
+
+
+class _FieldTimestamp(TimestampAssigner):
+    """Event time from a field of mapping records (``timestamp_field = "ts"``), in epoch ms."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def extract_timestamp(self, value: Any, record_timestamp: int | None) -> int:
+        try:
+            return int(value[self.field])
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"record has no usable timestamp field {self.field!r} ({type(exc).__name__}: {exc}); "
+                "fix the records or the watermarks' timestamp_field"
+            ) from None
+
+
+def import_function(reference: str, base_dir: Path | None = None) -> Any:
+    """The object a ``module:attribute`` reference names. ``base_dir`` (the pipeline file's
+    directory) is put on ``sys.path`` first, so modules beside the file import. Raises
+    ImportError or AttributeError with a message naming what is missing."""
+    module_name, _, attribute = reference.partition(":")
+    if base_dir is not None and str(base_dir) not in sys.path:
+        sys.path.insert(0, str(base_dir))
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            public = sorted(
+                n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+            )
+            raise AttributeError(
+                f"module {module_name!r} has no attribute {attribute!r}; "
+                f"{did_you_mean(part, public)}its functions: {', '.join(public) or '(none)'}"
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def _resolve_function(
+    config: PipelineConfig, reference: str, path: Path_, options: Mapping[str, Any] | None
+) -> Callable[..., Any]:
+    try:
+        obj = import_function(reference, config.base_dir)
+    except ModuleNotFoundError as exc:
+        raise config.error(
+            path,
+            f"cannot import {reference!r}: {exc}",
+            f"put {exc.name or reference.split(':')[0]}.py next to the pipeline file or install the package that provides it",
+        ) from None
+    except (ImportError, AttributeError) as exc:
+        raise config.error(
+            path,
+            f"cannot load {reference!r}: {exc}",
+            "name a function that exists: 'module:function'",
+        ) from None
+    except Exception as exc:
+        raise config.error(
+            path, f"importing {reference!r} raised {type(exc).__name__}: {exc}", "fix the module"
+        ) from exc
+    if options is not None:
+        # A factory: called once with the options, it returns the function to apply.
+        try:
+            obj = obj(**options)
+        except Exception as exc:
+            raise config.error(
+                (*path[:-1], "options"),
+                f"{reference}(**options) raised {type(exc).__name__}: {exc}",
+                "options are keyword arguments of the referenced factory; match its signature",
+            ) from exc
+    if not callable(obj):
+        raise config.error(
+            path, f"{reference!r} is a {type(obj).__name__}, not a function", "name a function"
+        )
+    fn: Callable[..., Any] = obj
+    return fn
+
+
+def _accepted_options(factory: Callable[..., Any]) -> list[str] | None:
+    """Keyword options the factory takes, or None when it takes ``**options``."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for p in signature.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.append(p.name)
+    return names
+
+
+def _option_key(key: str) -> str:
+    """Connectors accept ``value.format``, ``value-format`` and ``value_format`` alike."""
+    return key.replace("-", "_").replace(".", "_")
+
+
+def _check_named_component(
+    config: PipelineConfig, host: PluginHost, kind: str, value: Any, path: Path_, role: str
+) -> None:
+    """Check that the name a string (``"json"``, ``"timestamp:1700000000000"``) or a
+    ``{ name = ..., ... }`` table gives is installed, so a typo is reported on its line
+    with the installed names, before the connector is built. The value itself goes to the
+    connector unchanged: it builds the component with its own options."""
+    if isinstance(value, str):
+        name = value.partition(":")[0] if kind == "offsets initializer" else value
+    elif isinstance(value, dict):
+        if not isinstance(value.get("name"), str):
+            raise config.error(
+                path, f"a {kind} table needs a name", f'{path[-1]} = {{ name = "...", ... }}'
+            )
+        name = value["name"]
+        path = (*path, "name")
+    else:
+        return
+    try:
+        spec = host.format(name) if kind == "format" else host.lookup(kind, name)
+    except UnknownNameError as exc:
+        raise config.error(
+            path,
+            f"no {kind} named {name!r} is installed",
+            f"{did_you_mean(name, exc.valid)}installed {kind}s: {', '.join(sorted(exc.valid)) or '(none)'} "
+            "(streamplug plugins shows which distribution provides each)",
+        ) from None
+    if kind == "format":
+        factory = spec.deserializer if role == "source" else spec.serializer
+        if factory is None:
+            way = "deserialize (read)" if role == "source" else "serialize (write)"
+            raise config.error(
+                path,
+                f"format {name!r} cannot {way}",
+                "choose a format that supports this direction",
+            )
+
+
+def _unexpected_keyword(exc: TypeError) -> str | None:
+    m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+    return m.group(1) if m else None
+
+
+def _call_factory(factory: Callable[..., Any], options: dict[str, Any], host: PluginHost) -> Any:
+    """Call a connector factory, adapting to the two shapes connectors take: the run's
+    ``plugin_host`` (passed when the factory accepts it) and client ``properties`` as one
+    table or as Flink SQL-style ``properties.<name>`` options."""
+    try:
+        return factory(**options, plugin_host=host)
+    except TypeError as exc:
+        if _unexpected_keyword(exc) != "plugin_host":
+            raise
+    except ConfigError as exc:
+        props = options.get("properties")
+        if exc.option != "properties" or not isinstance(props, dict):
+            raise
+        flat = {k: v for k, v in options.items() if k != "properties"}
+        flat.update({f"properties.{k}": v for k, v in props.items()})
+        return factory(**flat, plugin_host=host)
+    return factory(**options)
+
+
+def _find_connector(host: PluginHost, name: str, role: str) -> ConnectorSpec:
+    """``host.connector``, tolerating a source and a sink that share a name (``kafka``):
+    connector names are unique per kind, so when the host's name-only registry reports a
+    duplicate, the registrations are read again keyed by (name, kind)."""
+    try:
+        return host.connector(name, role)  # type: ignore[arg-type]
+    except DuplicateNameError:
+        found: dict[tuple[str, str], ConnectorSpec] = {}
+        for impl in host.pm.hook.streamplug_register_connectors.get_hookimpls():
+
+            def register(spec: ConnectorSpec, _plugin: str = impl.plugin_name) -> None:
+                if (spec.name, spec.kind) in found:
+                    raise DuplicateNameError(
+                        f"{spec.kind} connector", spec.name, "another plugin", _plugin
+                    )
+                found[(spec.name, spec.kind)] = spec
+
+            impl.function(register=register)
+        if (name, role) in found:
+            return found[(name, role)]
+        raise UnknownNameError(
+            f"{role} connector", name, sorted(n for n, k in found if k == role)
+        ) from None
+
+
+def _build_connector(
+    config: PipelineConfig,
+    host: PluginHost,
+    settings: SourceSettings | SinkSettings,
+    role: str,
+    overrides: Mapping[str, Any],
+) -> Any:
+    path = settings.path
+    try:
+        spec = _find_connector(host, settings.connector, role)
+    except UnknownNameError as exc:
+        hint = (
+            " (the Kafka connectors ship as streamplug-kafka-source and streamplug-kafka-sink)"
+            if settings.connector == "kafka"
+            else ""
+        )
+        raise config.error(
+            (*path, "connector"),
+            f"no {role} connector named {settings.connector!r} is installed{hint}",
+            f"{did_you_mean(settings.connector, exc.valid)}installed {role} connectors: "
+            f"{', '.join(sorted(exc.valid)) or '(none)'}",
+        ) from None
+    options = dict(settings.options)
+    accepted = _accepted_options(spec.factory)
+    if accepted is not None:
+        for key in options:
+            if key not in accepted:
+                raise config.error(
+                    (*path, key),
+                    f"the {settings.connector!r} {role} has no option {key!r}",
+                    f"{did_you_mean(key, accepted)}its options: {', '.join(accepted) or '(none)'}",
+                )
+    for key, value in overrides.items():
+        present = [k for k in options if _option_key(k) == _option_key(key)]
+        if present or (accepted is not None and key in accepted) or "kafka" in settings.connector:
+            for k in present:
+                del options[k]
+            options[key] = value
+    named = SOURCE_NAMED_OPTIONS if role == "source" else SINK_NAMED_OPTIONS
+    for key, value in options.items():
+        kind = named.get(_option_key(key))
+        if kind is not None:
+            _check_named_component(config, host, kind, value, (*path, key), role)
+
+    def option_path(option: str | None) -> Path_:
+        if option is None:
+            return (*path, "connector")
+        for key in options:
+            if _option_key(key) == _option_key(option) or _option_key(option).endswith(
+                _option_key(key)
+            ):
+                return (*path, key)
+        return (*path, "connector")
+
+    try:
+        return _call_factory(spec.factory, options, host)
+    except ConfigError as exc:
+        raise config.error(
+            option_path(exc.option), f"{settings.connector} {role}: {exc}", None
+        ) from None
+    except TypeError as exc:
+        raise config.error(
+            option_path(_unexpected_keyword(exc)),
+            f"{settings.connector} {role} rejected its options: {exc}",
+            "check the option names in the connector's docs",
+        ) from None
+    except (ValueError, LookupError) as exc:
+        raise config.error(
+            (*path, "connector"),
+            f"{settings.connector} {role}: {type(exc).__name__}: {exc}",
+            "fix the option it names",
+        ) from None
+
+
+def _watermark_strategy(config: PipelineConfig, settings: WatermarkSettings) -> WatermarkStrategy:
+    if settings.strategy == "bounded-out-of-orderness":
+        strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+            settings.max_out_of_orderness_ms or 0
+        )
+    elif settings.strategy == "monotonous":
+        strategy = WatermarkStrategy.for_monotonous_timestamps()
+    else:
+        strategy = WatermarkStrategy.no_watermarks()
+    if settings.timestamp_field is not None:
+        strategy = strategy.with_timestamp_assigner(_FieldTimestamp(settings.timestamp_field))
+    elif settings.timestamp_assigner is not None:
+        fn = _resolve_function(
+            config,
+            settings.timestamp_assigner,
+            ("source", "watermarks", "timestamp_assigner"),
+            None,
+        )
+        strategy = strategy.with_timestamp_assigner(fn)
+    if settings.idleness_ms:
+        strategy = strategy.with_idleness(settings.idleness_ms)
+    return strategy
+
+
+def _restart_strategy(config: PipelineConfig) -> RestartStrategy | None:
+    restart = config.restart
+    if restart is None:
+        return None
+    p = restart.params
+    if restart.type == "none":
+        return RestartStrategies.no_restart()
+    if restart.type == "fixed-delay":
+        return RestartStrategies.fixed_delay_restart(p.get("attempts", 1), p.get("delay", 1000))
+    if restart.type == "exponential-delay":
+        return RestartStrategies.exponential_delay_restart(
+            initial_backoff=p.get("initial_backoff", 1000),
+            max_backoff=p.get("max_backoff", 60_000),
+            backoff_multiplier=p.get("backoff_multiplier", 2.0),
+            reset_backoff_threshold=p.get("reset_backoff_threshold", 3_600_000),
+            jitter_factor=p.get("jitter_factor", 0.1),
+            attempts=p.get("attempts"),
+        )
+    return RestartStrategies.failure_rate_restart(
+        p.get("max_failures_per_interval", 1),
+        p.get("failure_rate_interval", 60_000),
+        p.get("delay", 1000),
+    )
+
+
+def build_pipeline(
+    config: PipelineConfig,
+    host: PluginHost,
+    *,
+    bootstrap_servers: str | None = None,
+    restore: str | None = "latest",
+    checkpoint_storage: str | Path | None = None,
+) -> BuiltPipeline:
+    """Build ``config`` into a job on a fresh environment.
+
+    ``bootstrap_servers`` overrides the option of that name on every source and sink whose
+    connector takes it. ``restore`` is ``"latest"`` (resume from this job's newest usable
+    checkpoint, if any), ``"none"`` (start fresh) or the path of a checkpoint file.
+    ``checkpoint_storage`` overrides ``[checkpointing] storage``.
+    """
+    env = StreamExecutionEnvironment.get_execution_environment(host)
+    env.set_parallelism(config.job.parallelism)
+    if config.job.auto_watermark_interval_ms:
+        env.set_auto_watermark_interval(config.job.auto_watermark_interval_ms)
+    checkpoint_config = env.get_checkpoint_config()
+    cp = config.checkpointing
+    if cp is not None:
+        env.enable_checkpointing(cp.interval_ms)
+        if cp.timeout_ms is not None:
+            checkpoint_config.set_checkpoint_timeout(cp.timeout_ms)
+        if cp.min_pause_ms is not None:
+            checkpoint_config.set_min_pause_between_checkpoints(cp.min_pause_ms)
+        if cp.max_retained is not None:
+            checkpoint_config.set_max_retained_checkpoints(cp.max_retained)
+        if cp.tolerable_failures is not None:
+            checkpoint_config.set_tolerable_checkpoint_failure_number(cp.tolerable_failures)
+        if cp.storage is not None:
+            checkpoint_config.set_checkpoint_storage_dir(cp.storage)
+    if checkpoint_storage is not None:
+        checkpoint_config.set_checkpoint_storage_dir(checkpoint_storage)
+    if restore in (None, "none"):
+        checkpoint_config.set_restore(None)
+    elif restore == "latest":
+        checkpoint_config.set_restore("latest")
+    else:
+        chosen = Path(restore)
+        if not chosen.is_file():
+            raise ConfigError(
+                f"--restore {restore!r}: no such checkpoint file; use 'latest', 'none' or a chk-*.json path "
+                "(streamplug checkpoints list DIR shows them)",
+                option="restore",
+            )
+        checkpoint_config.set_restore(chosen)
+    strategy = _restart_strategy(config)
+    if strategy is not None:
+        env.set_restart_strategy(strategy)
+
+    overrides = {BOOTSTRAP_OPTION: bootstrap_servers} if bootstrap_servers else {}
+    source = _build_connector(config, host, config.source, "source", overrides)
+    stream = env.from_source(
+        source, _watermark_strategy(config, config.source.watermarks), config.source.name
+    )
+    for transform in config.transforms:
+        fn = _resolve_function(
+            config, transform.function, (*transform.path, transform.kind), transform.options
+        )
+        name = transform.name or transform.function.rpartition(":")[2]
+        if transform.kind == "map":
+            stream = stream.map(fn, name)
+        elif transform.kind == "filter":
+            stream = stream.filter(fn, name)
+        else:
+            stream = stream.flat_map(fn, name)
+    sinks = []
+    for sink_settings in config.sinks:
+        sink = _build_connector(config, host, sink_settings, "sink", overrides)
+        stream.sink_to(sink, sink_settings.name)
+        sinks.append(sink)
+    return BuiltPipeline(env, config.job.name, config, source, tuple(sinks))

@@ -1,0 +1,211 @@
+"""``streamplug run PIPELINE.toml``: build a pipeline file into a job and run it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from streamplug.errors import JobCancelledError, JobFailedError
+from streamplug.pipeline.build import BuiltPipeline, build_pipeline
+from streamplug.pipeline.config import load_pipeline
+from streamplug.pipeline.progress import ProgressLine, format_count
+from streamplug.plugins import CommandSpec
+from streamplug.secrets import redact
+
+__all__ = ["run_command"]
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", metavar="PIPELINE.toml", help="the pipeline file")
+    parser.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT,...",
+        help="Kafka to use instead of the bootstrap_servers in the file (every source and sink that takes it)",
+    )
+    parser.add_argument(
+        "--restore",
+        default="latest",
+        metavar="latest|none|PATH",
+        help="resume from this job's newest usable checkpoint (latest, the default), start fresh "
+        "(none), or restore a chk-*.json file",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="checkpoint storage, instead of [checkpointing] storage",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve metrics for Prometheus at http://HOST:PORT/metrics during the run "
+        "(needs pip install 'streamplug[metrics]'; 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics endpoint binds (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=float,
+        metavar="SECONDS",
+        help="stop gracefully after this long (final checkpoint, commits), as on Ctrl-C",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and build the pipeline, print its plan, and exit",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def _describe(built: BuiltPipeline) -> dict[str, Any]:
+    config = built.config
+    env = built.env
+    cp = env.get_checkpoint_config()
+
+    def options(raw: dict[str, Any]) -> dict[str, Any]:
+        shown = redact(raw)
+        if isinstance(raw.get("properties"), dict):
+            shown["properties"] = redact(raw["properties"])
+        return shown
+
+    return {
+        "job": built.job_name,
+        "parallelism": env.get_parallelism(),
+        "checkpointing": (
+            {
+                "interval_ms": cp.interval_ms,
+                "timeout_ms": cp.timeout_ms,
+                "storage": str(cp.storage_dir) if cp.storage_dir else None,
+                "restore": cp.restore,
+            }
+            if cp.enabled
+            else None
+        ),
+        "restart_strategy": env.effective_restart_strategy().describe(),
+        "source": {
+            "connector": config.source.connector,
+            "name": config.source.name,
+            "options": options(config.source.options),
+            "watermarks": config.source.watermarks.strategy,
+        },
+        "transforms": [f"{t.kind} {t.function}" for t in config.transforms],
+        "sinks": [
+            {"connector": s.connector, "name": s.name, "options": options(s.options)}
+            for s in config.sinks
+        ],
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_pipeline(args.pipeline)
+    endpoint = None
+    if args.metrics_port is not None:
+        from streamplug.metrics_export import start_prometheus_exporter
+
+        try:
+            endpoint = start_prometheus_exporter(args.metrics_port, args.metrics_host)
+        except ImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(
+                f"error: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"metrics: {endpoint.url}", flush=True)
+    try:
+        built = build_pipeline(
+            config,
+            args.host,
+            bootstrap_servers=args.bootstrap_servers,
+            restore=args.restore,
+            checkpoint_storage=args.checkpoint_dir,
+        )
+        if args.dry_run:
+            print(json.dumps(_describe(built), indent=2, default=str))
+            return 0
+        return _execute(built, args)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
+    client = built.env.execute_async(built.job_name)
+    print(
+        f"job {built.job_name!r} started (id {client.job_id}); Ctrl-C stops it with a final checkpoint",
+        flush=True,
+    )
+    stop_requested = threading.Event()
+    signals = [0]
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        signals[0] += 1
+        if signals[0] == 1:
+            stop_requested.set()
+            print(
+                "\nstopping: taking a final checkpoint (Ctrl-C again cancels)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            client.cancel()
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+    progress = None if args.no_progress else ProgressLine()
+    deadline = time.monotonic() + args.stop_after if args.stop_after is not None else None
+    stopper: threading.Thread | None = None
+    try:
+        while not client.status.is_terminal:
+            if deadline is not None and time.monotonic() >= deadline:
+                stop_requested.set()
+            if stop_requested.is_set() and stopper is None:
+                stopper = threading.Thread(target=client.stop, name="streamplug-stop", daemon=True)
+                stopper.start()
+            if progress is not None:
+                progress.update(client.metrics())
+            client.wait_quietly(0.25)
+        if progress is not None:
+            progress.finish(client.metrics())
+        try:
+            result = client.wait()
+        except JobFailedError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except JobCancelledError as exc:
+            print(f"{exc}", file=sys.stderr)
+            return 130
+        print(
+            f"job {result.job_name!r} FINISHED in {result.net_runtime_ms / 1000:.1f} s: "
+            f"{format_count(result.records_in)} records in, {format_count(result.records_out)} out, "
+            f"{result.checkpoints_completed} checkpoint(s), {result.attempts} attempt(s)"
+            + (f"; last checkpoint {result.last_checkpoint}" if result.last_checkpoint else ""),
+            flush=True,
+        )
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_command() -> CommandSpec:
+    """The ``run`` subcommand, registered by the core's plugin module."""
+    return CommandSpec(
+        "run",
+        "run a pipeline file (TOML): source, transforms and sinks by registered name",
+        _configure,
+        _run,
+    )
