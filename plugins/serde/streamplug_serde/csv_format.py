@@ -100,7 +100,9 @@ class _Dialect:
             "quotechar": quote_char,
             "doublequote": True,
             "strict": True,
-            "lineterminator": "\n",
+            # The writer quotes a field holding any line-terminator character, so "\r\n"
+            # makes it quote a lone "\r" too, which readers would otherwise take for a row end.
+            "lineterminator": "\r\n",
             "quoting": csv.QUOTE_MINIMAL,
         }
 
@@ -194,7 +196,7 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
             self._writer.writerow(cells)
         except csv.Error as exc:
             raise SerializationError(str(exc), format=FORMAT, element=element) from exc
-        text = buf.getvalue()[:-1]  # drop the line terminator: one record is one row
+        text = buf.getvalue()[:-2]  # drop the line terminator: one record is one row
         try:
             return text.encode(self.dialect.charset)
         except UnicodeEncodeError as exc:

@@ -2,8 +2,9 @@
 
 orjson is used when it is installed (``pip install 'streamplug-serde[fast]'``): it parses
 and writes several times faster than the standard library. Two differences matter:
-orjson reads integers beyond 64 bits as floats and refuses ``NaN``/``Infinity`` literals.
-Pass ``use_orjson=False`` when your data needs either.
+orjson reads integers beyond 64 bits as floats, refuses ``NaN``/``Infinity`` literals, and
+writes float NaN and infinities as ``null`` (JSON has no such numbers; the standard library
+path refuses to write them). Pass ``use_orjson=False`` when your data needs any of that.
 """
 
 from __future__ import annotations
