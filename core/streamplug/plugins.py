@@ -117,14 +117,20 @@ class PluginInfo:
     names: dict[str, list[str]]
 
 
-# Each kind: (hook name, attribute of the spec holding the name).
+# Each kind of name and the hook that registers it. Sources and sinks share a hook but not
+# a namespace: "kafka" is both a source and a sink.
 _KINDS: dict[str, str] = {
-    "connector": "streamplug_register_connectors",
+    "source": "streamplug_register_connectors",
+    "sink": "streamplug_register_connectors",
     "format": "streamplug_register_formats",
     "partitioner": "streamplug_register_partitioners",
     "offsets initializer": "streamplug_register_offsets_initializers",
     "command": "streamplug_register_commands",
 }
+
+
+def _belongs(kind: str, spec: Any) -> bool:
+    return kind not in ("source", "sink") or getattr(spec, "kind", None) == kind
 
 SpecT = TypeVar("SpecT")
 
@@ -203,6 +209,8 @@ class PluginHost:
             dist = self._dist_of.get(impl.plugin_name, (impl.plugin_name, ""))[0]
 
             def register(spec: Any, _dist: str = dist, _plugin: str = impl.plugin_name) -> None:
+                if not _belongs(kind, spec):
+                    return
                 name = spec.name
                 if name in entries:
                     raise DuplicateNameError(kind, name, entries[name].distribution, _dist)
@@ -222,10 +230,8 @@ class PluginHost:
         return entry.spec
 
     def connector(self, name: str, kind: Literal["source", "sink"]) -> ConnectorSpec:
-        spec: ConnectorSpec = self.lookup("connector", name)
-        if spec.kind != kind:
-            valid = [n for n, e in self._registry("connector").items() if e.spec.kind == kind]
-            raise UnknownNameError(f"{kind} connector", name, valid)
+        """The source or sink registered under ``name``."""
+        spec: ConnectorSpec = self.lookup(kind, name)
         return spec
 
     def format(self, name: str) -> FormatSpec:

@@ -177,15 +177,28 @@ def test_unknown_name_lists_valid_names() -> None:
     assert "kafak" in str(info.value)
 
 
+def test_a_source_and_a_sink_may_share_a_name() -> None:
+    class Both:
+        @hookimpl
+        def streamplug_register_connectors(self, register: Any) -> None:
+            register(ConnectorSpec("same", "source", lambda **o: "source"))
+            register(ConnectorSpec("same", "sink", lambda **o: "sink"))
+
+    host = build_plugin_host(autoload=False, plugins=[Both()])
+    assert host.connector("same", "source").factory() == "source"
+    assert host.connector("same", "sink").factory() == "sink"
+
+
 def test_sink_name_is_not_a_source() -> None:
     host = build_plugin_host(autoload=False)
-    with pytest.raises(UnknownNameError, match="source connector"):
+    with pytest.raises(UnknownNameError, match="no source named 'print'"):
         host.connector("print", "source")
 
 
 def test_builtin_components_register_even_without_autoload() -> None:
     host = build_plugin_host(autoload=False)
-    assert {"collection", "print", "discard"} <= set(host.names("connector"))
+    assert host.names("source") == ["collection"]
+    assert {"print", "discard"} <= set(host.names("sink"))
     assert {"plugins", "checkpoints"} <= set(host.names("command"))
 
 
@@ -237,7 +250,8 @@ def test_plugin_infos_group_names_by_kind() -> None:
     infos = {i.name: i for i in host.plugin_infos()}
     builtin = infos["streamplug.builtin"]
     assert builtin.distribution == "streamplug"
-    assert builtin.names["connector"] == ["collection", "discard", "print"]
+    assert builtin.names["source"] == ["collection"]
+    assert builtin.names["sink"] == ["discard", "print"]
 
 
 def test_lifecycle_hook_failure_never_fails_the_job(tmp_path: Any) -> None:
