@@ -6,7 +6,9 @@ attributes (job, subtask, topic, partition). Instruments are created on the glob
 it (``pip install 'streamplug[metrics]'``) they are exported wherever the SDK sends them.
 
 Instrument names are ``streamplug.<scope>.<name>``, e.g.
-``streamplug.KafkaSourceReader.commitsSucceeded``.
+``streamplug.KafkaSourceReader.commitsSucceeded``; OpenTelemetry treats names as
+case-insensitive and its SDK exports them lower-cased (Prometheus:
+``streamplug_kafkasourcereader_commitssucceeded``).
 """
 
 from __future__ import annotations
@@ -132,9 +134,10 @@ class MetricGroup:
         self.gauges: dict[str, Gauge] = {}
 
     def add_group(self, name: str, **attributes: Any) -> MetricGroup:
-        """A sub-scope (``add_group("KafkaConsumer")``) or, with attributes, the same scope
-        with more attributes (``add_group("topic", topic="t", partition=0)``)."""
-        scope = self.scope if attributes and name in ("topic", "partition") else (*self.scope, name)
+        """A sub-scope (``add_group("KafkaConsumer")``) or, like Flink's key/value groups,
+        the same scope with more attributes (``add_group("topic", topic="t", partition=0)``):
+        variable parts belong in attributes, so instrument names stay fixed."""
+        scope = self.scope if attributes else (*self.scope, name)
         child = MetricGroup(scope, {**self.attributes, **attributes})
         self._children.append(child)
         return child

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from streamplug.connectors import TransactionalFileSink
 from streamplug.runtime import FileCheckpointStorage
 

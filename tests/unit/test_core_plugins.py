@@ -9,6 +9,7 @@ import types
 from typing import Any
 
 import pytest
+
 from streamplug import hookspecs
 from streamplug.api.serde import DeserializationSchema, FormatSpec, SerializationSchema
 from streamplug.errors import DuplicateNameError, UnknownNameError

@@ -118,6 +118,17 @@ def _make_output(
     return SubtaskOutput(strategy, emit, on_watermark)
 
 
+def _register_task_metrics(group: MetricGroup, subtask: Subtask) -> None:
+    """Flink's task I/O metrics, read on demand from the subtask's own counters."""
+    output = subtask.output
+    group.gauge("numRecordsIn", lambda: output.records)
+    group.gauge("numRecordsOut", lambda: subtask.records_out[0])
+    group.gauge(
+        "currentOutputWatermark",
+        lambda: None if output.idle or output.watermark == MIN_WATERMARK else output.watermark,
+    )
+
+
 class _Stop(Exception):
     """Internal: leave the coordinator loop for a stop or cancel request."""
 
@@ -348,6 +359,7 @@ class _Attempt:
                 group,
             )
             subtask.records_out = records_out
+            _register_task_metrics(group, subtask)
             self.run.metrics.subtask_watermarks[key] = None
             subtask.add_restored_splits(restored_splits[index])
             pipeline_subtasks.append(subtask)
@@ -715,7 +727,18 @@ class _JobRun:
         self.storage = FileCheckpointStorage(storage_dir, job_name)
         self.next_checkpoint_id = self.storage.latest_id() + 1
         self.started = time.monotonic()
+        self._register_job_metrics()
         self.thread = threading.Thread(target=self._main, name=f"job-{job_name}", daemon=True)
+
+    def _register_job_metrics(self) -> None:
+        group = MetricGroup(("job",), {"job": self.job_name})
+        m = self.metrics
+        group.gauge("numberOfCompletedCheckpoints", lambda: m.checkpoints_completed)
+        group.gauge("numberOfFailedCheckpoints", lambda: m.checkpoints_failed)
+        group.gauge("lastCheckpointDuration", lambda: m.last_checkpoint_duration_ms)
+        group.gauge("numRestarts", lambda: max(0, self.attempts - 1))
+        group.gauge("currentWatermark", lambda: m.watermark)
+        self.metric_group = group
 
     def set_status(self, status: JobStatus) -> None:
         self.status = status
@@ -779,6 +802,7 @@ class _JobRun:
                         return
                     number += 1
         finally:
+            self.metric_group.close()
             self.done.set()
 
 
