@@ -1,0 +1,181 @@
+"""Kafka source throughput: a bounded read of N records of 100 bytes through streamplug's
+KafkaSource (parallelism 1, discarding sink) against the fastest hand-written
+confluent-kafka consume loop, on the same broker in the same run.
+
+Both sides use the same consumer tuning (fetch.queue.backoff.ms=10, queued.min.messages=
+200000; librdkafka's defaults cap a draining consumer near 130k records/s) and batch
+``consume(10000)`` calls; the loop also reads every value, as any real consumer must. The
+two alternate, run after run, and the medians are compared, so the ratio measures
+streamplug's overhead rather than broker or machine noise.
+
+    python benchmarks/bench_source.py [--records 1000000] [--partitions 1] [--runs 3]
+                                      [--bootstrap-servers host:port]
+
+Without --bootstrap-servers (or $STREAMPLUG_KAFKA_BOOTSTRAP) a local single-node Apache
+Kafka is started for the run (streamplug-kafka-common's launcher).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import Consumer, Producer, TopicPartition
+from streamplug.api import DeserializationSchema, WatermarkStrategy
+from streamplug.connectors import DiscardingSink
+from streamplug.plugins import build_plugin_host
+from streamplug.runtime import StreamExecutionEnvironment
+from streamplug_kafka_common import admin
+
+from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
+
+VALUE_BYTES = 100
+TUNING = {"fetch.queue.backoff.ms": "10", "queued.min.messages": "200000"}
+
+
+class PassThrough(DeserializationSchema[bytes]):
+    """Values as they arrive: the same work as the hand-written loop, no decoding."""
+
+    def deserialize(self, message: bytes) -> bytes:
+        return message
+
+    def deserialize_batch(self, messages: Sequence[bytes]) -> list[bytes]:
+        return messages if isinstance(messages, list) else list(messages)
+
+
+def produce(bootstrap: str, topic: str, records: int, partitions: int) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
+    value = b"x" * VALUE_BYTES
+    for i in range(records):
+        while True:
+            try:
+                producer.produce(topic, value, partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush()
+
+
+def hand_loop(bootstrap: str, topic: str, records: int, partitions: int) -> float:
+    start = time.perf_counter()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **TUNING,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen = 0
+    while seen < records:
+        batch = consumer.consume(10_000, 1.0)
+        values = [m.value() for m in batch]
+        seen += len(values)
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return elapsed
+
+
+def streamplug_job(bootstrap: str, topic: str, records: int, schema: Any) -> float:
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(topic)
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_value_only_deserializer(schema)
+        .set_property("register.consumer.metrics", "false")
+        .build()
+    )
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.set_parallelism(1)
+    env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "kafka").sink_to(
+        DiscardingSink()
+    )
+    start = time.perf_counter()
+    result = env.execute("bench-source")
+    elapsed = time.perf_counter() - start
+    if result.records_in != records:
+        raise SystemExit(f"streamplug read {result.records_in} records, expected {records}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("STREAMPLUG_KAFKA_BOOTSTRAP"))
+    parser.add_argument(
+        "--bytes-schema",
+        action="store_true",
+        help="deserialize with streamplug-serde's BytesSchema instead of a pass-through",
+    )
+    args = parser.parse_args()
+
+    cluster = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        from streamplug_kafka_common.broker import KafkaCluster
+
+        print("starting a local Apache Kafka...", flush=True)
+        cluster = KafkaCluster(nodes=1).start()
+        bootstrap = cluster.bootstrap_servers
+    schema: Any = PassThrough()
+    if args.bytes_schema:
+        from streamplug_serde import BytesSchema
+
+        schema = BytesSchema()
+    try:
+        topic = f"bench-source-{uuid.uuid4().hex[:8]}"
+        admin.create_topic(bootstrap, topic, args.partitions)
+        t0 = time.perf_counter()
+        produce(bootstrap, topic, args.records, args.partitions)
+        print(
+            f"python {platform.python_version()}, confluent-kafka {confluent_kafka.version()[0]}"
+            f" (librdkafka {confluent_kafka.libversion()[0]}), {os.cpu_count()} cores; "
+            f"{args.records:,} x {VALUE_BYTES} B in {args.partitions} partition(s), "
+            f"produced in {time.perf_counter() - t0:.1f} s; median of {args.runs} runs",
+            flush=True,
+        )
+        times: dict[str, list[float]] = {"hand": [], "streamplug": []}
+        for i in range(args.runs):
+            times["hand"].append(hand_loop(bootstrap, topic, args.records, args.partitions))
+            times["streamplug"].append(streamplug_job(bootstrap, topic, args.records, schema))
+            print(
+                f"  run {i + 1}/{args.runs}: hand-written {args.records / times['hand'][-1]:,.0f}"
+                f" rec/s, streamplug {args.records / times['streamplug'][-1]:,.0f} rec/s",
+                flush=True,
+            )
+        hand = args.records / statistics.median(times["hand"])
+        ours = args.records / statistics.median(times["streamplug"])
+        print(f"\n{'reader':<48}{'records/s':>14}{'ratio':>8}")
+        print(f"{'hand-written confluent-kafka consume loop':<48}{hand:>14,.0f}{1:>8.2f}")
+        label = f"streamplug KafkaSource p=1 ({type(schema).__name__})"
+        print(f"{label:<48}{ours:>14,.0f}{ours / hand:>8.2f}")
+        print(f"\nratio {ours / hand:.2f} (target >= 0.80)")
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
