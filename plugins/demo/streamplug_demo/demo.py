@@ -30,10 +30,10 @@ from typing import Any, TextIO
 
 import attrs
 from confluent_kafka import KafkaException, Producer
+
 from streamplug.pipeline import ProgressLine, build_pipeline, pipeline_from_dict
 from streamplug.pipeline.progress import format_count
 from streamplug.plugins import PluginHost
-
 from streamplug_demo.transforms import enrich, make_event
 
 __all__ = ["DemoCheck", "DemoSettings", "run_demo"]
@@ -145,7 +145,7 @@ class _Generator(threading.Thread):
                     producer.poll(0)
             while producer.flush(1.0) > 0 and not self.stopped.is_set():
                 pass
-        except BaseException as exc:  # noqa: BLE001 - reported by the demo, not lost in a thread
+        except BaseException as exc:
             self.error = exc
 
 

@@ -50,7 +50,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from streamplug.pipeline import ProgressLine
-
     from streamplug_demo.demo import DemoSettings, describe_check, run_demo
 
     if args.events < 1 or args.parallelism < 1:
