@@ -209,6 +209,19 @@ def _redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
+# Registry client properties that hold credentials but that streamplug.secrets does not
+# recognise by name (it knows Kafka's property names).
+_REGISTRY_SECRETS = ("basic.auth.user.info", "bearer.auth.credentials", "bearer.auth.client.secret")
+
+
+def _redact_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    masked = redact(properties)
+    for key in masked:
+        if str(key).startswith(_REGISTRY_SECRETS):
+            masked[key] = MASK
+    return masked
+
+
 _CLIENTS: dict[tuple[Any, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
@@ -281,7 +294,7 @@ class RegistrySettings:
             return f"RegistrySettings(client={type(self.client).__name__})"
         return (
             f"RegistrySettings(url={_redact_url(self.url or '')!r}, "
-            f"properties={redact(self.properties)!r})"
+            f"properties={_redact_properties(self.properties)!r})"
         )
 
 
