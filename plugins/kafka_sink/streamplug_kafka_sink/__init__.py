@@ -1,7 +1,6 @@
 """streamplug's Kafka sink: KafkaSink with NONE, AT_LEAST_ONCE and EXACTLY_ONCE delivery."""
 
 from streamplug.api.sink import DeliveryGuarantee
-
 from streamplug_kafka_sink.committer import KafkaCommitter
 from streamplug_kafka_sink.legacy import FlinkKafkaProducer, Semantic
 from streamplug_kafka_sink.partitioner import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from streamplug.api.sink import CommitOutcome, Committer
-
 from streamplug_kafka_sink.transaction import KafkaCommittable, TransactionManager
 
 __all__ = ["KafkaCommitter"]

@@ -18,7 +18,6 @@ from streamplug.api.serde import SerializationSchema
 from streamplug.api.sink import Committer, DeliveryGuarantee, Sink, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
-
 from streamplug_kafka_sink.partitioner import KafkaPartitioner, PartitionFunction
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.sink import KafkaSink

@@ -19,7 +19,6 @@ def kafka_sink_from_options(**options: Any) -> Any:
     ``properties.<librdkafka property>``. Underscores may stand for dashes."""
     from streamplug.errors import ConfigError
     from streamplug.plugins import build_plugin_host
-
     from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
     from streamplug_kafka_sink.sink import KafkaSink
 

@@ -21,9 +21,9 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 from confluent_kafka.serialization import MessageField, SerializationContext
+
 from streamplug.api.serde import SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_kafka_sink.partitioner import KafkaPartitioner, PartitionFunction, partitioner_from
 
 __all__ = [

@@ -24,12 +24,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Producer
+
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import Committer, DeliveryGuarantee, Sink, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
-
 from streamplug_kafka_sink import _config
 from streamplug_kafka_sink.committer import KafkaCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics

@@ -39,12 +39,12 @@ from typing import Any
 import attrs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import CommitOutcome, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import CheckpointError, ConfigError
 from streamplug.secrets import redact_text
-
 from streamplug_kafka_sink._config import finalize_client_config
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
@@ -74,6 +74,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DECISION_VERSION = 1
+_FENCED_CODES = (
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+)
 
 
 @attrs.frozen
@@ -175,6 +180,7 @@ class TransactionManager:
         self._log_offset = 0
         self._users = 0
         self.commits = 0
+        self.fatal_error: KafkaError | None = None
 
     def __repr__(self) -> str:
         return (
@@ -226,6 +232,9 @@ class TransactionManager:
             if self._state == TransactionState.IN_TRANSACTION:
                 return
             if self._state == TransactionState.FAILED:
+                if self.fatal_error is not None:
+                    failure = self.producer_failure(KafkaException(self.fatal_error), "producer")
+                    raise CheckpointError(str(failure))
                 raise CheckpointError(
                     f"the transactional producer {self.transactional_id!r} failed earlier in this "
                     "attempt; the job must restart"
@@ -283,6 +292,8 @@ class TransactionManager:
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
+            self.fatal_error = err
+            self._state = TransactionState.FAILED
             log.error("transactional producer %s: fatal error %s", self.transactional_id, err.str())
         else:
             log.debug("transactional producer %s: %s", self.transactional_id, err.str())
@@ -427,6 +438,14 @@ class TransactionManager:
                     "refusing to "
                     "commit output that does not belong to this checkpoint"
                 )
+            if self.fatal_error is not None:
+                raise CheckpointError(
+                    str(
+                        self.producer_failure(
+                            KafkaException(self.fatal_error), f"checkpoint {checkpoint_id}"
+                        )
+                    )
+                )
             self.errors.raise_if_any(f"in the transaction of checkpoint {checkpoint_id}")
             decision = {
                 "v": _DECISION_VERSION,
@@ -474,14 +493,26 @@ class TransactionManager:
                 self._state = TransactionState.FAILED
                 raise CheckpointError(self._fatal_message(checkpoint_id, exc)) from exc
 
+    def producer_failure(self, exc: BaseException, what: str) -> KafkaDeliveryError:
+        """The error to raise when a producer call failed: a fatal producer error (fencing
+        above all) explains itself; confluent-kafka may then raise a bare SystemError."""
+        err = self.fatal_error or self.errors.last
+        if err is None and isinstance(exc, KafkaException):
+            err = _kafka_error(exc)
+        text = redact_text(str(err.str() if err is not None else exc), self._producer_config)
+        if err is not None and err.code() in _FENCED_CODES:
+            return KafkaDeliveryError(
+                f"{what}: producer {self.transactional_id!r} was fenced by a newer producer with "
+                "the same transactional id (a restarted job, or a second job using the same "
+                "set_transactional_id_prefix); this producer's open transaction is aborted and "
+                f"its records never become visible ({text})"
+            )
+        return KafkaDeliveryError(f"{what}: transactional producer failed: {text}")
+
     def _fatal_message(self, checkpoint_id: int, exc: KafkaException) -> str:
         err = _kafka_error(exc)
         text = redact_text(str(exc), self._producer_config)
-        if err is not None and err.code() in (
-            KafkaError._FENCED,
-            KafkaError.PRODUCER_FENCED,
-            KafkaError.INVALID_PRODUCER_EPOCH,
-        ):
+        if err is not None and err.code() in _FENCED_CODES:
             return (
                 f"producer {self.transactional_id!r} was fenced while committing checkpoint "
                 f"{checkpoint_id}: another producer initialised the same transactional id. Either "
@@ -555,15 +586,20 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
             raise
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        self._emitter.emit(values, timestamps)
+        try:
+            self._emitter.emit(values, timestamps)
+        except (KafkaException, SystemError) as exc:
+            raise self._manager.producer_failure(exc, f"subtask {self._subtask}") from exc
 
     def flush(self, end_of_input: bool) -> None:
         try:
             flush_producer(self._manager.producer, f"of subtask {self._subtask} to be acknowledged")
-        except KafkaException as exc:
-            raise KafkaDeliveryError(
-                f"subtask {self._subtask}: transactional producer failed: {exc}"
-            ) from exc
+        except (KafkaException, SystemError) as exc:
+            raise self._manager.producer_failure(exc, f"subtask {self._subtask}") from exc
+        if self._manager.fatal_error is not None:
+            raise self._manager.producer_failure(
+                KafkaException(self._manager.fatal_error), f"subtask {self._subtask}"
+            )
         count = self._manager.errors.count
         if count:
             self._metrics.errors.inc(count)

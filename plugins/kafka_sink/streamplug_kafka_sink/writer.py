@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
+
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
-
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -51,12 +51,17 @@ class DeliveryErrors:
         self.count = 0
         self.samples: list[str] = []
         self.total = 0
+        self.last: KafkaError | None = None
 
     def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             return
-        where = f"{msg.topic()}[{msg.partition()}]" if msg is not None else "?"
+        try:
+            where = f"{msg.topic()}[{msg.partition()}]"
+        except Exception:
+            where = "?"
         with self._lock:
+            self.last = err
             self.count += 1
             self.total += 1
             if len(self.samples) < self._SAMPLES:

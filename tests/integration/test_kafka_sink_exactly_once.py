@@ -1,0 +1,276 @@
+"""EXACTLY_ONCE on a real Kafka broker: visibility only at commit, recovery of a commit a
+SIGKILL interrupted (before and after commit_transaction), reused checkpoint ids,
+fencing of a stale writer, broker-refused transaction timeouts, and AT_LEAST_ONCE through
+a leader change on three nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from streamplug.api.sink import CommitOutcome, DeliveryGuarantee
+from streamplug.errors import CheckpointError, ConfigError
+from streamplug_kafka_common.admin import describe_partitions, read_all
+from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
+from streamplug_kafka_sink._testing import StandaloneSinkContext
+from streamplug_kafka_sink.transaction import KafkaCommittable, KafkaCommittableSerializer
+
+pytestmark = pytest.mark.integration
+
+
+def _sink(
+    bootstrap: str,
+    topic: str,
+    guarantee: DeliveryGuarantee,
+    prefix: str | None = None,
+    **props: Any,
+) -> KafkaSink:
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_value_serialization_schema(lambda s: s.encode())
+        .build()
+    )
+    b = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(schema)
+        .set_delivery_guarantee(guarantee)
+        .set_properties(props)
+    )
+    if prefix:
+        b.set_transactional_id_prefix(prefix)
+    return b.build()
+
+
+def _committed(bootstrap: str, topic: str) -> list[str]:
+    return sorted(m.value().decode() for m in read_all(bootstrap, topic, "read_committed"))
+
+
+def _prefix() -> str:
+    return f"sink-it-{uuid.uuid4().hex[:8]}"
+
+
+def test_records_visible_only_when_checkpoint_commits(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    topic = topic_factory(partitions=2)
+    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, _prefix())
+    ctx = StandaloneSinkContext(parallelism=2)
+    committer = sink.create_committer(ctx)
+    assert committer is not None
+    writers = [
+        sink.create_writer(StandaloneSinkContext(subtask_index=i, parallelism=2), [])
+        for i in range(2)
+    ]
+    for i, w in enumerate(writers):
+        w.write([f"a{i}-{n}" for n in range(100)], None)
+        w.flush(False)
+    committables = [c for w in writers for c in w.prepare_commit()]
+    assert len({c.token for c in committables}) == 1, "the writers share one transaction"
+    assert _committed(kafka_bootstrap, topic) == []
+    assert len(read_all(kafka_bootstrap, topic, "read_uncommitted")) == 200
+    committer.commit(1, committables)
+    assert len(_committed(kafka_bootstrap, topic)) == 200
+    # The next transaction is already open and its records stay invisible until commit.
+    writers[0].write(["b"], None)
+    writers[0].flush(False)
+    assert len(_committed(kafka_bootstrap, topic)) == 200
+    committer.commit(2, writers[0].prepare_commit())
+    assert len(_committed(kafka_bootstrap, topic)) == 201
+    # The decision records name the job and checkpoint.
+    log = read_all(kafka_bootstrap, sink.commit_log_topic or "", "read_committed")
+    decisions = [json.loads(m.value()) for m in log]
+    assert [d["checkpoint_id"] for d in decisions] == [1, 2]
+    assert (
+        decisions[0]["job"] == "test-job"
+        and decisions[0]["transactional_id"] == sink.transactional_id
+    )
+    for w in writers:
+        w.close()
+    committer.close()
+
+
+_CHILD = r"""
+import json, sys
+from streamplug.api.sink import DeliveryGuarantee
+from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
+from streamplug_kafka_sink._testing import StandaloneSinkContext
+from streamplug_kafka_sink.transaction import KafkaCommittableSerializer
+
+bootstrap, topic, prefix, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+schema = (KafkaRecordSerializationSchema.builder().set_topic(topic)
+          .set_value_serialization_schema(lambda s: s.encode()).build())
+sink = (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(schema)
+        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        .set_transactional_id_prefix(prefix).build())
+ctx = StandaloneSinkContext()
+committer = sink.create_committer(ctx)
+writer = sink.create_writer(ctx, [])
+writer.write([f"{prefix}-{i}" for i in range(n)], None)
+writer.flush(False)
+committables = writer.prepare_commit()
+ser = KafkaCommittableSerializer()
+print(json.dumps([ser.serialize(c) for c in committables]), flush=True)
+committer.commit(7, committables)
+print("COMMIT RETURNED", flush=True)
+"""
+
+
+def _crash_child(bootstrap: str, topic: str, prefix: str, fault: str) -> list[KafkaCommittable]:
+    env = dict(os.environ, STREAMPLUG_FAULT_POINTS=f"{fault}:1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, bootstrap, topic, prefix, "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "COMMIT RETURNED" not in proc.stdout
+    ser = KafkaCommittableSerializer()
+    return [ser.deserialize(1, d) for d in json.loads(proc.stdout.splitlines()[0])]
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "visible"),
+    [
+        ("kafka_sink.before_commit", CommitOutcome.ABORTED, 0),
+        ("kafka_sink.after_commit", CommitOutcome.COMMITTED, 300),
+    ],
+)
+def test_resolve_after_sigkill_around_commit(
+    kafka_bootstrap: str, topic_factory: Any, fault: str, outcome: CommitOutcome, visible: int
+) -> None:
+    topic = topic_factory(partitions=1)
+    prefix = _prefix()
+    committables = _crash_child(kafka_bootstrap, topic, prefix, fault)
+    # The crashed process may leave an open transaction: read_committed stops before it.
+    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
+    committer = sink.create_committer(StandaloneSinkContext())
+    assert committer is not None
+    started = time.monotonic()
+    assert committer.resolve(7, committables) is outcome
+    # init_transactions fenced the dead producer at once: no wait for the transaction timeout.
+    assert time.monotonic() - started < 30
+    assert len(_committed(kafka_bootstrap, topic)) == visible
+    # The next attempt continues on the same transactional id.
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer.write(["after"], None)
+    writer.flush(False)
+    committer.commit(8, writer.prepare_commit())
+    assert len(_committed(kafka_bootstrap, topic)) == visible + 1
+    writer.close()
+    committer.close()
+
+
+def test_reused_checkpoint_id_is_not_mistaken_for_committed(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    """Checkpoint ids repeat after a dropped checkpoint; resolve must look for the
+    transaction's own token, not just the id."""
+    topic = topic_factory(partitions=1)
+    prefix = _prefix()
+    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
+    committer = sink.create_committer(StandaloneSinkContext())
+    assert committer is not None
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer.write(["first"], None)
+    writer.flush(False)
+    committer.commit(5, writer.prepare_commit())
+    writer.write(["second"], None)
+    writer.flush(False)
+    pending = writer.prepare_commit()  # checkpoint 5 again, never committed
+    writer.close()
+    committer.close()
+    fresh = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
+    resolver = fresh.create_committer(StandaloneSinkContext())
+    assert resolver is not None
+    assert resolver.resolve(5, pending) is CommitOutcome.ABORTED
+    assert _committed(kafka_bootstrap, topic) == ["first"]
+    resolver.close()
+
+
+def test_stale_writer_is_fenced_and_its_records_never_visible(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    topic = topic_factory(partitions=2)
+    prefix = _prefix()
+    stale_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
+    stale_committer = stale_sink.create_committer(StandaloneSinkContext())
+    assert stale_committer is not None
+    stale = stale_sink.create_writer(StandaloneSinkContext(), [])
+    stale.write([f"zombie-{i}" for i in range(50)], None)
+    stale.flush(False)
+    zombie_committables = stale.prepare_commit()
+
+    # A restarted job (same prefix) starts while the old process still runs.
+    new_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
+    new_committer = new_sink.create_committer(StandaloneSinkContext(attempt_number=1))
+    assert new_committer is not None
+    fresh = new_sink.create_writer(StandaloneSinkContext(attempt_number=1), [])
+    fresh.write([f"live-{i}" for i in range(20)], None)
+    fresh.flush(False)
+    new_committer.commit(1, fresh.prepare_commit())
+
+    # The zombie keeps going: writing or committing fails with a fencing error.
+    with pytest.raises((CheckpointError, Exception)) as err:
+        stale.write(["zombie-late"], None)
+        stale.flush(False)
+        stale_committer.commit(1, zombie_committables)
+    assert "fenced" in str(err.value).lower() or "epoch" in str(err.value).lower()
+    stale.close()
+    stale_committer.close()
+    fresh.close()
+    new_committer.close()
+    assert _committed(kafka_bootstrap, topic) == sorted(f"live-{i}" for i in range(20))
+
+
+def test_broker_refuses_too_long_transaction_timeout(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    topic = topic_factory(partitions=1)
+    sink = _sink(
+        kafka_bootstrap,
+        topic,
+        DeliveryGuarantee.EXACTLY_ONCE,
+        _prefix(),
+        **{"transaction.timeout.ms": "3600000"},  # Flink's default; brokers allow 15 min
+    )
+    with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
+        sink.create_writer(StandaloneSinkContext(), [])
+
+
+def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:
+    bootstrap = kafka_cluster_3.bootstrap_servers
+    topic = f"sink-alo-failover-{uuid.uuid4().hex[:6]}"
+    kafka_cluster_3.create_topic(topic, 2, 3, {"min.insync.replicas": "2"})
+    sink = _sink(bootstrap, topic, DeliveryGuarantee.AT_LEAST_ONCE)
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    leader = describe_partitions(bootstrap, topic)[0].leader
+    stopper = threading.Thread(target=kafka_cluster_3.stop_node, args=(leader,))
+    expected = []
+    for batch in range(40):
+        values = [f"{batch}-{i}" for i in range(500)]
+        expected.extend(values)
+        writer.write(values, None)
+        if batch == 10:
+            stopper.start()
+        if batch % 10 == 9:
+            writer.flush(False)  # a checkpoint: every record so far acknowledged
+        time.sleep(0.02)
+    writer.flush(False)
+    writer.close()
+    stopper.join()
+    got = [m.value().decode() for m in read_all(bootstrap, topic, "read_uncommitted", timeout=60)]
+    assert sorted(set(got)) == sorted(expected)
+    kafka_cluster_3.start_node(leader)
