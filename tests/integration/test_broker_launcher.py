@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
+
 from streamplug_kafka_common import admin
 from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec, ScramUser
 
@@ -198,3 +202,33 @@ def test_sasl_scram_listener() -> None:
         while not errors and time.monotonic() < deadline:
             bad.poll(0.1)
         assert errors and errors[0].code() == KafkaError._AUTHENTICATION
+
+
+@pytest.mark.slow
+def test_broker_start_command() -> None:
+    """`streamplug broker start`: real Kafka, bootstrap alone on line 1, clean SIGTERM."""
+    exe = shutil.which("streamplug")
+    if exe is None:
+        pytest.skip("the streamplug command is not installed")
+    proc = subprocess.Popen(
+        [exe, "broker", "start", "--topic", "cli:2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        bootstrap = proc.stdout.readline().strip()
+        assert bootstrap.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        assert len(admin.describe_partitions(bootstrap, "cli")) == 2
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        # Read through the same buffered file: readline() above may hold the rest.
+        out = proc.stdout.read()
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Apache Kafka" in out

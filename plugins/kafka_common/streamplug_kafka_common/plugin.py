@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from streamplug.plugins import CommandSpec, hookimpl
-
 from streamplug_kafka_common import cli
 
 
