@@ -11,9 +11,10 @@ import time
 from types import FrameType
 from typing import Any
 
-from streamplug.errors import JobCancelledError, JobFailedError
+from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
 from streamplug.pipeline.build import BuiltPipeline, build_pipeline
-from streamplug.pipeline.config import load_pipeline
+from streamplug.pipeline.config import SinkSettings, SourceSettings, load_pipeline
+from streamplug.pipeline.locate import PathElement, format_path
 from streamplug.pipeline.progress import ProgressLine, format_count
 from streamplug.plugins import CommandSpec
 from streamplug.secrets import redact
@@ -184,6 +185,9 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
             result = client.wait()
         except JobFailedError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            where = _locate_failure(built, exc)
+            if where:
+                print(f"  the setting is at {where}", file=sys.stderr)
             return 1
         except JobCancelledError as exc:
             print(f"{exc}", file=sys.stderr)
@@ -199,6 +203,36 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _norm(key: str) -> str:
+    return key.replace("-", "_").replace(".", "_").lower()
+
+
+def _locate_failure(built: BuiltPipeline, exc: BaseException) -> str | None:
+    """Where in the pipeline file the option a job's ConfigError names is set, if it is:
+    connectors validate some settings only when the job starts (transaction timeouts)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ConfigError):
+        cause = cause.__cause__
+    if cause is None or not cause.option:
+        return None
+    wanted = _norm(cause.option)
+    config = built.config
+    candidates: list[tuple[PathElement, ...]] = []
+    sections: list[SourceSettings | SinkSettings] = [config.source, *config.sinks]
+    for settings in sections:
+        for key, value in settings.options.items():
+            candidates.append((*settings.path, key))
+            if key == "properties" and isinstance(value, dict):
+                candidates.extend((*settings.path, key, name) for name in value)
+    for path in candidates:
+        if _norm(".".join(str(p) for p in path[-1:])) == wanted or wanted.endswith(
+            _norm(str(path[-1]))
+        ):
+            line = config.line_of(path)
+            return f"{config.file}:{line}: {format_path(path)}" if line else format_path(path)
+    return None
 
 
 def run_command() -> CommandSpec:
