@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -252,11 +252,17 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask Linux to SIGKILL the JVM when the
-    # thread that started it dies (even by SIGKILL), so a crashed test run never
-    # leaves brokers behind on a shared machine. Start clusters from a thread that
-    # outlives them (the main thread, normally).
+    # process that started it dies (even by SIGKILL), so a crashed test run never
+    # leaves brokers behind on a shared machine.
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    # Linux ties the death signal to the *thread* that forked: a node started from a
+    # worker thread would be killed when that thread ends. Only the main thread lives
+    # as long as the process; elsewhere rely on the atexit hook alone.
+    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 _LIVE_CLUSTERS: weakref.WeakSet[KafkaCluster] = weakref.WeakSet()
@@ -679,7 +685,7 @@ class KafkaCluster:
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     env=self._child_env(),
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_parent_death_hook(),
                 )
             running.append((node, proc, out))
         for node, proc, out in running:
@@ -703,7 +709,7 @@ class KafkaCluster:
                 # Own session: a Ctrl-C in the terminal reaches only Python, which
                 # then stops the brokers in order instead of racing them.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_parent_death_hook(),
             )
 
     @staticmethod
