@@ -176,7 +176,7 @@ def _entries(scanner: _Scanner) -> Iterator[JaasLoginModule]:
         flag = scanner.name("a control flag (required, requisite, sufficient or optional)")
         if flag.lower() not in CONTROL_FLAGS:
             raise scanner.error(
-                f"control flag {flag!r} of {class_name} is not one of {', '.join(CONTROL_FLAGS)}"
+                f"the control flag of {class_name} is not one of {', '.join(CONTROL_FLAGS)}"
             )
         options: dict[str, str] = {}
         while True:
@@ -190,7 +190,8 @@ def _entries(scanner: _Scanner) -> Iterator[JaasLoginModule]:
                 )
             key = scanner.name("an option name or ';'")
             if scanner.peek() != "=":
-                raise scanner.error(f"expected '=' after option name {key!r}")
+                # The name is not quoted: a value missing its "name=" would be a secret.
+                raise scanner.error("expected '=' after an option name")
             scanner.pos += 1
             if key in options:
                 raise scanner.error(f"option {key!r} is given twice")

@@ -278,6 +278,7 @@ class PrivateFiles:
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self._cache: dict[tuple[object, ...], tuple[str, ...]] = {}
+        self._written: set[str] = set()
 
     @property
     def directory(self) -> Path:
@@ -294,12 +295,16 @@ class PrivateFiles:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        with self._lock:
+            self._written.add(str(path))
         return str(path)
 
     def cached(self, key: tuple[object, ...]) -> tuple[str, ...] | None:
         with self._lock:
             found = self._cache.get(key)
-        if found is not None and all(os.path.exists(p) for p in found):
+            written = set(self._written)
+        # A cached entry may hold a password next to its paths; only paths are checked.
+        if found is not None and all(os.path.exists(p) for p in found if p in written):
             return found
         return None
 
@@ -313,6 +318,7 @@ class PrivateFiles:
                 shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
             self._cache.clear()
+            self._written.clear()
 
 
 _FILES = PrivateFiles()

@@ -38,7 +38,7 @@ __all__ = [
     "REALM",
     "MitKdc",
     "SecuredKafka",
-    "TestPki",
+    "PkiFiles",
     "kdc_available",
     "make_pki",
 ]
@@ -113,7 +113,7 @@ def _cert(
 
 
 @attrs.frozen
-class TestPki:
+class PkiFiles:
     """Paths of the generated certificates and stores (passwords are module constants)."""
 
     directory: Path
@@ -138,7 +138,7 @@ def _keytool(*args: str) -> None:
     subprocess.run([keytool, *args], check=True, capture_output=True, timeout=120)
 
 
-def make_pki(directory: Path) -> TestPki:
+def make_pki(directory: Path) -> PkiFiles:
     """A CA, a broker certificate for 127.0.0.1/localhost, a client certificate, and an
     unrelated ("rogue") CA with its own client; stores in PEM, PKCS12 and JKS."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,7 @@ def make_pki(directory: Path) -> TestPki:
         "-destalias",
         "client",
     )
-    return TestPki(
+    return PkiFiles(
         directory=d,
         ca_pem=d / "ca.pem",
         broker_keystore_p12=d / "broker.p12",
@@ -379,7 +379,7 @@ class SecuredKafka:
     listener."""
 
     cluster: Any
-    pki: TestPki
+    pki: PkiFiles
     kdc: MitKdc | None
     client_keytab: Path | None
 
