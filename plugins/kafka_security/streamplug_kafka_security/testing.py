@@ -37,8 +37,8 @@ from cryptography.x509.oid import NameOID
 __all__ = [
     "REALM",
     "MitKdc",
-    "SecuredKafka",
     "PkiFiles",
+    "SecuredKafka",
     "kdc_available",
     "make_pki",
 ]
