@@ -93,6 +93,8 @@ def test_auto_create_is_off_and_describe(
         admin.create_topic(kafka_bootstrap, topic, partitions=2)
     admin.create_topic(kafka_bootstrap, topic, partitions=2, exist_ok=True)
 
+    if not isinstance(kafka_cluster, KafkaCluster):
+        return  # an external cluster may well auto-create topics
     errors: list[KafkaError | None] = []
     producer = _producer(kafka_bootstrap, **{"message.timeout.ms": 3000})
     producer.produce(

@@ -59,6 +59,16 @@ class ExternalKafka:
     def admin_config(self) -> dict[str, Any]:
         return {"bootstrap.servers": self.bootstrap_servers}
 
+    @property
+    def node_ids(self) -> list[int]:
+        """Broker ids the external cluster currently reports."""
+        from confluent_kafka.admin import AdminClient
+
+        return sorted(AdminClient(self.admin_config()).list_topics(timeout=10).brokers)
+
+    def running_node_ids(self) -> list[int]:
+        return self.node_ids
+
     def create_topic(
         self,
         name: str,
