@@ -142,6 +142,11 @@ class KafkaSourceReaderMetrics:
         if metrics is not None:
             metrics.committed_offset = offset
 
+    def partition_gauges(self, tp: KafkaTopicPartition) -> dict[str, Any]:
+        """``currentOffset`` and ``committedOffset`` of a partition this reader reads."""
+        metrics = self._partitions.get(tp)
+        return {} if metrics is None else dict(metrics.group.gauges)
+
     def committed_offset(self, tp: KafkaTopicPartition) -> int | None:
         metrics = self._partitions.get(tp)
         return None if metrics is None else metrics.committed_offset

@@ -250,6 +250,7 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
             register_consumer_metrics=self._settings.register_consumer_metrics,
             poll_max_records=self._settings.poll_max_records,
             poll_timeout_ms=self._settings.poll_timeout_ms,
+            splits_can_finish=self._stopping is not None,
         )
 
     def get_split_serializer(self) -> StateSerializer[KafkaPartitionSplit]:

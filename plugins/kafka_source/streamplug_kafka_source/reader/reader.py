@@ -124,6 +124,11 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     the batch into per-partition runs (a list slice each, no per-record copy), stops each
     split at its stopping offset and emits each run with one ``collect_batch``. Offsets are
     committed to the group when a checkpoint completes; recovery never reads them back.
+
+    ``splits_can_finish`` is False for an unbounded source without stopping offsets: its
+    splits never end, so a reader that has none (more readers than partitions) stays up
+    and idle instead of ending. Ending would publish the end-of-input watermark while
+    the other readers may not have received their partitions yet.
     """
 
     def __init__(
@@ -138,8 +143,10 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         register_consumer_metrics: bool,
         poll_max_records: int,
         poll_timeout_ms: int,
+        splits_can_finish: bool = True,
     ) -> None:
         self._context = context
+        self._splits_can_finish = splits_can_finish
         self._deserializer = deserializer
         self._value_only = (
             deserializer if isinstance(deserializer, ValueOnlyDeserializationSchema) else None
@@ -230,7 +237,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 output.release_split(split_id)
             self._to_release.clear()
         if not self._splits:
-            if self._no_more_splits:
+            if self._no_more_splits and self._splits_can_finish:
                 return InputStatus.END_OF_INPUT
             if not self._idle:
                 # No partitions to read (more readers than partitions): never hold back
@@ -477,7 +484,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 self._finish(state, output)
 
     def _status(self) -> InputStatus:
-        if not self._splits and self._no_more_splits:
+        if not self._splits and self._no_more_splits and self._splits_can_finish:
             return InputStatus.END_OF_INPUT
         return InputStatus.MORE_AVAILABLE
 
