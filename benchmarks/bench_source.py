@@ -29,12 +29,12 @@ from typing import Any
 
 import confluent_kafka
 from confluent_kafka import Consumer, Producer, TopicPartition
+
 from streamplug.api import DeserializationSchema, WatermarkStrategy
 from streamplug.connectors import DiscardingSink
 from streamplug.plugins import build_plugin_host
 from streamplug.runtime import StreamExecutionEnvironment
 from streamplug_kafka_common import admin
-
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
 
 VALUE_BYTES = 100

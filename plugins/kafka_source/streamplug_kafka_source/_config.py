@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+
 from streamplug.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 from confluent_kafka import Message
 from confluent_kafka.serialization import Deserializer, MessageField, SerializationContext
+
 from streamplug.api.serde import DeserializationSchema
 
 T = TypeVar("T")
@@ -170,7 +171,14 @@ class ValueOnlyDeserializationSchema(KafkaRecordDeserializationSchema[T]):
     def deserialize(self, record: KafkaRecord) -> T | None:
         if record.value is None:
             return None
-        return self.deserialize_values(record.topic, [record.value])[0]
+        return self.deserialize_value(record.topic, record.value)
+
+    def deserialize_value(self, topic: str, value: bytes) -> T:
+        """One value, through the schema's own single-record path (precise errors)."""
+        schema = self.schema
+        if isinstance(schema, _ConfluentDeserializerSchema):
+            return schema.deserialize_for_topic(topic, [value])[0]
+        return schema.deserialize(value)
 
     def deserialize_values(self, topic: str, values: list[bytes]) -> list[T]:
         """Deserialize the values of one partition's records in one call."""

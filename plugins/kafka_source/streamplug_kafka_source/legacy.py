@@ -14,12 +14,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
+
 from streamplug.api.context import ReaderContext, SplitEnumeratorContext
 from streamplug.api.serde import DeserializationSchema
 from streamplug.api.source import Boundedness, Source, SourceReader
 from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
-
 from streamplug_kafka_source import _config
 from streamplug_kafka_source.deserializer import KafkaRecordDeserializationSchema
 from streamplug_kafka_source.enumerator.enumerator import KafkaSourceEnumerator

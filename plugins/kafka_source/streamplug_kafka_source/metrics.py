@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 from streamplug.metrics import MetricGroup
-
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 __all__ = ["KafkaSourceReaderMetrics"]

@@ -8,7 +8,6 @@ from typing import Any
 
 from streamplug.errors import ConfigError
 from streamplug.plugins import ConnectorSpec, OffsetsInitializerSpec, PluginHost, hookimpl
-
 from streamplug_kafka_source.enumerator.initializer import (
     KafkaOffsetsInitializer,
     initializer_from_options,

@@ -24,7 +24,6 @@ from streamplug.api.source import Boundedness, Source
 from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
-
 from streamplug_kafka_source import _config
 from streamplug_kafka_source.deserializer import KafkaRecordDeserializationSchema
 from streamplug_kafka_source.enumerator._admin import AdminOffsetsRetriever

@@ -12,9 +12,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
+
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
-
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 _NO_OFFSET = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID: nothing committed

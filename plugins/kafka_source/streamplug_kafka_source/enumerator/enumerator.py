@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import attrs
+
 from streamplug.api.context import SplitEnumeratorContext
 from streamplug.api.source import SplitEnumerator
 from streamplug.errors import ConfigError
-
 from streamplug_kafka_source.enumerator.initializer import (
     KafkaOffsetsInitializer,
     PartitionOffsetsRetriever,

@@ -15,8 +15,8 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 import attrs
-from streamplug.errors import ConfigError
 
+from streamplug.errors import ConfigError
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 __all__ = [

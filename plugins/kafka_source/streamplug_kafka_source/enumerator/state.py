@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from streamplug.api.state import StateSerializer
 
+from streamplug.api.state import StateSerializer
 from streamplug_kafka_source.split.serializer import KafkaPartitionSplitSerializer
 from streamplug_kafka_source.split.split import KafkaPartitionSplit, KafkaTopicPartition
 

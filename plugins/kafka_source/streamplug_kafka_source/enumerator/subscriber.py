@@ -7,8 +7,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import attrs
-from streamplug.errors import ConfigError
 
+from streamplug.errors import ConfigError
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 TopicMetadata = Mapping[str, int]

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
 from streamplug.api.serde import DeserializationError
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
@@ -85,7 +86,9 @@ def locate(error: BaseException, message: Message, format_name: str) -> Deserial
     topic = message.topic() or ""
     partition, offset = message.partition() or 0, message.offset() or 0
     if isinstance(error, DeserializationError):
-        return error.located(topic, partition, offset)
+        located_error = error.located(topic, partition, offset)
+        located_error.__cause__ = error.__cause__ or error
+        return located_error
     located = DeserializationError(
         f"{type(error).__name__}: {error}",
         format=format_name,

@@ -18,10 +18,10 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+
 from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
 from streamplug.secrets import redact, redact_text
-
 from streamplug_kafka_source.deserializer import (
     KafkaRecord,
     KafkaRecordDeserializationSchema,
@@ -403,7 +403,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 continue
             try:
                 if value_only is not None:
-                    element = value_only.deserialize_values(topic, [cast(bytes, value)])[0]
+                    element = value_only.deserialize_value(topic, cast(bytes, value))
                 else:
                     element = deserialize(KafkaRecord.from_message(message))
             except Exception as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from streamplug.api.state import StateSerializer
-
 from streamplug_kafka_source.split.split import KafkaPartitionSplit
 
 
