@@ -11,14 +11,17 @@ that callback from the ``poll``/``consume``/``flush`` call that served it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from streamplug.errors import StreamplugError
 from streamplug.secrets import redact_text
 
-__all__ = ["KafkaAuthenticationError", "install_fail_fast"]
+__all__ = ["KafkaAuthenticationError", "install_fail_fast", "verify_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +120,86 @@ def install_fail_fast(properties: MutableMapping[str, Any]) -> None:
 
     error_cb._streamplug_fail_fast = True  # type: ignore[attr-defined]
     properties[ERROR_CB] = error_cb
+
+
+_VERIFIED: set[str] = set()
+# Error codes after which no authentication verdict will come (librdkafka reports a
+# rejected login or certificate before it reports the brokers down).
+_UNREACHABLE = frozenset({-187, -193})  # _ALL_BROKERS_DOWN, _RESOLVE
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _fingerprint(properties: Mapping[str, Any]) -> str:
+    # Identifies the connection settings without keeping any of them (secrets included).
+    relevant = sorted(
+        (k, v)
+        for k, v in properties.items()
+        if isinstance(v, str) and k.startswith(("bootstrap.servers", "security.", "sasl.", "ssl."))
+    )
+    return hashlib.sha256(repr(relevant).encode()).hexdigest()
+
+
+def verify_credentials(properties: Mapping[str, Any], timeout_s: float = 10.0) -> None:
+    """Connect once with ``properties`` and raise ``KafkaAuthenticationError`` if the
+    brokers reject the credentials or TLS verification fails.
+
+    Connectors install their own ``error_cb`` over the one ``install_fail_fast`` adds, so
+    the hook checks the credentials before handing the properties back: the job then
+    fails as it starts, not minutes later. Brokers that cannot be reached within
+    ``timeout_s`` are not an error here (the client will keep retrying, as configured).
+    A successful check is remembered for the process, so each configuration connects
+    once however many clients a job builds.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    key = _fingerprint(properties)
+    with _VERIFIED_LOCK:
+        if key in _VERIFIED:
+            return
+    config = {k: v for k, v in properties.items() if isinstance(v, str)}
+    if not config.get("bootstrap.servers"):
+        return
+    failure: list[KafkaAuthenticationError] = []
+    unreachable: list[int] = []
+    probe: dict[str, Any] = {**config, "log_level": 0}
+    install_fail_fast(probe)
+    raising = probe[ERROR_CB]
+
+    def remember_failure(err: Any) -> None:
+        try:
+            raising(err)
+        except KafkaAuthenticationError as exc:
+            failure.append(exc)
+            return
+        if err.code() in _UNREACHABLE:
+            unreachable.append(err.code())
+
+    probe[ERROR_CB] = remember_failure
+    try:
+        client = Producer(probe)
+    except KafkaException:
+        return  # a configuration error: the connector's own client creation reports it
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.list_topics(timeout=0.25)
+            except KafkaException:
+                client.poll(0.05)
+                if failure:
+                    raise failure[0] from None
+                if unreachable:
+                    # Down or unresolvable brokers say nothing about the credentials.
+                    log.debug("Kafka credentials not verified: brokers unreachable")
+                    return
+                continue
+            with _VERIFIED_LOCK:
+                _VERIFIED.add(key)
+            return
+        log.warning(
+            "could not verify the Kafka credentials within %.0f s (brokers unreachable?); "
+            "the clients will keep retrying",
+            timeout_s,
+        )
+    finally:
+        client.flush(0)
