@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from streamplug.api.serde import DeserializationError, DeserializationSchema
 from streamplug.errors import ConfigError
 from streamplug_serde import (

@@ -8,13 +8,14 @@ import uuid
 from typing import Any
 
 import pytest
-import streamplug_serde.plugin
 from confluent_kafka.serialization import (
     IntegerDeserializer,
     IntegerSerializer,
     StringDeserializer,
     StringSerializer,
 )
+
+import streamplug_serde.plugin
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError, UnknownNameError
 from streamplug.plugins import build_plugin_host

@@ -16,6 +16,7 @@ from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, Proto
 from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from streamplug.api.serde import DeserializationError
 from streamplug.errors import ConfigError
 from streamplug_serde import (

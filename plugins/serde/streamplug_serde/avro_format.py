@@ -13,9 +13,9 @@ from typing import Any
 import fastavro
 import fastavro.read
 import fastavro.schema
+
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import (
     BYTES_LIKE,
     SerializationError,

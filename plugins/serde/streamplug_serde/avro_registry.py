@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fastavro
+
 from streamplug.api.serde import DeserializationError, DeserializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import BYTES_LIKE, deserialize_each, not_bytes_error
 from streamplug_serde.avro_format import (
     _READ_ERRORS,

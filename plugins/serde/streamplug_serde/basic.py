@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import (
     BYTES_LIKE,
     SerializationError,
@@ -81,6 +80,11 @@ class SimpleStringSchema(SerializationSchema[str], DeserializationSchema[str]):
         self.charset = info.name
 
     def serialize(self, element: str) -> bytes:
+        if type(element) is str and self.charset == "utf-8":
+            try:
+                return element.encode()
+            except UnicodeEncodeError:
+                pass  # reported with its position below
         if not isinstance(element, str):
             raise SerializationError(
                 "expected str; use the 'bytes' format for binary values",

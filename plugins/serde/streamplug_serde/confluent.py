@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
-
 from streamplug_serde._util import BYTES_LIKE, SerializationError, deserialize_each, not_bytes_error
 
 __all__ = [

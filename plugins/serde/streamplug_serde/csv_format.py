@@ -14,7 +14,6 @@ from typing import Any
 
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import BYTES_LIKE, SerializationError, deserialize_each, not_bytes_error
 
 __all__ = ["CsvRowDeserializationSchema", "CsvRowSerializationSchema"]

@@ -15,7 +15,6 @@ from typing import Any
 
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import (
     BYTES_LIKE,
     SerializationError,

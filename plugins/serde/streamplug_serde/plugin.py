@@ -13,7 +13,6 @@ from typing import Any
 
 from streamplug.api.serde import FormatSpec
 from streamplug.plugins import hookimpl
-
 from streamplug_serde._util import options_factory
 
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, EncodeError, Message
+
 from streamplug.api.serde import DeserializationError, DeserializationSchema, SerializationSchema
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import (
     BYTES_LIKE,
     SerializationError,
@@ -77,6 +77,14 @@ class ProtobufSerializationSchema(SerializationSchema[Any]):
         )
 
     def serialize(self, element: Any) -> bytes:
+        if type(element) is self.message_class:
+            # The common case: one attribute lookup and the C serializer, nothing else.
+            try:
+                return element.SerializeToString()
+            except EncodeError as exc:
+                raise SerializationError(
+                    str(exc), format=self.format_name, element=element
+                ) from exc
         message = self._to_message(element)
         try:
             return message.SerializeToString()

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FileDescriptor
+
 from streamplug.api.serde import DeserializationError
 from streamplug.errors import ConfigError
-
 from streamplug_serde._util import BYTES_LIKE, deserialize_each, not_bytes_error
 from streamplug_serde.protobuf_format import (
     _DECODE_ERRORS,

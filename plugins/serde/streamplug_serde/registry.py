@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+
 from streamplug.api.serde import DeserializationError
 from streamplug.errors import ConfigError
 from streamplug.secrets import MASK, redact
-
 from streamplug_serde._util import missing_dependency
 
 if TYPE_CHECKING:
