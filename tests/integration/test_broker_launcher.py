@@ -161,8 +161,9 @@ def test_three_nodes_survive_kill_and_restart(
 
 
 @pytest.mark.slow
-def test_sasl_scram_listener() -> None:
-    """A secured listener beside the plain one, with a user created at format time."""
+def test_sasl_scram_listener_with_authorizer() -> None:
+    """A secured listener beside the plain one, SCRAM users created at format time and
+    at run time, and an authorizer that does not lock the cluster out of itself."""
     spec = ListenerSpec(
         "SASL_PLAINTEXT",
         "SASL_PLAINTEXT",
@@ -177,33 +178,65 @@ def test_sasl_scram_listener() -> None:
     with KafkaCluster(
         listeners=[ListenerSpec("PLAINTEXT"), spec],
         scram_users=[ScramUser("alice", "alice-secret")],
+        server_properties={
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        },
     ) as cluster:
         cluster.create_topic("secured")
         sasl = cluster.bootstrap_servers_for("SASL_PLAINTEXT")
         assert sasl != cluster.bootstrap_servers
+        _allow_all(cluster, "User:alice")
 
-        good = {
+        alice = {
             "bootstrap.servers": sasl,
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": "SCRAM-SHA-256",
             "sasl.username": "alice",
             "sasl.password": "alice-secret",
+            "log_level": 0,
         }
-        _produce_all(Producer({**good, "log_level": 0}), "secured", [b"hello"])
-        assert [m.value() for m in admin.read_all(good, "secured")] == [b"hello"]
+        _produce_all(Producer(alice), "secured", [b"hello"])
+        assert [m.value() for m in admin.read_all(alice, "secured")] == [b"hello"]
 
+        # bob authenticates (user added at run time) but has no ACLs.
         cluster.scram_user("bob", "bob-secret")
-        bob = {**good, "sasl.username": "bob", "sasl.password": "bob-secret"}
-        assert [m.value() for m in admin.read_all(bob, "secured")] == [b"hello"]
+        bob = {**alice, "sasl.username": "bob", "sasl.password": "bob-secret"}
+        with pytest.raises(KafkaException, match="AUTHORIZATION"):
+            admin.read_all(bob, "secured", timeout=10)
 
         errors: list[KafkaError] = []
-        bad = Producer(
-            {**good, "sasl.password": "wrong", "log_level": 0, "error_cb": errors.append}
-        )
+        bad = Producer({**alice, "sasl.password": "wrong", "error_cb": errors.append})
         deadline = time.monotonic() + 15
         while not errors and time.monotonic() < deadline:
             bad.poll(0.1)
         assert errors and errors[0].code() == KafkaError._AUTHENTICATION
+
+
+def _allow_all(cluster: KafkaCluster, principal: str) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    client = AdminClient(cluster.admin_config())
+    bindings = [
+        AclBinding(
+            kind,
+            "*",
+            ResourcePatternType.LITERAL,
+            principal,
+            "*",
+            AclOperation.ALL,
+            AclPermissionType.ALLOW,
+        )
+        for kind in (ResourceType.TOPIC, ResourceType.GROUP)
+    ]
+    for future in client.create_acls(bindings).values():
+        future.result(30)
 
 
 @pytest.mark.slow

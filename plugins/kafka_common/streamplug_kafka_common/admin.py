@@ -40,6 +40,20 @@ def _config(client_config: ClientConfig, **extra: Any) -> dict[str, Any]:
     return conf
 
 
+def _topic_metadata(metadata: Any, topic: str) -> Any:
+    tmeta = metadata.topics.get(topic)
+    if tmeta is None:
+        raise KafkaException(
+            KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic!r} absent from metadata")
+        )
+    if tmeta.error is not None:
+        err = tmeta.error
+        raise KafkaException(
+            KafkaError(err.code(), f"topic {topic!r} is not available: {err.str()}")
+        )
+    return tmeta
+
+
 @attrs.frozen
 class PartitionInfo:
     """One partition as cluster metadata describes it (leader -1 = no leader)."""
@@ -54,13 +68,13 @@ class PartitionInfo:
 def describe_partitions(
     client_config: ClientConfig, topic: str, timeout: float = 10.0
 ) -> list[PartitionInfo]:
-    """Return the topic's partitions sorted by number; raises KeyError if unknown."""
+    """Return the topic's partitions sorted by number.
+
+    Raises ``KafkaException`` with the broker's error (UNKNOWN_TOPIC_OR_PART,
+    TOPIC_AUTHORIZATION_FAILED, ...) when the topic cannot be described.
+    """
     client = AdminClient(_config(client_config))
-    metadata = client.list_topics(topic=topic, timeout=timeout)
-    tmeta = metadata.topics.get(topic)
-    if tmeta is None or tmeta.error is not None:
-        err = tmeta.error if tmeta is not None else "absent from metadata"
-        raise KeyError(f"topic {topic!r} is not available: {err}")
+    tmeta = _topic_metadata(client.list_topics(topic=topic, timeout=timeout), topic)
     return [
         PartitionInfo(
             topic=topic,
@@ -100,7 +114,7 @@ def wait_for_topic(
                 last = f"under-replicated partitions {lagging}"
             else:
                 return infos
-        except (KeyError, KafkaException) as exc:
+        except KafkaException as exc:
             last = str(exc)
         if time.monotonic() > deadline:
             raise TimeoutError(f"topic {topic!r} not ready after {timeout:.0f} s: {last}")
@@ -161,10 +175,7 @@ def end_offsets(
         )
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        tmeta = metadata.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            raise KeyError(f"topic {topic!r} is not available: {tmeta.error if tmeta else None}")
+        tmeta = _topic_metadata(consumer.list_topics(topic, timeout=timeout), topic)
         result: dict[int, int] = {}
         for pid in sorted(tmeta.partitions):
             _low, high = consumer.get_watermark_offsets(
@@ -206,10 +217,7 @@ def read_all(
     consumer = Consumer(conf)
     records: list[Message] = []
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        tmeta = metadata.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            raise KeyError(f"topic {topic!r} is not available: {tmeta.error if tmeta else None}")
+        tmeta = _topic_metadata(consumer.list_topics(topic, timeout=timeout), topic)
         pending = set(tmeta.partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in sorted(pending)])
         deadline = time.monotonic() + timeout

@@ -23,6 +23,8 @@ Secured listeners (for the security plugin's tests)::
 A plain ``INTERNAL`` listener is always added when no PLAINTEXT listener is
 requested: brokers replicate over it and this module's readiness checks and admin
 helpers use it, so securing a client listener never requires securing the plumbing.
+With an ``authorizer.class.name`` in ``server_properties``, ``User:ANONYMOUS`` (the
+principal of that plaintext plumbing) is added to ``super.users`` for the same reason.
 """
 
 from __future__ import annotations
@@ -642,6 +644,15 @@ class KafkaCluster:
         for node in self._nodes.values():
             props = self._base_properties(node)
             props.update(self._extra_properties)
+            if props.get("authorizer.class.name"):
+                # The controller and INTERNAL listeners are plaintext, so brokers talk
+                # to each other (and this module's admin client talks to them) as
+                # User:ANONYMOUS; without super-user rights an authorizer would cut
+                # the cluster's own plumbing. Clients on secured listeners are
+                # authorized normally.
+                supers = [u for u in props.get("super.users", "").split(";") if u]
+                if "User:ANONYMOUS" not in supers:
+                    props["super.users"] = ";".join([*supers, "User:ANONYMOUS"])
             _write_properties(node.config_file, props)
 
     def _java_command(self, main: str, *args: str) -> list[str]:
