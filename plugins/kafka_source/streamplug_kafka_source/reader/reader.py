@@ -165,6 +165,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._to_release: list[str] = []
         self._finished_offsets: dict[tuple[str, int], int] = {}
         self._offsets_to_commit: dict[int, dict[tuple[str, int], int]] = {}
+        # The last commit sent and not yet acknowledged: close() finishes it, so the
+        # offsets of a bounded job's final checkpoint reach Kafka before the job ends.
+        self._unacknowledged_commit: list[TopicPartition] | None = None
         self._failure: BaseException | None = None
         self._idle = False
         self._opened = False
@@ -292,6 +295,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
             self._consumer.commit(offsets=partitions, asynchronous=True)
+            self._unacknowledged_commit = partitions
         except KafkaException as exc:
             # Committed offsets are for monitoring only: never fail the job over them.
             self._metrics.commits_failed.inc()
@@ -310,6 +314,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             if self._dead_letter is not None:
                 self._dead_letter.close()
         finally:
+            self._finish_commit()
             try:
                 self._consumer.close()
             except (KafkaException, RuntimeError) as exc:
@@ -463,6 +468,17 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             state.records,
         )
 
+    def _finish_commit(self) -> None:
+        pending = self._unacknowledged_commit
+        if not pending:
+            return
+        try:
+            self._consumer.commit(offsets=pending, asynchronous=False)
+            self._metrics.commits_succeeded.inc()
+        except KafkaException as exc:
+            self._metrics.commits_failed.inc()
+            log.warning("Kafka source could not commit its last offsets on close: %s", exc)
+
     def _check_positions(self, output: ReaderOutput[Any]) -> None:
         """Finish bounded splits whose remaining offsets hold no records for us (transaction
         markers, aborted or compacted records): the consumer's position passes the
@@ -515,6 +531,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     # -- callbacks (reader thread, from consume/poll) ------------------------------------
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self._unacknowledged_commit = None
         if err is not None and err.code() != KafkaError._NO_OFFSET:
             self._metrics.commits_failed.inc()
             log.warning("Kafka source offset commit failed: %s", err)
