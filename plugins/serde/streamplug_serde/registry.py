@@ -11,6 +11,7 @@ object can be built, copied and pickled before it ever talks to the registry.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -244,14 +245,29 @@ def _shared_client(conf: Mapping[str, Any]) -> SchemaRegistryClient:
 
 
 def _mock_client(sr: Any, conf: dict[str, Any]) -> Any:
-    new_client = getattr(sr.SchemaRegistryClient, "new_client", None)
-    if new_client is not None:
-        return new_client(conf)
-    from confluent_kafka.schema_registry.mock_schema_registry_client import (  # pragma: no cover
-        MockSchemaRegistryClient,
-    )
+    cls = mock_client_class()
+    if cls is None:
+        raise ConfigError(
+            f"schema_registry_url={conf.get('url')!r}: mock:// URLs need the in-memory registry "
+            "client of a newer confluent-kafka; upgrade it (pip install -U confluent-kafka) or "
+            "use a real registry URL",
+            option="schema_registry_url",
+        )
+    return cls(conf)
 
-    return MockSchemaRegistryClient(conf)  # pragma: no cover
+
+def mock_client_class() -> Any:
+    """confluent_kafka's in-memory ``MockSchemaRegistryClient`` class, or None where the
+    installed confluent-kafka has none (older releases)."""
+    for module in (
+        "confluent_kafka.schema_registry._sync.mock_schema_registry_client",
+        "confluent_kafka.schema_registry.mock_schema_registry_client",
+    ):
+        try:
+            return importlib.import_module(module).MockSchemaRegistryClient
+        except (ImportError, AttributeError):
+            continue
+    return None
 
 
 @attrs.frozen(repr=False)

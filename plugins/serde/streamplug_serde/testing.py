@@ -31,6 +31,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 __all__ = [
     "APICURIO_VERSION",
+    "HAS_MOCK_REGISTRY",
     "ApicurioRegistry",
     "Customer",
     "Money",
@@ -46,6 +47,20 @@ _RUNNER = f"apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
 URL_ENV = "STREAMPLUG_SCHEMA_REGISTRY_URL"
 HOME_ENV = "STREAMPLUG_APICURIO_HOME"
 CCOMPAT_PATH = "/apis/ccompat/v7"
+
+
+def _has_mock_registry() -> bool:
+    try:
+        from streamplug_serde.registry import mock_client_class
+
+        return mock_client_class() is not None
+    except ImportError:  # pragma: no cover - confluent-kafka not installed
+        return False
+
+
+HAS_MOCK_REGISTRY = _has_mock_registry()
+"""Whether the installed confluent-kafka has its in-memory registry client (``mock://``
+URLs); tests that use it skip on older releases."""
 
 
 class RegistryUnavailableError(RuntimeError):
