@@ -129,12 +129,25 @@ _UNREACHABLE = frozenset({-187, -193})  # _ALL_BROKERS_DOWN, _RESOLVE
 _VERIFIED_LOCK = threading.Lock()
 
 
+_CONNECTION_KEYS = (
+    "bootstrap.servers",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "enable.sasl.",
+    "enable.ssl.",
+    "client.dns.lookup",
+    "broker.address.family",
+    "socket.",
+)
+
+
 def _fingerprint(properties: Mapping[str, Any]) -> str:
     # Identifies the connection settings without keeping any of them (secrets included).
     relevant = sorted(
         (k, v)
         for k, v in properties.items()
-        if isinstance(v, str) and k.startswith(("bootstrap.servers", "security.", "sasl.", "ssl."))
+        if isinstance(v, str) and k.startswith(_CONNECTION_KEYS)
     )
     return hashlib.sha256(repr(relevant).encode()).hexdigest()
 
@@ -156,7 +169,11 @@ def verify_credentials(properties: Mapping[str, Any], timeout_s: float = 10.0) -
     with _VERIFIED_LOCK:
         if key in _VERIFIED:
             return
-    config = {k: v for k, v in properties.items() if isinstance(v, str)}
+    # Only the connection settings: the rest may be role-specific, or Python-typed
+    # options of the connector's client that a bare probe would reject.
+    config = {
+        k: v for k, v in properties.items() if isinstance(v, str) and k.startswith(_CONNECTION_KEYS)
+    }
     if not config.get("bootstrap.servers"):
         return
     failure: list[KafkaAuthenticationError] = []
@@ -177,7 +194,7 @@ def verify_credentials(properties: Mapping[str, Any], timeout_s: float = 10.0) -
     probe[ERROR_CB] = remember_failure
     try:
         client = Producer(probe)
-    except KafkaException:
+    except (KafkaException, TypeError, ValueError):
         return  # a configuration error: the connector's own client creation reports it
     deadline = time.monotonic() + timeout_s
     try:
