@@ -227,7 +227,10 @@ class MockCluster:
         # The mock reports controller id 0 while brokers are numbered from 1, so admin
         # calls wait for a controller until they time out; with a real id they fail
         # fast where unsupported. And no 3 s initial-rebalance delay for groups.
-        if hasattr(self._lib, "rd_kafka_mock_set_controller_id"):
+        # librdkafka < 2.5 (confluent-kafka 2.3/2.4) lacks the call; admin requests
+        # there wait for their timeout instead of failing fast.
+        self.controller_pinned = hasattr(self._lib, "rd_kafka_mock_set_controller_id")
+        if self.controller_pinned:
             self._lib.rd_kafka_mock_set_controller_id(mc, 1)
         if hasattr(self._lib, "rd_kafka_mock_group_initial_rebalance_delay_ms"):
             self._lib.rd_kafka_mock_group_initial_rebalance_delay_ms(mc, 0)
