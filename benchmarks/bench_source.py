@@ -18,6 +18,7 @@ Kafka is started for the run (streamplug-kafka-common's launcher).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -149,7 +150,8 @@ def main() -> int:
         t0 = time.perf_counter()
         produce(bootstrap, topic, args.records, args.partitions)
         print(
-            f"python {platform.python_version()}, confluent-kafka {confluent_kafka.version()[0]}"
+            f"python {platform.python_version()}, "
+            f"confluent-kafka {importlib.metadata.version('confluent-kafka')}"
             f" (librdkafka {confluent_kafka.libversion()[0]}), {os.cpu_count()} cores; "
             f"{args.records:,} x {VALUE_BYTES} B in {args.partitions} partition(s), "
             f"produced in {time.perf_counter() - t0:.1f} s; median of {args.runs} runs",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
-from typing import Any, cast, overload
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -76,44 +76,6 @@ _message_value = Message.value
 def _offset(message: Message) -> int:
     offset: int = message.offset()  # type: ignore[assignment] # never None for a record
     return offset
-
-
-class RecordTimestamps(Sequence[int]):
-    """The Kafka timestamps of a batch of records, read from the records on first use.
-
-    Reading a timestamp costs a tuple per record (a fifth of the consume loop's time), so
-    a job that never looks at event time does not pay for it; one that does gets exactly
-    the records' timestamps.
-    """
-
-    __slots__ = ("_messages", "_timestamps")
-
-    def __init__(self, messages: list[Message]) -> None:
-        self._messages = messages
-        self._timestamps: list[int] | None = None
-
-    def _all(self) -> list[int]:
-        if self._timestamps is None:
-            self._timestamps = [m.timestamp()[1] for m in self._messages]
-        return self._timestamps
-
-    def __len__(self) -> int:
-        return len(self._messages)
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[int]: ...
-
-    def __getitem__(self, index: int | slice) -> int | list[int]:
-        return self._all()[index]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._all())
-
-    def __repr__(self) -> str:
-        return f"RecordTimestamps({self._all()!r})"
 
 
 class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
@@ -260,13 +222,18 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             messages = [first]
             messages += consumer.consume(self._max_records - 1, 0)
         drained = len(messages) < self._max_records
-        if any(map(_message_error, messages)):
+        # Event time is the record timestamp. Reading it costs a tuple per record, the
+        # largest per-record cost here, so the same list also finds error events: they
+        # carry no timestamp (-1), and Kafka 4 stores none without one.
+        timestamps = [m.timestamp()[1] for m in messages]
+        if min(timestamps) < 0 and any(map(_message_error, messages)):
             messages = self._drop_errors(messages)
+            timestamps = [m.timestamp()[1] for m in messages]
         if messages:
             if self._idle:
                 self._idle = False
                 output.mark_active()
-            self._emit_batch(messages, output)
+            self._emit_batch(messages, timestamps, output)
         if drained:
             self._check_positions(output)
         return self._status()
@@ -323,7 +290,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
 
     # -- batches -------------------------------------------------------------------------
 
-    def _emit_batch(self, messages: list[Message], output: ReaderOutput[Any]) -> None:
+    def _emit_batch(
+        self, messages: list[Message], timestamps: list[int], output: ReaderOutput[Any]
+    ) -> None:
         splits = self._splits
         first, last = messages[0], messages[-1]
         if len(splits) == 1:
@@ -334,56 +303,67 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 first.partition() == key[1] == last.partition()
                 and first.topic() == key[0] == last.topic()
             ):
-                self._emit_run(state, messages, output)
+                self._emit_run(state, messages, timestamps, output)
                 return
-        if self._single_topic is not None:
+        # Runs of one partition are contiguous in a batch (one fetch response each);
+        # groupby over the partition numbers finds them at C speed, and slicing cuts them.
+        topic = self._single_topic
+        if topic is not None:
             partitions = list(map(_message_partition, messages))
             if partitions.count(partitions[0]) == len(partitions):
-                self._emit_key(messages, (self._single_topic, partitions[0]), output)
+                self._emit_key(messages, timestamps, (topic, partitions[0]), output)
                 return
-            start = 0
-            topic = self._single_topic
-            for partition, group in groupby(partitions):
-                count = len(list(group))
-                self._emit_key(messages[start : start + count], (topic, partition), output)
-                start += count
-            return
-        keys = list(
-            zip(map(_message_topic, messages), map(_message_partition, messages), strict=True)
-        )
+            keys: list[Any] = partitions
+        else:
+            keys = list(
+                zip(map(_message_topic, messages), map(_message_partition, messages), strict=True)
+            )
         start = 0
-        for topic_partition, run in groupby(keys):
-            count = len(list(run))
-            self._emit_key(messages[start : start + count], topic_partition, output)
-            start += count
+        for key, run in groupby(keys):
+            end = start + len(list(run))
+            split_key = (topic, key) if topic is not None else key
+            self._emit_key(messages[start:end], timestamps[start:end], split_key, output)
+            start = end
 
     def _emit_key(
-        self, run: list[Message], key: tuple[str | None, int | None], output: ReaderOutput[Any]
+        self,
+        run: list[Message],
+        timestamps: list[int],
+        key: tuple[str | None, int | None],
+        output: ReaderOutput[Any],
     ) -> None:
         state = self._splits.get(key)  # type: ignore[arg-type]
         if state is None:
             return  # a split that finished while its records were already queued
-        self._emit_run(state, run, output)
+        self._emit_run(state, run, timestamps, output)
 
     def _emit_run(
-        self, state: KafkaPartitionSplitState, run: list[Message], output: ReaderOutput[Any]
+        self,
+        state: KafkaPartitionSplitState,
+        run: list[Message],
+        timestamps: list[int],
+        output: ReaderOutput[Any],
     ) -> None:
         stop = state.split.stopping_offset
         last_offset = _offset(run[-1])
+        finished = False
         if stop is not None and last_offset >= stop:
-            run = run[: bisect_left(run, stop, key=_offset)]
+            cut = bisect_left(run, stop, key=_offset)
+            run, timestamps = run[:cut], timestamps[:cut]
             finished = True
-        else:
-            finished = False
         if run:
-            self._deliver(state, run, output)
+            self._deliver(state, run, timestamps, output)
             state.current_offset = _offset(run[-1]) + 1
             state.records += len(run)
         if finished or state.finished:
             self._finish(state, output)
 
     def _deliver(
-        self, state: KafkaPartitionSplitState, run: list[Message], output: ReaderOutput[Any]
+        self,
+        state: KafkaPartitionSplitState,
+        run: list[Message],
+        timestamps: list[int],
+        output: ReaderOutput[Any],
     ) -> None:
         value_only = self._value_only
         topic = state.split.topic
@@ -397,12 +377,12 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 except Exception:
                     values = None
                 if values is not None:
-                    self._collect(state, values, run, output)
+                    self._collect(state, values, timestamps, output)
                     return
         values_out: list[Any] = []
-        kept: list[Message] = []
+        kept: list[int] = []
         deserialize = self._deserializer.deserialize
-        for message in run:
+        for message, timestamp in zip(run, timestamps, strict=True):
             value = message.value()
             if value_only is not None and value is None:
                 continue
@@ -417,7 +397,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             if element is None:
                 continue
             values_out.append(element)
-            kept.append(message)
+            kept.append(timestamp)
         if values_out:
             self._collect(state, values_out, kept, output)
 
@@ -425,11 +405,11 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self,
         state: KafkaPartitionSplitState,
         values: list[Any],
-        messages: list[Message],
+        timestamps: list[int],
         output: ReaderOutput[Any],
     ) -> None:
-        output.collect_batch(values, RecordTimestamps(messages), state.split_id)
-        last_ts = messages[-1].timestamp()[1]
+        output.collect_batch(values, timestamps, state.split_id)
+        last_ts = timestamps[-1]
         self._last_event_time[(state.split.topic, state.split.partition)] = last_ts
         self._metrics.record_emitted(len(values), last_ts)
 
