@@ -310,6 +310,13 @@ def test_plugin_registers_the_kafka_source_and_builtin_initializers() -> None:
         assert committed.get_auto_offset_reset_strategy() is KafkaOffsetResetStrategy.LATEST
         with pytest.raises(UnknownNameError, match="valid names: committed, earliest"):
             resolve_initializer("yesterday", host)
+        flat = kafka_source_from_options(
+            bootstrap_servers="k:9092",
+            topics=["a"],
+            deserializer=Utf8(),
+            **{"properties.group.id": "g2", "properties.fetch.max.bytes": "1000"},
+        )
+        assert flat.properties == {"group.id": "g2", "fetch.max.bytes": "1000"}
         with pytest.raises(ConfigError, match="unknown kafka source options"):
             kafka_source_from_options(bootstrap_servers="k", topics="a", deserializer=Utf8(), x=1)
     finally:

@@ -92,16 +92,24 @@ def kafka_source_from_options(**options: Any) -> Any:
     ``resolve_initializer``), ``bounded`` (default: bounded when stopping offsets are
     given), ``deserializer`` (a schema object) or ``format`` + ``format_options`` (a
     registered format name), ``bad_record_policy``, ``dead_letter_topic``,
-    ``properties`` (librdkafka and source properties), and ``plugin_host``.
+    ``properties`` (librdkafka and source properties, also accepted one by one as
+    ``properties.<name>``), and ``plugin_host``.
     """
     from streamplug_kafka_source.enumerator.initializer import _as_tp
     from streamplug_kafka_source.reader.bad_records import BadRecordPolicy
     from streamplug_kafka_source.source import KafkaSource
 
-    opts = {k.replace("-", "_"): v for k, v in options.items()}
+    opts: dict[str, Any] = {}
+    flat_properties: dict[str, Any] = {}
+    for key, value in options.items():
+        if key.startswith("properties."):  # Flink SQL's style: properties.group.id = ...
+            flat_properties[key.removeprefix("properties.")] = value
+        else:
+            opts[key.replace("-", "_")] = value
     host: PluginHost | None = opts.pop("plugin_host", None)
     builder = KafkaSource.builder()
     properties = dict(opts.pop("properties", None) or {})
+    properties.update(flat_properties)
     bootstrap = opts.pop("bootstrap_servers", None) or opts.pop("bootstrap.servers", None)
     if bootstrap is None:
         bootstrap = properties.pop("bootstrap.servers", None)
