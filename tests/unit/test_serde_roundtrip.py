@@ -4,6 +4,8 @@ the element back, one at a time and through the bulk ``deserialize_batch`` path.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -291,3 +293,77 @@ def test_protobuf_confluent_first_message_without_registry_lookup(values: list[A
     )
     one, batch = roundtrip(ser, ConfluentProtobufDeserializationSchema(Customer), values)
     assert one == batch == values
+
+
+def _shared_schema_cases() -> list[tuple[str, Any, Any, Callable[[int], Any]]]:
+    cases: list[tuple[str, Any, Any, Callable[[int], Any]]] = [
+        (
+            "avro",
+            AvroSerializationSchema(EVENT_SCHEMA),
+            AvroDeserializationSchema(EVENT_SCHEMA),
+            lambda i: {
+                "id": i,
+                "name": "n" * (i % 7),
+                "score": i / 3,
+                "ratio": 0.5,
+                "ok": bool(i % 2),
+                "payload": bytes([i % 256]) * (i % 5),
+                "tags": ["t"] * (i % 3),
+                "counts": {"c": i % 100},
+                "note": None,
+                "kind": "B",
+                "digest": b"abcd",
+            },
+        ),
+        (
+            "csv",
+            CsvRowSerializationSchema(["a", "b"], field_types={"b": "int"}),
+            CsvRowDeserializationSchema(["a", "b"], field_types={"b": "int"}),
+            lambda i: {"a": "x," * (i % 4), "b": i},
+        ),
+        (
+            "json",
+            JsonSerializationSchema(),
+            JsonDeserializationSchema(),
+            lambda i: {"i": [i] * (i % 5)},
+        ),
+        (
+            "protobuf",
+            ProtobufSerializationSchema(Order),
+            ProtobufDeserializationSchema(Order),
+            lambda i: Order(id=str(i), quantity=i),
+        ),
+    ]
+    if HAS_MOCK_REGISTRY:
+        url = _mock_url()
+        cases.append(
+            (
+                "avro-confluent",
+                ConfluentAvroSerializationSchema(EVENT_SCHEMA, schema_registry_url=url, topic="t"),
+                ConfluentAvroDeserializationSchema(schema_registry_url=url),
+                cases[0][3],
+            )
+        )
+    return cases
+
+
+@pytest.mark.parametrize("case", _shared_schema_cases(), ids=lambda c: c[0])
+def test_one_schema_shared_by_parallel_threads(
+    case: tuple[str, Any, Any, Callable[[int], Any]],
+) -> None:
+    # Sinks hand one schema object to all their parallel writers, each on its own thread.
+    _, ser, deser, make = case
+    ser.open()
+    deser.open()
+    per_thread = 2_000
+
+    def work(offset: int) -> list[tuple[Any, bytes]]:
+        elements = [make(offset + i) for i in range(per_thread)]
+        return [(e, ser.serialize(e)) for e in elements]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = [
+            r for chunk in pool.map(work, range(0, 4 * per_thread, per_thread)) for r in chunk
+        ]
+    elements = [e for e, _ in results]
+    assert deser.deserialize_batch([b for _, b in results]) == elements

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,15 +24,24 @@ class MsgPackSerializationSchema(SerializationSchema[Any]):
     """Writes any msgpack-able value: dict, list, str, bytes, int, float, bool, None."""
 
     def __init__(self) -> None:
-        # One Packer reused for every record: building one per call costs more than packing.
-        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        # A Packer reused for every record (building one per call costs more than packing),
+        # one per thread: a sink shares this object between its parallel writers.
+        self._local = threading.local()
+
+    def _packer(self) -> msgpack.Packer:
+        try:
+            return self._local.packer
+        except AttributeError:
+            self._local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+            return self._local.packer
 
     def serialize(self, element: Any) -> bytes:
+        packer = self._packer()
         try:
-            return self._packer.pack(element)
+            return packer.pack(element)
         except (TypeError, ValueError, OverflowError) as exc:
             # The packer keeps partial output after a failure; start the next record clean.
-            self._packer.reset()
+            packer.reset()
             raise ValueError(
                 f"cannot serialize {type(element).__name__} as msgpack: {exc}"
             ) from exc
@@ -40,7 +50,7 @@ class MsgPackSerializationSchema(SerializationSchema[Any]):
         return {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
+        self._local = threading.local()
 
 
 class MsgPackDeserializationSchema(DeserializationSchema[Any]):

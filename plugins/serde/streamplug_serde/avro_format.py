@@ -94,15 +94,14 @@ class AvroSerializationSchema(SerializationSchema[Any]):
     def __init__(self, schema: Any) -> None:
         self.schema_document = avro_document(schema)
         self.parsed_schema = parse_avro_schema(self.schema_document)
-        self._buffer = io.BytesIO()
 
     def serialize(self, element: Any) -> bytes:
         return self._write(element, b"")
 
     def _write(self, element: Any, header: bytes) -> bytes:
-        buf = self._buffer
-        buf.seek(0)
-        buf.truncate()
+        # A buffer per call, not per schema: sinks share one schema object between their
+        # parallel writers, each on its own thread.
+        buf = io.BytesIO()
         buf.write(header)
         try:
             fastavro.schemaless_writer(buf, self.parsed_schema, element)
@@ -117,15 +116,6 @@ class AvroSerializationSchema(SerializationSchema[Any]):
     def __repr__(self) -> str:
         name = record_name(self.parsed_schema) or self.parsed_schema
         return f"{type(self).__name__}(schema={name!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_buffer"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._buffer = io.BytesIO()
 
 
 def read_avro(fmt: str, message: bytes, start: int, writer: Any, reader: Any | None) -> Any:

@@ -84,7 +84,6 @@ class ConfluentAvroSerializationSchema(AvroSerializationSchema):
         else:
             self.schema_document = None
             self.parsed_schema = None
-            self._buffer = io.BytesIO()
         self.registry = RegistrySettings.from_options(
             schema_registry_url, schema_registry_conf, schema_registry_client
         )
@@ -164,12 +163,12 @@ class ConfluentAvroSerializationSchema(AvroSerializationSchema):
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = self.__dict__.copy()
         state["_lock"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
 

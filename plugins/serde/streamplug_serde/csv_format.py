@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -125,8 +126,17 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
         charset: str = "utf-8",
     ) -> None:
         self.dialect = _Dialect(fields, field_types, delimiter, quote_char, null_literal, charset)
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, **self.dialect.csv_options)
+        # Sinks share one schema object between their parallel writers (one thread each),
+        # so the reusable buffer and csv writer are per thread.
+        self._local = threading.local()
+
+    def _buffer_and_writer(self) -> tuple[io.StringIO, Any]:
+        try:
+            return self._local.pair
+        except AttributeError:
+            buf = io.StringIO()
+            self._local.pair = (buf, csv.writer(buf, **self.dialect.csv_options))
+            return self._local.pair
 
     def _cells(self, element: Any) -> list[Any]:
         d = self.dialect
@@ -188,11 +198,11 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
 
     def serialize(self, element: Any) -> bytes:
         cells = self._cells(element)
-        buf = self._buffer
+        buf, writer = self._buffer_and_writer()
         buf.seek(0)
         buf.truncate()
         try:
-            self._writer.writerow(cells)
+            writer.writerow(cells)
         except csv.Error as exc:
             raise SerializationError(str(exc), format=FORMAT, element=element) from exc
         text = buf.getvalue()[:-2]  # drop the line terminator: one record is one row
@@ -212,8 +222,7 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.dialect = state["dialect"]
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, **self.dialect.csv_options)
+        self._local = threading.local()
 
 
 class CsvRowDeserializationSchema(DeserializationSchema[Any]):
