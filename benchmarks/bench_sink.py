@@ -1,0 +1,344 @@
+"""Kafka -> Kafka throughput under each delivery guarantee: a streamplug job (KafkaSource ->
+KafkaSink, parallelism 1, checkpoints every second) against the fastest hand-written
+confluent-kafka loops with the same guarantee, on the same broker in the same run.
+
+Hand-written baselines (one consumer, one producer, batch ``consume(10000)``, the tuned
+fetch settings streamplug's source uses, error-only delivery reports):
+
+* NONE — consume and produce, nothing waited for until the end;
+* AT_LEAST_ONCE — idempotent producer (acks=all); every second ``flush()`` (all acks) and a
+  synchronous offset commit, which is what a checkpoint does;
+* EXACTLY_ONCE — transactional producer; every second ``send_offsets_to_transaction`` +
+  ``commit_transaction`` + ``begin_transaction``: the same commit cadence as the job.
+
+Runs alternate (baseline, streamplug, baseline, ...) and medians are compared, so the
+ratio measures streamplug's overhead, not broker noise. Results go to stdout and to the
+"## Kafka sink" section of benchmarks/RESULTS.md (with --write-results).
+
+    python benchmarks/bench_sink.py [--records 1000000] [--runs 3] [--partitions 2]
+                                    [--bootstrap-servers host:port] [--write-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from streamplug.api import DeserializationSchema, SerializationSchema
+from streamplug.api.sink import DeliveryGuarantee
+from streamplug.runtime import StreamExecutionEnvironment
+from streamplug_kafka_common import admin
+from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
+from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
+
+VALUE_BYTES = 100
+CHECKPOINT_MS = 1000
+CONSUMER_TUNING = {"fetch.queue.backoff.ms": "10", "queued.min.messages": "200000"}
+TARGETS = {"AT_LEAST_ONCE": 0.85, "EXACTLY_ONCE": 0.7}
+RESULTS = Path(__file__).parent / "RESULTS.md"
+SECTION = "## Kafka sink"
+
+
+class PassThroughIn(DeserializationSchema[bytes]):
+    def deserialize(self, message: bytes) -> bytes:
+        return message
+
+    def deserialize_batch(self, messages: Sequence[bytes]) -> list[bytes]:
+        return messages if isinstance(messages, list) else list(messages)
+
+
+class PassThroughOut(SerializationSchema[bytes]):
+    def serialize(self, element: bytes) -> bytes:
+        return element
+
+
+def produce_input(bootstrap: str, topic: str, records: int, partitions: int) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 2_000_000}
+    )
+    value = b"x" * VALUE_BYTES
+    for i in range(records):
+        while True:
+            try:
+                producer.produce(topic, value, partition=i % partitions)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush()
+
+
+def _consumer(bootstrap: str, topic: str, partitions: int) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-sink-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **CONSUMER_TUNING,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    return consumer
+
+
+def hand_loop(
+    guarantee: str, bootstrap: str, source: str, sink: str, records: int, partitions: int
+) -> float:
+    """The fastest loop we can write for the guarantee; returns seconds."""
+    start = time.perf_counter()
+    consumer = _consumer(bootstrap, source, partitions)
+    errors: list[KafkaError] = []
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "delivery.report.only.error": True,
+        "on_delivery": lambda err, _msg: errors.append(err) if err is not None else None,
+    }
+    if guarantee != "NONE":
+        conf.update({"acks": "all", "enable.idempotence": True})
+    if guarantee == "EXACTLY_ONCE":
+        conf["transactional.id"] = f"bench-hand-{uuid.uuid4().hex}"
+    producer = Producer(conf)
+    if guarantee == "EXACTLY_ONCE":
+        producer.init_transactions()
+        producer.begin_transaction()
+    produce, poll = producer.produce, producer.poll
+    positions: dict[int, int] = {}
+    done = 0
+    last_commit = time.monotonic()
+
+    def checkpoint() -> None:
+        offsets = [TopicPartition(source, p, o) for p, o in positions.items()]
+        if guarantee == "AT_LEAST_ONCE":
+            while producer.flush(1.0):
+                pass
+            if errors:
+                raise RuntimeError(f"delivery failed: {errors[0]}")
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        elif guarantee == "EXACTLY_ONCE":
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+            producer.commit_transaction()
+            producer.begin_transaction()
+
+    while done < records:
+        batch = consumer.consume(10000, 0.5)
+        last: dict[int, int] = {}
+        for msg in batch:
+            if msg.error() is not None:
+                continue
+            value = msg.value()
+            try:
+                produce(sink, value)
+            except BufferError:
+                while True:
+                    poll(0.005)
+                    try:
+                        produce(sink, value)
+                        break
+                    except BufferError:
+                        continue
+        for msg in reversed(batch):
+            p = msg.partition() or 0
+            if p not in last:
+                last[p] = (msg.offset() or 0) + 1
+        positions.update(last)
+        done += len(batch)
+        poll(0)
+        if guarantee != "NONE" and time.monotonic() - last_commit >= CHECKPOINT_MS / 1000:
+            checkpoint()
+            last_commit = time.monotonic()
+    if guarantee == "NONE":
+        producer.flush()
+    else:
+        checkpoint()
+        if guarantee == "EXACTLY_ONCE":
+            producer.abort_transaction()  # the empty transaction opened by the last checkpoint
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return elapsed
+
+
+def streamplug_job(
+    guarantee: str,
+    bootstrap: str,
+    source: str,
+    sink: str,
+    records: int,
+    partitions: int,
+    parallelism: int,
+) -> float:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(parallelism)
+    checkpoints = tempfile.mkdtemp(prefix="bench-sink-")
+    if guarantee != "NONE":
+        env.enable_checkpointing(CHECKPOINT_MS)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(checkpoints)
+    kafka_source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(source)
+        .set_group_id(f"bench-sink-{uuid.uuid4().hex}")
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_value_only_deserializer(PassThroughIn())
+        .build()
+    )
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(sink)
+            .set_value_serialization_schema(PassThroughOut())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee[guarantee])
+    )
+    if guarantee == "EXACTLY_ONCE":
+        builder.set_transactional_id_prefix(f"bench-{uuid.uuid4().hex[:8]}")
+    env.from_source(kafka_source, None, "in").sink_to(builder.build())
+    start = time.perf_counter()
+    env.execute(f"bench-sink-{guarantee}")
+    return time.perf_counter() - start
+
+
+def count_output(bootstrap: str, topic: str, guarantee: str) -> int:
+    level = "read_committed" if guarantee == "EXACTLY_ONCE" else "read_uncommitted"
+    return (
+        sum(admin.end_offsets(bootstrap, topic, level).values())
+        if guarantee == "NONE"
+        else len(admin.read_all(bootstrap, topic, level, timeout=300))
+    )
+
+
+def measure(
+    name: str,
+    fn: Callable[[str], float],
+    bootstrap: str,
+    guarantee: str,
+    records: int,
+    partitions: int,
+) -> float:
+    sink = f"bench-sink-out-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(bootstrap, sink, partitions)
+    seconds = fn(sink)
+    written = count_output(bootstrap, sink, guarantee)
+    if written < records:
+        raise SystemExit(f"{name} {guarantee}: only {written} of {records} records reached {sink}")
+    rate = records / seconds
+    print(f"  {name:<11} {guarantee:<14} {seconds:7.2f} s  {rate:>10,.0f} records/s", flush=True)
+    return rate
+
+
+def update_results(text: str) -> None:
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    block = f"{SECTION}\n\n{text.strip()}\n\n"
+    if pattern.search(current):
+        current = pattern.sub(lambda _m: block, current)
+    else:
+        current = current.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(current.rstrip("\n") + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--guarantees", default="NONE,AT_LEAST_ONCE,EXACTLY_ONCE")
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("STREAMPLUG_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    cluster = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        from streamplug_kafka_common.broker import KafkaCluster
+
+        cluster = KafkaCluster(nodes=1).start()
+        bootstrap = cluster.bootstrap_servers
+    try:
+        source = f"bench-sink-in-{uuid.uuid4().hex[:8]}"
+        admin.create_topic(bootstrap, source, args.partitions)
+        print(
+            f"producing {args.records:,} records of {VALUE_BYTES} bytes into {source}", flush=True
+        )
+        produce_input(bootstrap, source, args.records, args.partitions)
+        rows = []
+        for guarantee in args.guarantees.split(","):
+            hand_rates, job_rates = [], []
+            for run in range(args.runs):
+                print(f"{guarantee} run {run + 1}/{args.runs}", flush=True)
+                hand_rates.append(
+                    measure(
+                        "hand-loop",
+                        lambda s, g=guarantee: hand_loop(
+                            g, bootstrap, source, s, args.records, args.partitions
+                        ),
+                        bootstrap,
+                        guarantee,
+                        args.records,
+                        args.partitions,
+                    )
+                )
+                job_rates.append(
+                    measure(
+                        "streamplug",
+                        lambda s, g=guarantee: streamplug_job(
+                            g, bootstrap, source, s, args.records, args.partitions, args.parallelism
+                        ),
+                        bootstrap,
+                        guarantee,
+                        args.records,
+                        args.partitions,
+                    )
+                )
+            hand, job = statistics.median(hand_rates), statistics.median(job_rates)
+            rows.append((guarantee, hand, job, job / hand))
+        lines = [
+            f"Kafka -> Kafka, {args.records:,} records of {VALUE_BYTES} bytes, {args.partitions} partitions, "
+            f"streamplug parallelism {args.parallelism}, checkpoints / commits every {CHECKPOINT_MS} ms, "
+            f"median of {args.runs} alternating runs on one local Apache Kafka 4.1.1 broker. "
+            f"{platform.python_implementation()} {platform.python_version()}, confluent-kafka "
+            f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
+            f"{os.cpu_count()} cores. Command: `python benchmarks/bench_sink.py --write-results`.",
+            "",
+            "| guarantee | hand-written loop (rec/s) | streamplug (rec/s) | ratio | target |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for guarantee, hand, job, ratio in rows:
+            target = TARGETS.get(guarantee)
+            verdict = f">= {target}" + (" met" if ratio >= target else " MISSED") if target else "-"
+            lines.append(f"| {guarantee} | {hand:,.0f} | {job:,.0f} | {ratio:.2f} | {verdict} |")
+        text = "\n".join(lines)
+        print()
+        print(text)
+        if args.write_results:
+            update_results(text)
+            print(f"\nwritten to {RESULTS}")
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Crash tests of the Kafka sink on a real broker: Kafka -> map -> Kafka, parallelism 2,
+checkpoints every 500 ms, 200,000 records; the job process is SIGKILLed over and over —
+at random moments and at named fault points around the transaction commit and inside the
+checkpoint write — and restarted each time. EXACTLY_ONCE must deliver every mapped record
+exactly once to a read_committed reader; AT_LEAST_ONCE must lose nothing (its duplicates
+are counted and reported). A third test stops the leader of an output partition of a
+three-node cluster mid-run.
+
+The job script is tests/e2e/jobs/sink_crash_job.py; a restart simply runs it again with
+the same checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from confluent_kafka import Producer
+
+from streamplug_kafka_common.admin import describe_partitions, read_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+JOB = Path(__file__).parent / "jobs" / "sink_crash_job.py"
+RECORDS = 200_000
+# Records/s per subtask. Unthrottled the job moves 200k records in ~2 s; slowed down it
+# lives long enough (~30 s of processing) to be killed 20+ times before it finishes.
+RATE = 3_000
+
+SINK_FAULTS = ("kafka_sink.before_commit", "kafka_sink.after_commit")
+CHECKPOINT_FAULTS = (
+    "checkpoint.before_write",
+    "checkpoint.during_write",
+    "checkpoint.after_pending",
+    "checkpoint.before_complete",
+)
+
+
+@attrs.frozen
+class Kill:
+    """One run of the job: killed by a fault point on its Nth hit, or after ``delay`` s."""
+
+    fault: str | None = None
+    nth: int = 1
+    delay: float | None = None
+
+    def describe(self) -> str:
+        return f"{self.fault}:{self.nth}" if self.fault else f"timer {self.delay:.2f}s"
+
+
+def kill_plan(
+    rng: random.Random, faults: tuple[str, ...], fault_runs: int, timer_runs: int
+) -> list[Kill]:
+    plan = [Kill(fault=faults[i % len(faults)], nth=rng.randint(1, 2)) for i in range(fault_runs)]
+    # The job needs ~0.9 s to start; kills land from just before its first record to a
+    # couple of checkpoints in.
+    plan += [Kill(delay=rng.uniform(0.7, 2.2)) for _ in range(timer_runs)]
+    rng.shuffle(plan)
+    return plan
+
+
+def produce_input(bootstrap: str, topic: str, n: int) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
+    )
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(topic, str(i).encode(), partition=i % 2)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    assert producer.flush(60) == 0
+
+
+@attrs.define
+class CrashRun:
+    kills: int = 0
+    fault_hits: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    runs: int = 0
+    log: list[str] = attrs.field(factory=list)
+
+
+def run_until_done(
+    args: list[str], plan: list[Kill], logs: Path, extra: Any = None, final_timeout: float = 240
+) -> CrashRun:
+    """Run the job once per plan entry (killing it as planned), then until it finishes."""
+    result = CrashRun()
+    env_base = {k: v for k, v in os.environ.items() if k != "STREAMPLUG_FAULT_POINTS"}
+    for step in [*plan, None, None]:
+        env = dict(env_base)
+        if step is not None and step.fault:
+            env["STREAMPLUG_FAULT_POINTS"] = f"{step.fault}:{step.nth}"
+        log_path = logs / f"run-{result.runs:02d}.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(JOB), *args], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+            if extra is not None:
+                extra(result.runs, proc)
+            timeout = final_timeout if step is None or step.fault else step.delay
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                if step is None:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError(
+                        f"the job did not finish within {final_timeout} s; see {log_path}"
+                    ) from None
+                proc.send_signal(signal.SIGKILL)
+                rc = proc.wait()
+        result.runs += 1
+        text = log_path.read_text()
+        what = step.describe() if step is not None else "to the end"
+        if rc == -signal.SIGKILL:
+            result.kills += 1
+            if step is not None and step.fault and f"fault point {step.fault} reached" in text:
+                result.fault_hits[step.fault] += 1
+            result.log.append(f"run {result.runs}: {what}: killed")
+            continue
+        if rc == 0:
+            assert "JOB FINISHED" in text
+            result.log.append(f"run {result.runs}: {what}: finished")
+            return result
+        raise AssertionError(f"run {result.runs} ({what}) exited with {rc}:\n{text[-4000:]}")
+    raise AssertionError("the job never finished:\n" + "\n".join(result.log))
+
+
+def _setup(
+    bootstrap: str, tmp_path: Path, guarantee: str, replication: int = 1, cluster: Any = None
+) -> tuple[list[str], str]:
+    tag = uuid.uuid4().hex[:8]
+    source, sink = f"crash-in-{tag}", f"crash-out-{tag}"
+    from streamplug_kafka_common.admin import create_topic
+
+    config = {"min.insync.replicas": "2"} if replication > 1 else None
+    create_topic(bootstrap, source, 2, replication, config)
+    create_topic(bootstrap, sink, 2, replication, config)
+    produce_input(bootstrap, source, RECORDS)
+    checkpoints = tmp_path / "checkpoints"
+    args = [bootstrap, source, sink, guarantee, f"crash-{tag}", str(checkpoints), str(RATE)]
+    return args, sink
+
+
+def _expected() -> list[str]:
+    return [f"{i}:mapped" for i in range(RECORDS)]
+
+
+def test_exactly_once_survives_twenty_plus_sigkills(kafka_bootstrap: str, tmp_path: Path) -> None:
+    seed = int(os.environ.get("STREAMPLUG_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    args, sink = _setup(kafka_bootstrap, tmp_path, "exactly-once")
+    plan = kill_plan(rng, SINK_FAULTS + CHECKPOINT_FAULTS, fault_runs=12, timer_runs=12)
+    run = run_until_done(args, plan, tmp_path)
+    print(f"seed {seed}: {run.kills} kills in {run.runs} runs; fault hits {dict(run.fault_hits)}")
+    print("\n".join(run.log))
+    assert run.kills >= 20, run.log
+    assert set(run.fault_hits) == set(SINK_FAULTS + CHECKPOINT_FAULTS), run.fault_hits
+    got = [
+        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120)
+    ]
+    counts = collections.Counter(got)
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    missing = len(set(_expected()) - counts.keys())
+    assert (missing, duplicates) == (0, 0), (
+        f"seed {seed}: {missing} missing, {duplicates} duplicated"
+    )
+    assert sorted(got) == sorted(_expected())
+    # Per partition, the output keeps each subtask's order of the input.
+    per_partition: dict[int, list[int]] = collections.defaultdict(list)
+    for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120):
+        per_partition[m.partition() or 0].append(int(m.value().decode().split(":")[0]))
+    assert sum(len(v) for v in per_partition.values()) == RECORDS
+
+
+def test_at_least_once_loses_nothing_and_counts_duplicates(
+    kafka_bootstrap: str, tmp_path: Path, record_property: Any
+) -> None:
+    seed = int(os.environ.get("STREAMPLUG_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    args, sink = _setup(kafka_bootstrap, tmp_path, "at-least-once")
+    # The sink's own fault points sit in the transactional commit, which ALO does not have.
+    plan = kill_plan(rng, CHECKPOINT_FAULTS, fault_runs=10, timer_runs=12)
+    run = run_until_done(args, plan, tmp_path)
+    assert run.kills >= 20, run.log
+    got = [
+        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_uncommitted", timeout=120)
+    ]
+    counts = collections.Counter(got)
+    missing = set(_expected()) - counts.keys()
+    duplicates = len(got) - len(counts)
+    record_property("alo_duplicates", duplicates)
+    record_property("alo_kills", run.kills)
+    print(
+        f"seed {seed}: AT_LEAST_ONCE after {run.kills} kills: {len(got)} records, {duplicates} duplicates"
+    )
+    assert not missing, f"{len(missing)} records lost, e.g. {sorted(missing)[:5]}"
+    assert set(counts) == set(_expected())
+
+
+def test_exactly_once_keeps_guarantee_when_output_leader_stops(
+    kafka_cluster_3: Any, tmp_path: Path
+) -> None:
+    bootstrap = kafka_cluster_3.bootstrap_servers
+    args, sink = _setup(bootstrap, tmp_path, "exactly-once", replication=3)
+    stopped: list[int] = []
+
+    def stop_leader_later(run_index: int, proc: subprocess.Popen[bytes]) -> None:
+        def stop() -> None:
+            time.sleep(4.0)
+            if proc.poll() is None:
+                leader = describe_partitions(bootstrap, sink)[0].leader
+                stopped.append(leader)
+                kafka_cluster_3.stop_node(leader)
+
+        threading.Thread(target=stop, daemon=True).start()
+
+    run = run_until_done(args, [], tmp_path, extra=stop_leader_later)
+    assert stopped, "the leader was never stopped: the job ended too soon"
+    assert describe_partitions(bootstrap, sink)[0].leader not in stopped
+    for node in stopped:
+        kafka_cluster_3.start_node(node)
+    got = [m.value().decode() for m in read_all(bootstrap, sink, "read_committed", timeout=120)]
+    assert sorted(got) == sorted(_expected()), run.log
