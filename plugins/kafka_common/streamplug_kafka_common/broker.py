@@ -287,7 +287,19 @@ class KafkaCluster:
     the node's ports and data, so a restarted node rejoins as itself. Every cluster
     still running at interpreter exit is stopped by an ``atexit`` hook.
 
-    Not thread-safe: drive one cluster from one thread.
+    Parameters: ``listeners`` (client listeners, default one PLAINTEXT);
+    ``server_properties`` (extra/overriding ``server.properties`` entries, applied
+    last); ``jvm_options`` (appended after the small-heap defaults, e.g.
+    ``-Djava.security.krb5.conf=...``); ``env`` (extra environment for the JVMs, e.g.
+    ``KRB5_CONFIG``); ``jaas_file`` (passed as ``java.security.auth.login.config``);
+    ``scram_users`` (written at format time); ``auto_create_topics`` (default off, so
+    a typo in a test fails instead of creating a topic); ``host`` (bind and advertise
+    address; use ``"localhost"`` for certificates issued to that name); ``data_dir`` /
+    ``keep_data`` (keep configs, logs and data after ``stop()``); ``java`` /
+    ``classpath`` (skip discovery).
+
+    Not thread-safe: drive one cluster from one thread (``stop_node`` from a helper
+    thread while the main thread produces is fine).
     """
 
     def __init__(
@@ -343,7 +355,6 @@ class KafkaCluster:
         self._nodes: dict[int, KafkaNode] = {}
         self._root: Path | None = None
         self._started = False
-        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- public state
 
@@ -483,7 +494,11 @@ class KafkaCluster:
             shutil.rmtree(self._root, ignore_errors=True)
 
     def stop_node(self, node_id: int, timeout: float = 30.0) -> None:
-        """Gracefully stop one node (SIGTERM: controlled shutdown), keeping its data."""
+        """Gracefully stop one node (SIGTERM: controlled shutdown), keeping its data.
+
+        Controlled shutdown needs a controller quorum: stopping the last node of a
+        majority waits for ``timeout`` and then SIGKILLs; use ``kill_node`` there.
+        """
         node = self.node(node_id)
         if node.process is None or not node.running:
             return
