@@ -140,6 +140,8 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
 
     def _cells(self, element: Any) -> list[Any]:
         d = self.dialect
+        if type(element) is list and d.fields is None and not d.field_types and None not in element:
+            return element
         if isinstance(element, Mapping):
             if d.fields is None:
                 raise SerializationError(
@@ -167,6 +169,8 @@ class CsvRowSerializationSchema(SerializationSchema[Any]):
             raise SerializationError(
                 "expected a dict or a list/tuple of values", format=FORMAT, element=element
             )
+        if not d.field_types and None not in values:
+            return values  # nothing to check or convert per cell
         names: Sequence[Any] = d.fields if d.fields is not None else range(len(values))
         cells: list[Any] = []
         for name, value in zip(names, values, strict=True):
