@@ -72,8 +72,8 @@ def produce(bootstrap: str, topic: str, records: int, partitions: int) -> None:
     producer.flush()
 
 
-def hand_loop(bootstrap: str, topic: str, records: int, partitions: int) -> float:
-    start = time.perf_counter()
+def hand_loop(bootstrap: str, topic: str, records: int, partitions: int) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -88,12 +88,12 @@ def hand_loop(bootstrap: str, topic: str, records: int, partitions: int) -> floa
         batch = consumer.consume(10_000, 1.0)
         values = [m.value() for m in batch]
         seen += len(values)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     consumer.close()
-    return elapsed
+    return elapsed, cpu
 
 
-def streamplug_job(bootstrap: str, topic: str, records: int, schema: Any) -> float:
+def streamplug_job(bootstrap: str, topic: str, records: int, schema: Any) -> tuple[float, float]:
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(bootstrap)
@@ -108,12 +108,12 @@ def streamplug_job(bootstrap: str, topic: str, records: int, schema: Any) -> flo
     env.from_source(source, WatermarkStrategy.for_monotonous_timestamps(), "kafka").sink_to(
         DiscardingSink()
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = env.execute("bench-source")
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if result.records_in != records:
         raise SystemExit(f"streamplug read {result.records_in} records, expected {records}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> int:
@@ -157,22 +157,35 @@ def main() -> int:
             f"produced in {time.perf_counter() - t0:.1f} s; median of {args.runs} runs",
             flush=True,
         )
-        times: dict[str, list[float]] = {"hand": [], "streamplug": []}
+        wall: dict[str, list[float]] = {"hand": [], "streamplug": []}
+        cpu: dict[str, list[float]] = {"hand": [], "streamplug": []}
         for i in range(args.runs):
-            times["hand"].append(hand_loop(bootstrap, topic, args.records, args.partitions))
-            times["streamplug"].append(streamplug_job(bootstrap, topic, args.records, schema))
+            for name, run in (
+                ("hand", lambda: hand_loop(bootstrap, topic, args.records, args.partitions)),
+                ("streamplug", lambda: streamplug_job(bootstrap, topic, args.records, schema)),
+            ):
+                w, c = run()
+                wall[name].append(w)
+                cpu[name].append(c)
             print(
-                f"  run {i + 1}/{args.runs}: hand-written {args.records / times['hand'][-1]:,.0f}"
-                f" rec/s, streamplug {args.records / times['streamplug'][-1]:,.0f} rec/s",
+                f"  run {i + 1}/{args.runs}: hand-written {args.records / wall['hand'][-1]:,.0f}"
+                f" rec/s, streamplug {args.records / wall['streamplug'][-1]:,.0f} rec/s",
                 flush=True,
             )
-        hand = args.records / statistics.median(times["hand"])
-        ours = args.records / statistics.median(times["streamplug"])
-        print(f"\n{'reader':<48}{'records/s':>14}{'ratio':>8}")
-        print(f"{'hand-written confluent-kafka consume loop':<48}{hand:>14,.0f}{1:>8.2f}")
+        rate = {k: args.records / statistics.median(v) for k, v in wall.items()}
+        cpu_rate = {k: args.records / statistics.median(v) for k, v in cpu.items()}
         label = f"streamplug KafkaSource p=1 ({type(schema).__name__})"
-        print(f"{label:<48}{ours:>14,.0f}{ours / hand:>8.2f}")
-        print(f"\nratio {ours / hand:.2f} (target >= 0.80)")
+        print(f"\n{'reader':<48}{'records/s':>12}{'ratio':>7}{'rec/CPU-s':>12}{'ratio':>7}")
+        for name, text in (
+            ("hand", "hand-written confluent-kafka consume loop"),
+            ("streamplug", label),
+        ):
+            print(
+                f"{text:<48}{rate[name]:>12,.0f}{rate[name] / rate['hand']:>7.2f}"
+                f"{cpu_rate[name]:>12,.0f}{cpu_rate[name] / cpu_rate['hand']:>7.2f}"
+            )
+        ratio = rate["streamplug"] / rate["hand"]
+        print(f"\nratio {ratio:.2f} (target >= 0.80); load average {os.getloadavg()[0]:.1f}")
     finally:
         if cluster is not None:
             cluster.stop()

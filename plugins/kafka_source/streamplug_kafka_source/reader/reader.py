@@ -88,8 +88,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     committed to the group when a checkpoint completes; recovery never reads them back.
 
     ``splits_can_finish`` is False for an unbounded source without stopping offsets: its
-    splits never end, so a reader that has none (more readers than partitions) stays up
-    and idle instead of ending. Ending would publish the end-of-input watermark while
+    splits never end, so a reader that never had one (more readers than partitions)
+    stays up and idle instead of ending. Ending would publish the end-of-input watermark while
     the other readers may not have received their partitions yet.
     """
 
@@ -109,6 +109,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     ) -> None:
         self._context = context
         self._splits_can_finish = splits_can_finish
+        self._finished_any = False
         self._deserializer = deserializer
         self._value_only = (
             deserializer if isinstance(deserializer, ValueOnlyDeserializationSchema) else None
@@ -173,6 +174,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 # Nothing between start and stop (an empty partition in bounded mode).
                 self._finished_offsets[key] = split.starting_offset
                 self._to_release.append(split.split_id)
+                self._finished_any = True
                 continue
             if key in self._splits:
                 log.warning("Kafka source reader already reads %s; ignoring %s", key, split)
@@ -202,7 +204,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 output.release_split(split_id)
             self._to_release.clear()
         if not self._splits:
-            if self._no_more_splits and self._splits_can_finish:
+            if self._no_more_splits and (self._splits_can_finish or self._finished_any):
                 return InputStatus.END_OF_INPUT
             if not self._idle:
                 # No partitions to read (more readers than partitions): never hold back
@@ -433,6 +435,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         split = state.split
         key = (split.topic, split.partition)
         self._splits.pop(key, None)
+        self._finished_any = True
         self._last_event_time.pop(key, None)
         self._finished_offsets[key] = state.current_offset
         try:
@@ -480,7 +483,11 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 self._finish(state, output)
 
     def _status(self) -> InputStatus:
-        if not self._splits and self._no_more_splits and self._splits_can_finish:
+        if (
+            not self._splits
+            and self._no_more_splits
+            and (self._splits_can_finish or self._finished_any)
+        ):
             return InputStatus.END_OF_INPUT
         return InputStatus.MORE_AVAILABLE
 

@@ -1,0 +1,243 @@
+"""The reader on librdkafka's in-process mock cluster, with a recording output: batches are
+cut per partition, stopping offsets are exact, progress is snapshotted, commits happen
+only when a checkpoint completes. (Behaviour against real Kafka is proven in
+tests/integration/test_kafka_source_*.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streamplug.api import DeserializationSchema
+from streamplug.api.context import ReaderContext
+from streamplug.api.source import InputStatus
+from streamplug.metrics import MetricGroup
+from streamplug_kafka_common.mock import MockCluster
+from streamplug_kafka_source import (
+    BadRecordPolicy,
+    KafkaOffsetsInitializer,
+    KafkaPartitionSplit,
+    KafkaSource,
+)
+
+BASE_TS = 1_600_000_000_000
+
+
+class Utf8(DeserializationSchema[str]):
+    def deserialize(self, message: bytes) -> str:
+        return message.decode()
+
+
+class Ctx(ReaderContext):
+    job_name = "test"  # type: ignore[assignment]
+    subtask_index = 0  # type: ignore[assignment]
+    parallelism = 1  # type: ignore[assignment]
+    attempt_number = 0  # type: ignore[assignment]
+    checkpointing_enabled = True  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.group = MetricGroup(("test",))
+
+    @property
+    def metric_group(self) -> MetricGroup:
+        return self.group
+
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        properties["test.configured"] = role  # proves every client goes through the hook
+        properties.pop("test.configured")
+        return properties
+
+    def send_split_request(self) -> None:
+        pass
+
+
+class Output:
+    def __init__(self) -> None:
+        self.batches: list[tuple[str | None, list[Any], list[int]]] = []
+        self.released: list[str] = []
+        self.idle = 0
+
+    def collect_batch(
+        self,
+        values: Sequence[Any],
+        timestamps: Sequence[int] | None = None,
+        split_id: str | None = None,
+    ) -> None:
+        assert timestamps is not None and len(timestamps) == len(values)
+        self.batches.append((split_id, list(values), list(timestamps)))
+
+    def collect(
+        self, value: Any, timestamp: int | None = None, split_id: str | None = None
+    ) -> None:
+        raise AssertionError("the Kafka reader emits batches only")
+
+    def release_split(self, split_id: str) -> None:
+        self.released.append(split_id)
+
+    def mark_idle(self) -> None:
+        self.idle += 1
+
+    def mark_active(self) -> None:
+        pass
+
+
+@pytest.fixture
+def cluster() -> Any:
+    with MockCluster(1) as mock:
+        for topic in ("a", "b"):
+            mock.create_topic(topic, partitions=2)
+        producer = Producer({"bootstrap.servers": mock.bootstrap_servers})
+        for topic in ("a", "b"):
+            for p in range(2):
+                for i in range(500):
+                    producer.produce(
+                        topic, f"{topic}{p}:{i}".encode(), partition=p, timestamp=BASE_TS + i
+                    )
+        assert producer.flush(10) == 0
+        del producer  # gone before the mock cluster, so it does not log reconnect failures
+        yield mock
+
+
+def reader_for(bootstrap: str, **props: str) -> Any:
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics("a", "b")
+        .set_group_id("g")
+        .set_value_only_deserializer(Utf8())
+        .set_properties({"poll.max.records": "300", **props})
+    )
+    return builder.build().create_reader(Ctx())
+
+
+def drain(reader: Any, output: Output, limit_s: float = 20) -> InputStatus:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        status = reader.poll_next(output)
+        if status is InputStatus.END_OF_INPUT:
+            return status
+        if status is InputStatus.NOTHING_AVAILABLE and not reader.split_states:
+            return status
+    raise AssertionError("reader did not finish")
+
+
+def test_batches_are_per_partition_and_stop_exactly(cluster: MockCluster) -> None:
+    reader = reader_for(cluster.bootstrap_servers)
+    output = Output()
+    try:
+        reader.start()
+        reader.add_splits(
+            [
+                KafkaPartitionSplit("a", 0, 0, 500),
+                KafkaPartitionSplit("a", 1, 100, 137),
+                KafkaPartitionSplit("b", 0, 480, 500),
+                KafkaPartitionSplit("b", 1, 7, 7),  # empty range: finished at once
+            ]
+        )
+        reader.notify_no_more_splits()
+        assert drain(reader, output) is InputStatus.END_OF_INPUT
+    finally:
+        reader.close()
+    by_split: dict[str, list[str]] = {}
+    for split_id, values, stamps in output.batches:
+        assert split_id is not None
+        topic, partition = split_id.rsplit("-", 1)
+        # Every batch holds one partition's records, in offset order, with their timestamps.
+        assert all(v.startswith(f"{topic}{partition}:") for v in values)
+        assert stamps == [BASE_TS + int(v.split(":")[1]) for v in values]
+        by_split.setdefault(split_id, []).extend(values)
+    assert by_split["a-0"] == [f"a0:{i}" for i in range(500)]
+    assert by_split["a-1"] == [f"a1:{i}" for i in range(100, 137)]
+    assert by_split["b-0"] == [f"b0:{i}" for i in range(480, 500)]
+    assert "b-1" not in by_split
+    assert sorted(output.released) == ["a-0", "a-1", "b-0", "b-1"]
+
+
+def test_snapshot_holds_progress_and_commits_wait_for_completion(cluster: MockCluster) -> None:
+    reader = reader_for(cluster.bootstrap_servers)
+    output = Output()
+    watcher = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "g"})
+    try:
+        reader.add_splits([KafkaPartitionSplit("a", 0, 10), KafkaPartitionSplit("b", 1, 0)])
+        deadline = time.monotonic() + 20
+        while sum(len(v) for _, v, _ in output.batches) < 990 and time.monotonic() < deadline:
+            reader.poll_next(output)
+        snapshot = {s.split_id: s for s in reader.snapshot_state(1)}
+        assert snapshot == {
+            "a-0": KafkaPartitionSplit("a", 0, 500),
+            "b-1": KafkaPartitionSplit("b", 1, 500),
+        }
+        tps = [TopicPartition("a", 0), TopicPartition("b", 1)]
+        assert [tp.offset for tp in watcher.committed(tps, timeout=5)] == [-1001, -1001]
+        reader.notify_checkpoint_complete(1)
+        deadline = time.monotonic() + 10
+        while reader.metrics.commits_succeeded.value == 0 and time.monotonic() < deadline:
+            reader.poll_next(output)  # commit callbacks are served by the consumer's polls
+        assert reader.metrics.commits_succeeded.value == 1
+        assert [tp.offset for tp in watcher.committed(tps, timeout=5)] == [500, 500]
+        assert reader.metrics.committed_offset(snapshot["a-0"].topic_partition) == 500
+        # An unbounded reader with partitions never reports the end of its input.
+        assert reader.poll_next(output) is not InputStatus.END_OF_INPUT
+    finally:
+        watcher.close()
+        reader.close()
+
+
+def test_tombstones_are_dropped_and_bad_values_skipped_in_order(cluster: MockCluster) -> None:
+    cluster.create_topic("c", partitions=1)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for value in [b"1", None, b"\xff", b"", b"4"]:
+        producer.produce("c", value, timestamp=BASE_TS)
+    producer.flush(10)
+    del producer
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cluster.bootstrap_servers)
+        .set_topics("c")
+        .set_value_only_deserializer(Utf8())
+        .set_bad_record_policy(BadRecordPolicy.skip())
+        .build()
+    )
+    reader = source.create_reader(Ctx())
+    output = Output()
+    try:
+        reader.add_splits([KafkaPartitionSplit("c", 0, 0, 5)])
+        reader.notify_no_more_splits()
+        assert drain(reader, output) is InputStatus.END_OF_INPUT
+    finally:
+        reader.close()
+    assert [v for _, values, _ in output.batches for v in values] == ["1", "", "4"]
+    assert reader.metrics.records_skipped.value == 1
+
+
+def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
+    cluster: MockCluster,
+) -> None:
+    unbounded = reader_for(cluster.bootstrap_servers)
+    output = Output()
+    try:
+        unbounded.notify_no_more_splits()
+        assert unbounded.poll_next(output) is InputStatus.NOTHING_AVAILABLE
+        assert output.idle == 1
+    finally:
+        unbounded.close()
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cluster.bootstrap_servers)
+        .set_topics("a")
+        .set_value_only_deserializer(Utf8())
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .build()
+    )
+    bounded = source.create_reader(Ctx())
+    try:
+        bounded.notify_no_more_splits()
+        assert bounded.poll_next(output) is InputStatus.END_OF_INPUT
+    finally:
+        bounded.close()
