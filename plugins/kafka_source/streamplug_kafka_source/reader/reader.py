@@ -222,7 +222,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 self._check_positions(output)
                 return self._status()
             messages = [first]
-            messages += consumer.consume(self._max_records - 1, 0)
+            if self._max_records > 1:
+                messages += consumer.consume(self._max_records - 1, 0)
         drained = len(messages) < self._max_records
         # Event time is the record timestamp. Reading it costs a tuple per record, the
         # largest per-record cost here, so the same list also finds error events: they
