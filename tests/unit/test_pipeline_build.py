@@ -449,3 +449,38 @@ def test_source_and_sink_sharing_a_name_are_told_apart(pipeline_dir: Path) -> No
     built = build_pipeline(config, h)
     built.env.execute("twins")
     assert sorted(built.sinks[0].results) == [1, 2]
+
+
+def test_factories_with_a_signature_get_only_what_they_declare(pipeline_dir: Path) -> None:
+    got: dict[str, Any] = {}
+
+    class Declared:
+        @hookimpl
+        def streamplug_register_connectors(self, register: Callable[[ConnectorSpec], None]) -> None:
+            def strict_sink(*, directory: str) -> Any:
+                got["strict"] = directory
+                return CollectSink()
+
+            def host_aware_sink(*, topic: str, plugin_host: PluginHost) -> Any:
+                got["host"] = plugin_host
+                return CollectSink()
+
+            register(ConnectorSpec("strict", "sink", strict_sink))
+            register(ConnectorSpec("host-aware", "sink", host_aware_sink))
+
+    h = build_plugin_host(autoload=False, plugins=[Declared()])
+    config = _config(
+        pipeline_dir,
+        '[source]\nconnector = "collection"\n[[sink]]\nconnector = "strict"\ndirectory = "/out"\n'
+        '[[sink]]\nconnector = "host-aware"\ntopic = "t"\n',
+    )
+    build_pipeline(config, h)
+    assert got == {"strict": "/out", "host": h}
+    err = _build_error(
+        pipeline_dir,
+        h,
+        '[source]\nconnector = "collection"\n[sink]\nconnector = "host-aware"\ntopc = "t"\n',
+    )
+    assert (err.line, err.key) == (5, "sink.topc")
+    # plugin_host is the runtime's business, not an option a file can set.
+    assert err.fix == "did you mean 'topic'? its options: topic"

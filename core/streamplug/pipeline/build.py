@@ -56,6 +56,7 @@ SINK_NAMED_OPTIONS: dict[str, str] = {
     "sink_partitioner": "partitioner",
 }
 BOOTSTRAP_OPTION = "bootstrap_servers"
+HOST_OPTION = "plugin_host"
 
 Path_ = tuple[PathElement, ...]
 
@@ -211,10 +212,18 @@ def _unexpected_keyword(exc: TypeError) -> str | None:
     return m.group(1) if m else None
 
 
-def _call_factory(factory: Callable[..., Any], options: dict[str, Any], host: PluginHost) -> Any:
+def _call_factory(
+    factory: Callable[..., Any],
+    options: dict[str, Any],
+    host: PluginHost,
+    accepted: list[str] | None,
+) -> Any:
     """Call a connector factory, adapting to the two shapes connectors take: the run's
-    ``plugin_host`` (passed when the factory accepts it) and client ``properties`` as one
-    table or as Flink SQL-style ``properties.<name>`` options."""
+    ``plugin_host`` (passed when the factory names it or takes ``**options``; a factory
+    that forwards ``**options`` to a constructor without it is called again without) and
+    client ``properties`` as one table or as Flink SQL-style ``properties.<name>`` options."""
+    if accepted is not None and HOST_OPTION not in accepted:
+        return factory(**options)
     try:
         return factory(**options, plugin_host=host)
     except TypeError as exc:
@@ -280,12 +289,13 @@ def _build_connector(
     options = dict(settings.options)
     accepted = _accepted_options(spec.factory)
     if accepted is not None:
+        valid = [k for k in accepted if k != HOST_OPTION]
         for key in options:
-            if key not in accepted:
+            if key not in valid:
                 raise config.error(
                     (*path, key),
                     f"the {settings.connector!r} {role} has no option {key!r}",
-                    f"{did_you_mean(key, accepted)}its options: {', '.join(accepted) or '(none)'}",
+                    f"{did_you_mean(key, valid)}its options: {', '.join(valid) or '(none)'}",
                 )
     for key, value in overrides.items():
         present = [k for k in options if _option_key(k) == _option_key(key)]
@@ -310,7 +320,7 @@ def _build_connector(
         return (*path, "connector")
 
     try:
-        return _call_factory(spec.factory, options, host)
+        return _call_factory(spec.factory, options, host, accepted)
     except ConfigError as exc:
         raise config.error(
             option_path(exc.option), f"{settings.connector} {role}: {exc}", None
