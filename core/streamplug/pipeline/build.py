@@ -226,9 +226,12 @@ def _call_factory(
         return factory(**options)
     try:
         return factory(**options, plugin_host=host)
-    except TypeError as exc:
-        if _unexpected_keyword(exc) != "plugin_host":
+    except TypeError:
+        if accepted is not None:
             raise
+        # **options forwarded to a constructor that takes no plugin_host (the core's print
+        # and discard sinks): without it, or the error is about the file's own options.
+        return factory(**options)
     except ConfigError as exc:
         props = options.get("properties")
         if exc.option != "properties" or not isinstance(props, dict):
@@ -236,7 +239,6 @@ def _call_factory(
         flat = {k: v for k, v in options.items() if k != "properties"}
         flat.update({f"properties.{k}": v for k, v in props.items()})
         return factory(**flat, plugin_host=host)
-    return factory(**options)
 
 
 def _find_connector(host: PluginHost, name: str, role: str) -> ConnectorSpec:

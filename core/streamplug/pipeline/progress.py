@@ -55,7 +55,7 @@ class ProgressLine:
         self._last_t = self.started
         self._last_in = 0
         self._rate = 0.0
-        self._last_logged = 0.0
+        self._last_logged = float("-inf")
         self._width = 0
 
     def text(self, m: JobMetrics) -> str:
