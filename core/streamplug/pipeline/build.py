@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 from streamplug.api.watermarks import TimestampAssigner, WatermarkStrategy
-from streamplug.errors import ConfigError, DuplicateNameError, UnknownNameError
+from streamplug.errors import ConfigError, UnknownNameError
 from streamplug.pipeline.config import (
     PipelineConfig,
     SinkSettings,
@@ -37,7 +37,7 @@ from streamplug.pipeline.config import (
     did_you_mean,
 )
 from streamplug.pipeline.locate import PathElement
-from streamplug.plugins import ConnectorSpec, PluginHost
+from streamplug.plugins import PluginHost
 from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
 
 __all__ = ["BuiltPipeline", "build_pipeline", "import_function"]
@@ -241,31 +241,6 @@ def _call_factory(
         return factory(**flat, plugin_host=host)
 
 
-def _find_connector(host: PluginHost, name: str, role: str) -> ConnectorSpec:
-    """``host.connector``, tolerating a source and a sink that share a name (``kafka``):
-    connector names are unique per kind, so when the host's name-only registry reports a
-    duplicate, the registrations are read again keyed by (name, kind)."""
-    try:
-        return host.connector(name, role)  # type: ignore[arg-type]
-    except DuplicateNameError:
-        found: dict[tuple[str, str], ConnectorSpec] = {}
-        for impl in host.pm.hook.streamplug_register_connectors.get_hookimpls():
-
-            def register(spec: ConnectorSpec, _plugin: str = impl.plugin_name) -> None:
-                if (spec.name, spec.kind) in found:
-                    raise DuplicateNameError(
-                        f"{spec.kind} connector", spec.name, "another plugin", _plugin
-                    )
-                found[(spec.name, spec.kind)] = spec
-
-            impl.function(register=register)
-        if (name, role) in found:
-            return found[(name, role)]
-        raise UnknownNameError(
-            f"{role} connector", name, sorted(n for n, k in found if k == role)
-        ) from None
-
-
 def _build_connector(
     config: PipelineConfig,
     host: PluginHost,
@@ -275,7 +250,7 @@ def _build_connector(
 ) -> Any:
     path = settings.path
     try:
-        spec = _find_connector(host, settings.connector, role)
+        spec = host.connector(settings.connector, role)  # type: ignore[arg-type]
     except UnknownNameError as exc:
         hint = (
             " (the Kafka connectors ship as streamplug-kafka-source and streamplug-kafka-sink)"
