@@ -211,8 +211,10 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 # the job's watermark while waiting for an assignment.
                 self._idle = True
                 output.mark_idle()
-            # Serves commit and statistics callbacks while waiting for splits.
-            self._serve(self._poll_timeout_s)
+            # Serve commit and statistics callbacks, but do not block: the runtime waits
+            # for the next control message (new splits, a checkpoint) itself, and wakes
+            # up as soon as one arrives.
+            self._serve(0)
             return InputStatus.NOTHING_AVAILABLE
         consumer = self._consumer
         messages = consumer.consume(self._max_records, 0)
