@@ -1,4 +1,8 @@
-"""``streamplug run PIPELINE.toml``: build a pipeline file into a job and run it."""
+"""``streamplug run PIPELINE.toml``: build a pipeline file into a job and run it.
+
+The ``streamplug`` command registers this at every start, so the runtime and the pipeline
+machinery are imported only when ``run`` actually runs.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
-from streamplug.pipeline.build import BuiltPipeline, build_pipeline
-from streamplug.pipeline.config import SinkSettings, SourceSettings, load_pipeline
-from streamplug.pipeline.locate import PathElement, format_path
-from streamplug.pipeline.progress import ProgressLine, format_count
 from streamplug.plugins import CommandSpec
 from streamplug.secrets import redact
+
+if TYPE_CHECKING:
+    from streamplug.pipeline.build import BuiltPipeline
+    from streamplug.pipeline.config import SinkSettings, SourceSettings
+    from streamplug.pipeline.locate import PathElement
 
 __all__ = ["run_command"]
 
@@ -107,6 +112,9 @@ def _describe(built: BuiltPipeline) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from streamplug.pipeline.build import build_pipeline
+    from streamplug.pipeline.config import load_pipeline
+
     config = load_pipeline(args.pipeline)
     endpoint = None
     if args.metrics_port is not None:
@@ -142,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
+    from streamplug.pipeline.progress import ProgressLine, format_count
+
     client = built.env.execute_async(built.job_name)
     print(
         f"job {built.job_name!r} started (id {client.job_id}); Ctrl-C stops it with a final checkpoint",
@@ -217,6 +227,8 @@ def _locate_failure(built: BuiltPipeline, exc: BaseException) -> str | None:
         cause = cause.__cause__
     if cause is None or not cause.option:
         return None
+    from streamplug.pipeline.locate import format_path
+
     wanted = _norm(cause.option)
     config = built.config
     candidates: list[tuple[PathElement, ...]] = []
