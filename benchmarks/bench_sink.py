@@ -22,6 +22,7 @@ ratio measures streamplug's overhead, not broker noise. Results go to stdout and
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -244,6 +245,24 @@ def measure(
     return rate
 
 
+def _hand(
+    guarantee: str, bootstrap: str, source: str, records: int, partitions: int, sink: str
+) -> float:
+    return hand_loop(guarantee, bootstrap, source, sink, records, partitions)
+
+
+def _job(
+    guarantee: str,
+    bootstrap: str,
+    source: str,
+    records: int,
+    partitions: int,
+    parallelism: int,
+    sink: str,
+) -> float:
+    return streamplug_job(guarantee, bootstrap, source, sink, records, partitions, parallelism)
+
+
 def update_results(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -290,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hand_rates.append(
                     measure(
                         "hand-loop",
-                        lambda s, g=guarantee: hand_loop(
-                            g, bootstrap, source, s, args.records, args.partitions
+                        functools.partial(
+                            _hand, guarantee, bootstrap, source, args.records, args.partitions
                         ),
                         bootstrap,
                         guarantee,
@@ -302,8 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 job_rates.append(
                     measure(
                         "streamplug",
-                        lambda s, g=guarantee: streamplug_job(
-                            g, bootstrap, source, s, args.records, args.partitions, args.parallelism
+                        functools.partial(
+                            _job,
+                            guarantee,
+                            bootstrap,
+                            source,
+                            args.records,
+                            args.partitions,
+                            args.parallelism,
                         ),
                         bootstrap,
                         guarantee,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.serialization import StringSerializer
+
 from streamplug.api.serde import SerializationSchema
 from streamplug.api.sink import DeliveryGuarantee
 from streamplug.errors import ConfigError, UnknownNameError

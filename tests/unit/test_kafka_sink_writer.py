@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
+
 from streamplug.api.sink import DeliveryGuarantee
 from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_common.mock import ApiKey
@@ -195,3 +196,17 @@ def test_statistics_parsing() -> None:
     assert stats.get("msg_cnt") == 3 and stats.get("outbuf_latency_avg_ms") == 0.5
     stats.on_stats("not json")
     assert stats.get("txmsgs") == 10
+
+
+def test_event_time_becomes_record_timestamp_on_the_fast_path(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE)
+    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer.write(["a", "b", "c"], [1_600_000_000_001, 1_600_000_000_002, 1_600_000_000_003])
+    writer.write(["d"], [-1])  # unknown event time: the producer stamps the current time
+    writer.flush(False)
+    writer.close()
+    records = read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")
+    stamps = [m.timestamp()[1] for m in records]
+    assert stamps[:3] == [1_600_000_000_001, 1_600_000_000_002, 1_600_000_000_003]
+    assert stamps[3] > 1_700_000_000_000

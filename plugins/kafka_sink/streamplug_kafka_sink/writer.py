@@ -155,26 +155,26 @@ class RecordEmitter:
         count = 0
         topic = self._fast_topic
         if topic is not None and self._fast_value is not None:
-            ser = self._fast_value
+            # map() and sum() run their loops in C; the per-record Python left is the
+            # produce call itself, with positional arguments (keywords cost more).
+            encoded = list(map(self._fast_value, values))
             if timestamps is None:
-                for element in values:
-                    v = ser(element)
+                for v in encoded:
                     try:
                         produce(topic, v)
                     except BufferError:
                         self._produce_blocking(topic, v, None, -1, 0, None)
-                    if v is not None:
-                        nbytes += len(v)
             else:
-                for element, ts in zip(values, timestamps, strict=True):
-                    v = ser(element)
-                    t = ts if ts and ts > 0 else 0
+                if len(timestamps) != len(encoded):
+                    raise ValueError(f"{len(encoded)} values but {len(timestamps)} timestamps")
+                if timestamps and min(timestamps) <= 0:
+                    timestamps = [t if t and t > 0 else 0 for t in timestamps]
+                for v, t in zip(encoded, timestamps):  # noqa: B905 - lengths checked above
                     try:
-                        produce(topic, v, timestamp=t)
+                        produce(topic, v, None, -1, None, None, t)
                     except BufferError:
                         self._produce_blocking(topic, v, None, -1, t, None)
-                    if v is not None:
-                        nbytes += len(v)
+            nbytes = sum(map(len, filter(None, encoded)))
             count = len(values)
         else:
             schema = self.schema
@@ -200,7 +200,10 @@ class RecordEmitter:
                         )
             for t_topic, value, key, partition, ts, headers in tuples:
                 try:
-                    produce(t_topic, value, key, partition, timestamp=ts, headers=headers)
+                    if headers is None:
+                        produce(t_topic, value, key, partition, None, None, ts)
+                    else:
+                        produce(t_topic, value, key, partition, timestamp=ts, headers=headers)
                 except BufferError:
                     self._produce_blocking(t_topic, value, key, partition, ts, headers)
                 if value is not None:
