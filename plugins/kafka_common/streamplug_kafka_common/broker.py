@@ -34,6 +34,7 @@ import base64
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -66,6 +67,7 @@ _STORAGE_TOOL = "kafka.tools.StorageTool"
 _CONTROLLER_LISTENER = "CONTROLLER"
 _INTERNAL_LISTENER = "INTERNAL"
 _STARTED_MARKER = b"Kafka Server started"
+_IDENTITY_FILE = "streamplug-cluster.properties"
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 # Small and single-threaded where it does not hurt: the CI machines have 2 cores and
@@ -212,10 +214,33 @@ class KafkaNode:
         return self.process.pid if self.process is not None else None
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux default
+
+
 def _free_port(host: str) -> int:
-    # Bind-then-close leaves a tiny race with other processes, but the ports are
-    # used within a second and the kernel does not hand the same ephemeral port out
-    # again that fast.
+    """A currently free TCP port, preferably below the ephemeral range.
+
+    Ports from ``bind(0)`` come from the ephemeral range that every outgoing client
+    connection also draws from, so on a busy machine one of them can take the port in
+    the second before the JVM binds it. Picking below that range avoids the race with
+    clients; the bind check avoids other listeners; ``start()`` retries the rest.
+    """
+    low, _high = _ephemeral_range()
+    candidates: list[int] = []
+    if low - 10000 >= 10000:
+        candidates = random.sample(range(low - 10000, low), 20)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -448,17 +473,66 @@ class KafkaCluster:
             self._root = Path(tempfile.mkdtemp(prefix="streamplug-kafka-"))
         _LIVE_CLUSTERS.add(self)
         try:
-            self._plan_nodes()
-            self._write_configs()
-            self._format_all()
-            for node in self._nodes.values():
-                self._launch(node)
-            self._wait_ready(self.node_ids, time.monotonic() + self.startup_timeout)
+            self._load_or_save_identity()
+            attempts = 3
+            for attempt in range(1, attempts + 1):
+                # Ports are not part of the formatted storage (static quorum), so a
+                # port taken by someone else is fixed by picking new ones.
+                self._plan_nodes()
+                self._write_configs()
+                if attempt == 1:
+                    self._format_all()
+                try:
+                    for node in self._nodes.values():
+                        self._launch(node)
+                    self._wait_ready(self.node_ids, time.monotonic() + self.startup_timeout)
+                    break
+                except BrokerStartError:
+                    if attempt == attempts or not self._port_conflict():
+                        raise
+                    self._kill_all()
         except BaseException:
             self.stop(timeout=5.0)
             raise
         self._started = True
         return self
+
+    def _load_or_save_identity(self) -> None:
+        # A kept data directory can be started again by a new KafkaCluster (e.g.
+        # `streamplug broker start --data-dir` twice): the storage is formatted with
+        # a cluster id, so the id and node count are remembered next to the data.
+        assert self._root is not None
+        state = self._root / _IDENTITY_FILE
+        if state.is_file():
+            saved = dict(
+                line.split("=", 1) for line in state.read_text().splitlines() if "=" in line
+            )
+            if int(saved.get("nodes", "0")) != self.nodes:
+                raise ValueError(
+                    f"{self._root} holds a {saved.get('nodes')}-node cluster, not "
+                    f"{self.nodes} nodes: use nodes={saved.get('nodes')} or another directory"
+                )
+            self.cluster_id = saved["cluster.id"]
+        elif self._keep_data:
+            state.write_text(f"cluster.id={self.cluster_id}\nnodes={self.nodes}\n")
+
+    def _port_conflict(self) -> bool:
+        for node in self._nodes.values():
+            try:
+                with open(node.log_file, "rb") as fh:
+                    fh.seek(node.log_offset)
+                    if b"Address already in use" in fh.read():
+                        return True
+            except OSError:
+                continue
+        return False
+
+    def _kill_all(self) -> None:
+        for node in self._nodes.values():
+            if node.process is not None and node.running:
+                node.process.kill()
+                node.process.wait()
+            node.process = None
 
     def stop(self, timeout: float = 15.0, *, graceful: bool | None = None) -> None:
         """Stop every node and delete the temporary directory.
