@@ -76,7 +76,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--data-dir",
         default=None,
-        help="keep broker data in this directory instead of a temporary one (real Kafka only)",
+        help=(
+            "keep broker data in this directory instead of a temporary one; start again "
+            "with the same directory to resume (real Kafka only)"
+        ),
     )
     start.set_defaults(broker_run=_run_start)
 
@@ -178,7 +181,7 @@ def _run_kafka(args: argparse.Namespace, stop: _StopSignal) -> int:
             cluster.start()
             for name, partitions, replication in args.topic:
                 cluster.create_topic(name, partitions, replication)
-        except (KafkaJarsError, BrokerStartError) as exc:
+        except (KafkaJarsError, BrokerStartError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         _announce(
