@@ -274,3 +274,33 @@ def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:
     got = [m.value().decode() for m in read_all(bootstrap, topic, "read_uncommitted", timeout=60)]
     assert sorted(set(got)) == sorted(expected)
     kafka_cluster_3.start_node(leader)
+
+
+def test_transaction_open_too_long_is_aborted_and_explained(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    topic = topic_factory(partitions=1)
+    sink = _sink(
+        kafka_bootstrap,
+        topic,
+        DeliveryGuarantee.EXACTLY_ONCE,
+        _prefix(),
+        **{"transaction.timeout.ms": "2000"},
+    )
+    # Passes the start-up check (500 + 1000 < 2000), then a "checkpoint" takes far longer.
+    ctx = StandaloneSinkContext(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
+    committer = sink.create_committer(ctx)
+    assert committer is not None
+    writer = sink.create_writer(ctx, [])
+    writer.write(["too-late"], None)
+    writer.flush(False)
+    # The broker looks for timed-out transactions every 10 s (Kafka's default interval).
+    time.sleep(13)
+    with pytest.raises(Exception, match=r"longer than transaction\.timeout\.ms=2000") as err:
+        writer.write(["more"], None)
+        writer.flush(False)
+        committer.commit(1, writer.prepare_commit())
+    assert "raise transaction.timeout.ms" in str(err.value)
+    writer.close()
+    committer.close()
+    assert _committed(kafka_bootstrap, topic) == []

@@ -181,6 +181,7 @@ class TransactionManager:
         self._users = 0
         self.commits = 0
         self.fatal_error: KafkaError | None = None
+        self._began = time.monotonic()
 
     def __repr__(self) -> str:
         return (
@@ -301,6 +302,7 @@ class TransactionManager:
     def _begin(self) -> None:
         assert self._producer is not None
         self._producer.begin_transaction()
+        self._began = time.monotonic()
         self._token = uuid.uuid4().hex
         self._state = TransactionState.IN_TRANSACTION
 
@@ -501,26 +503,36 @@ class TransactionManager:
             err = _kafka_error(exc)
         text = redact_text(str(err.str() if err is not None else exc), self._producer_config)
         if err is not None and err.code() in _FENCED_CODES:
-            return KafkaDeliveryError(
-                f"{what}: producer {self.transactional_id!r} was fenced by a newer producer with "
-                "the same transactional id (a restarted job, or a second job using the same "
-                "set_transactional_id_prefix); this producer's open transaction is aborted and "
-                f"its records never become visible ({text})"
-            )
+            return KafkaDeliveryError(f"{what}: {self._fenced_reason()} ({text})")
         return KafkaDeliveryError(f"{what}: transactional producer failed: {text}")
+
+    def _fenced_reason(self) -> str:
+        """Explains a fencing error. Since KIP-890 (Kafka 4) a broker that aborts a
+        transaction on timeout bumps the producer epoch, so a timeout looks like fencing."""
+        timeout_ms = int(self._producer_config.get("transaction.timeout.ms", "60000"))
+        open_ms = int((time.monotonic() - self._began) * 1000)
+        fenced = (
+            f"producer {self.transactional_id!r} was fenced: the broker no longer accepts its "
+            "epoch, its open transaction is aborted and its records never become visible"
+        )
+        if open_ms >= timeout_ms:
+            return (
+                f"{fenced}. The transaction had been open for {open_ms} ms, longer than "
+                f"transaction.timeout.ms={timeout_ms}, so the broker aborted it: make checkpoints "
+                "complete sooner or raise transaction.timeout.ms (at most the brokers' "
+                "transaction.max.timeout.ms)"
+            )
+        return (
+            f"{fenced}. A newer producer initialised the same transactional id: a restarted job "
+            "replaced this process, or a second job uses the same set_transactional_id_prefix "
+            "(give each job its own)"
+        )
 
     def _fatal_message(self, checkpoint_id: int, exc: KafkaException) -> str:
         err = _kafka_error(exc)
         text = redact_text(str(exc), self._producer_config)
         if err is not None and err.code() in _FENCED_CODES:
-            return (
-                f"producer {self.transactional_id!r} was fenced while committing checkpoint "
-                f"{checkpoint_id}: another producer initialised the same transactional id. Either "
-                "a "
-                "second job uses the same transactional id prefix (give each job its own "
-                "set_transactional_id_prefix), or this process was presumed dead and replaced; "
-                "the transaction's records are discarded"
-            )
+            return f"checkpoint {checkpoint_id}: {self._fenced_reason()}"
         if err is not None and err.code() == KafkaError.INVALID_TXN_STATE:
             return (
                 f"the transaction of checkpoint {checkpoint_id} was aborted by the broker, most "
