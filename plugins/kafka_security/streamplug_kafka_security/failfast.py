@@ -82,11 +82,7 @@ def classify(code: int, text: str) -> str | None:
         return "tls"
     # A broker that rejects the client certificate answers with a TLS alert, which
     # librdkafka reports as a receive failure after the handshake (TLS 1.3).
-    if (
-        code == KafkaError._TRANSPORT
-        and "alert" in lowered
-        and any(p in lowered for p in _TLS_VERIFY_FAILURES)
-    ):
+    if code == KafkaError._TRANSPORT and "alert" in lowered and "certificate" in lowered:
         return "tls"
     return None
 
@@ -206,7 +202,13 @@ def verify_credentials(properties: Mapping[str, Any], timeout_s: float = 10.0) -
                 if failure:
                     raise failure[0] from None
                 if unreachable:
-                    # Down or unresolvable brokers say nothing about the credentials.
+                    # Down or unresolvable brokers say nothing about the credentials; give
+                    # a rejection reported in the same breath a moment to arrive.
+                    grace_end = min(deadline, time.monotonic() + 1.0)
+                    while not failure and time.monotonic() < grace_end:
+                        client.poll(0.1)
+                    if failure:
+                        raise failure[0] from None
                     log.debug("Kafka credentials not verified: brokers unreachable")
                     return
                 continue
