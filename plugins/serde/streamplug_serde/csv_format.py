@@ -316,6 +316,8 @@ class CsvRowDeserializationSchema(DeserializationSchema[Any]):
         if len(rows) != len(texts):
             return deserialize_each(self.deserialize, messages)
         d = self.dialect
+        if d.fields is None and d.null_literal is None:
+            return rows  # lists of strings, exactly what the reader produced
         if d.fields is not None and not self._converters and d.null_literal is None:
             fields = d.fields
             width = len(fields)
