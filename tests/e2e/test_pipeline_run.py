@@ -163,4 +163,5 @@ def test_docs_pipeline_runs_on_real_kafka_stops_cleanly_and_resumes(
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, out + err
     assert "0 records in" in out, out
+    assert "resumed from checkpoint" in err, err
     assert len(committed()) == events

@@ -72,6 +72,14 @@ def test_a_bounded_pipeline_runs_to_the_end(
     assert "job 'squares' FINISHED" in out and "3 records in, 3 out" in out
     final = FileCheckpointStorage(workdir / "chk", "squares").list()[0]
     assert final.status == "COMPLETE" and final.is_final
+    # Again: it resumes from that final checkpoint, says so, and reads nothing twice.
+    assert main(["run", str(path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"resumed from checkpoint {final.checkpoint_id}" in captured.err
+    assert "0 records in" in captured.out and "sq:" not in captured.out
+    # --restore none starts over.
+    assert main(["run", str(path), "--no-progress", "--restore", "none"]) == 0
+    assert "3 records in" in capsys.readouterr().out
 
 
 def test_dry_run_prints_the_plan_with_secrets_masked(

@@ -179,6 +179,7 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
     progress = None if args.no_progress else ProgressLine()
     deadline = time.monotonic() + args.stop_after if args.stop_after is not None else None
     stopper: threading.Thread | None = None
+    announced_restore = False
     try:
         while not client.status.is_terminal:
             if deadline is not None and time.monotonic() >= deadline:
@@ -186,11 +187,21 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
             if stop_requested.is_set() and stopper is None:
                 stopper = threading.Thread(target=client.stop, name="streamplug-stop", daemon=True)
                 stopper.start()
+            metrics = client.metrics()
+            restored = getattr(metrics, "restored_checkpoint_id", None)
+            if restored is not None and not announced_restore:
+                # Say so: a resumed job that reads nothing new is otherwise puzzling.
+                announced_restore = True
+                print(f"resumed from checkpoint {restored}", file=sys.stderr, flush=True)
             if progress is not None:
-                progress.update(client.metrics())
+                progress.update(metrics)
             client.wait_quietly(0.25)
+        final_metrics = client.metrics()
+        restored = getattr(final_metrics, "restored_checkpoint_id", None)
+        if restored is not None and not announced_restore:
+            print(f"resumed from checkpoint {restored}", file=sys.stderr, flush=True)
         if progress is not None:
-            progress.finish(client.metrics())
+            progress.finish(final_metrics)
         try:
             result = client.wait()
         except JobFailedError as exc:
