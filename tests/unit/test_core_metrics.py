@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,17 @@ def test_task_and_checkpoint_metrics_are_exported(reader: object, tmp_path: Path
     source = CollectionSource(list(range(2000)), batch_size=50, records_per_second=4000)
     env.from_source(source, None, "numbers").sink_to(CollectSink())
     client = env.execute_async("metered")
-    import time
-
-    time.sleep(0.3)
+    # Sample while the job runs (a loaded machine may take a while to start it).
+    deadline = time.monotonic() + 20
     points = _points(reader)
+    while time.monotonic() < deadline and not (
+        "streamplug.task.numrecordsin" in points
+        and "streamplug.job.numberofcompletedcheckpoints" in points
+        and points["streamplug.job.numberofcompletedcheckpoints"][0][1] >= 1
+        and sum(v for _, v in points["streamplug.task.numrecordsin"]) > 0
+    ):
+        time.sleep(0.05)
+        points = _points(reader)
     client.wait(30)
     records_in = points["streamplug.task.numrecordsin"]
     assert {attrs["subtask"] for attrs, _ in records_in} == {0, 1}
