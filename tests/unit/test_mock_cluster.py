@@ -152,3 +152,30 @@ def test_broker_start_embedded_command() -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert "mock cluster" in out
+
+
+def test_consumer_group_joins_without_delay(mock_cluster: MockCluster) -> None:
+    # group_initial_rebalance_delay_ms(0) at creation: no 3 s wait for the first join.
+    from confluent_kafka import Consumer
+
+    mock_cluster.create_topic("grouped", partitions=2)
+    mock_cluster.set_coordinator("group", "g1", 2)
+    assert _produce(mock_cluster.bootstrap_servers, "grouped", 4) == [None] * 4
+    consumer = Consumer(
+        {
+            "bootstrap.servers": mock_cluster.bootstrap_servers,
+            "group.id": "g1",
+            "auto.offset.reset": "earliest",
+            "log_level": 0,
+        }
+    )
+    try:
+        consumer.subscribe(["grouped"])
+        started = time.monotonic()
+        seen: list[bytes] = []
+        while len(seen) < 4 and time.monotonic() - started < 10:
+            seen += [m.value() or b"" for m in consumer.consume(10, 0.2) if m.error() is None]
+        assert len(seen) == 4
+        assert time.monotonic() - started < 2.5
+    finally:
+        consumer.close()
