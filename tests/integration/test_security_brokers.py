@@ -9,6 +9,7 @@ tests skip and the build-time refusal is tested instead.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 import uuid
@@ -40,6 +41,25 @@ needs_gssapi = pytest.mark.skipif(
 )
 needs_kdc = pytest.mark.skipif(
     not kdc_available(), reason="MIT krb5 KDC not installed (.ci/install-security.sh installs it)"
+)
+
+
+def _source_importable() -> bool:
+    try:
+        import streamplug_kafka_source  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_source = pytest.mark.skipif(
+    not _source_importable(),
+    reason="streamplug-kafka-source does not import with this confluent-kafka "
+    "(it needs >= 2.3; Debian's GSSAPI-capable librdkafka 2.0.2 pins confluent-kafka 2.0.2)",
+)
+needs_pyjks = pytest.mark.skipif(
+    importlib.util.find_spec("jks") is None,
+    reason="pyjks is not installed: pip install 'streamplug-kafka-security[jks]'",
 )
 # librdkafka < 2.6.1 sends a SCRAM nonce Kafka 4 rejects (the plugin warns about it).
 needs_scram_fix = pytest.mark.skipif(
@@ -130,11 +150,11 @@ def _properties(secured: SecuredKafka, kind: str) -> dict[str, str]:
 
 
 KINDS = [
-    pytest.param("SCRAM-SHA-256/JKS", marks=needs_scram_fix),
+    pytest.param("SCRAM-SHA-256/JKS", marks=[needs_scram_fix, needs_pyjks]),
     pytest.param("SCRAM-SHA-512/PKCS12", marks=needs_scram_fix),
     pytest.param("SCRAM-SHA-256/PEM", marks=needs_scram_fix),
     "PLAIN",
-    "MTLS/JKS",
+    pytest.param("MTLS/JKS", marks=needs_pyjks),
     "MTLS/PKCS12",
     "MTLS/PEM",
     pytest.param("KERBEROS/flink", marks=[needs_gssapi, needs_kdc]),
@@ -231,6 +251,7 @@ def _job(
     env.execute(f"security-{uuid.uuid4().hex[:6]}")
 
 
+@needs_source
 @pytest.mark.parametrize("kind", [k for k in KINDS if "KERBEROS" not in str(k)])
 def test_source_and_sink_jobs_over_secured_listeners(secured: SecuredKafka, kind: str) -> None:
     in_topic, out_topic = _topic(secured), _topic(secured)
@@ -239,6 +260,7 @@ def test_source_and_sink_jobs_over_secured_listeners(secured: SecuredKafka, kind
     assert _read_plain(secured, out_topic) == sorted(v.upper() for v in values)
 
 
+@needs_source
 @needs_scram_fix
 def test_exactly_once_sink_over_sasl_ssl(secured: SecuredKafka, tmp_path: Path) -> None:
     in_topic, out_topic = _topic(secured), _topic(secured)
@@ -259,7 +281,7 @@ def test_exactly_once_sink_over_sasl_ssl(secured: SecuredKafka, tmp_path: Path) 
 def _wrong_password(secured: SecuredKafka, kind: str) -> dict[str, str]:
     if kind == "PLAIN":
         return secured.plain_properties(password="not-the-password")
-    return secured.scram_properties(kind, password="not-the-password")
+    return secured.scram_properties(kind, password="not-the-password", truststore="PKCS12")
 
 
 def _untrusted_broker(secured: SecuredKafka) -> dict[str, str]:
@@ -300,6 +322,7 @@ def test_bad_credentials_fail_fast_when_the_client_is_configured(
     assert "not-the-password" not in str(info.value) and STORE_PASSWORD not in str(info.value)
 
 
+@needs_source
 @pytest.mark.parametrize(("props_for", "expected"), FAILURES)
 def test_bad_credentials_fail_a_job_fast(
     secured: SecuredKafka, props_for: Any, expected: str
@@ -318,6 +341,34 @@ def test_bad_credentials_fail_a_job_fast(
     auth = [e for e in chain if isinstance(e, KafkaAuthenticationError)]
     assert auth, f"no KafkaAuthenticationError in {chain!r}"
     assert expected in str(auth[0])
+
+
+@pytest.mark.parametrize(("props_for", "expected"), FAILURES)
+def test_bad_credentials_fail_a_sink_job_fast(
+    secured: SecuredKafka, props_for: Any, expected: str
+) -> None:
+    from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
+
+    sink = (
+        KafkaSink.builder()
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(_topic(secured))
+            .set_value_serialization_schema(lambda s: s.encode())
+            .build()
+        )
+        .set_properties(props_for(secured))
+        .build()
+    )
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1).set_restart_strategy(RestartStrategies.no_restart())
+    env.from_collection(["a", "b"]).sink_to(sink)
+    started = time.monotonic()
+    with pytest.raises(JobFailedError) as info:
+        env.execute("bad-credentials-sink")
+    assert time.monotonic() - started < FAIL_FAST_S
+    assert isinstance(info.value.__cause__, KafkaAuthenticationError), info.value.__cause__
+    assert expected in str(info.value.__cause__)
 
 
 def test_fail_fast_on_a_client_the_hook_did_not_verify(
@@ -343,6 +394,7 @@ def test_fail_fast_on_a_client_the_hook_did_not_verify(
 # -- Kerberos without a GSSAPI-capable librdkafka ----------------------------------------
 
 
+@needs_source
 @needs_kdc
 @pytest.mark.skipif(GSSAPI, reason="this librdkafka has GSSAPI; the refusal cannot happen")
 def test_kerberos_job_is_refused_with_the_way_to_a_gssapi_build(secured: SecuredKafka) -> None:
@@ -369,14 +421,6 @@ def test_kerberos_ticket_is_obtained_through_the_keytab(
 
 
 # -- Kerberos jobs (GSSAPI-capable environment) --------------------------------------------
-
-
-def _source_importable() -> bool:
-    try:
-        import streamplug_kafka_source  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @needs_gssapi
@@ -408,11 +452,7 @@ def test_kerberos_sink_job_authenticates_with_a_keytab(secured: SecuredKafka, st
 
 @needs_gssapi
 @needs_kdc
-@pytest.mark.skipif(
-    not _source_importable(),
-    reason="streamplug-kafka-source does not import with this confluent-kafka "
-    "(Debian's GSSAPI-capable librdkafka 2.0.2 pins confluent-kafka 2.0.2)",
-)
+@needs_source
 @pytest.mark.parametrize("style", ["flink", "jaas"])
 def test_kerberos_source_and_sink_job(secured: SecuredKafka, style: str) -> None:
     in_topic, out_topic = _topic(secured), _topic(secured)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import stat
@@ -18,6 +19,10 @@ from streamplug_kafka_security import translate_security_properties
 from streamplug_kafka_security.testing import KEY_PASSWORD, STORE_PASSWORD, PkiFiles, make_pki
 
 pytestmark = pytest.mark.skipif(shutil.which("keytool") is None, reason="needs keytool (a JDK)")
+needs_pyjks = pytest.mark.skipif(
+    importlib.util.find_spec("jks") is None,
+    reason="pyjks is not installed: pip install 'streamplug-kafka-security[jks]'",
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,8 @@ def _librdkafka_accepts(props: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("attr", "store_type"), [("truststore_jks", "JKS"), ("truststore_p12", "PKCS12")]
+    ("attr", "store_type"),
+    [pytest.param("truststore_jks", "JKS", marks=needs_pyjks), ("truststore_p12", "PKCS12")],
 )
 def test_java_truststores_become_a_private_ca_bundle(
     pki: PkiFiles, attr: str, store_type: str
@@ -67,6 +73,7 @@ def test_java_truststores_become_a_private_ca_bundle(
     _librdkafka_accepts(out)
 
 
+@needs_pyjks
 def test_truststore_type_is_sniffed_when_missing_and_a_stale_type_is_named(pki: PkiFiles) -> None:
     out = translated(
         {
@@ -103,6 +110,7 @@ def test_inline_pem_truststore(pki: PkiFiles) -> None:
     assert _ca_subjects(out["ssl.ca.location"]) == ["CN=streamplug test CA"]
 
 
+@needs_pyjks
 def test_wrong_jks_password_names_the_option_not_the_password(pki: PkiFiles) -> None:
     with pytest.raises(ConfigError) as info:
         translated(
@@ -115,6 +123,7 @@ def test_wrong_jks_password_names_the_option_not_the_password(pki: PkiFiles) -> 
     assert "wrong-pw-77" not in str(info.value)
 
 
+@needs_pyjks
 def test_jks_keystore_with_its_own_key_password(pki: PkiFiles) -> None:
     out = translated(
         {
@@ -143,6 +152,7 @@ def test_jks_keystore_with_its_own_key_password(pki: PkiFiles) -> None:
     _librdkafka_accepts(out)
 
 
+@needs_pyjks
 def test_jks_key_password_defaults_to_the_store_password_like_java(pki: PkiFiles) -> None:
     with pytest.raises(ConfigError) as info:
         translated(
@@ -154,6 +164,7 @@ def test_jks_key_password_defaults_to_the_store_password_like_java(pki: PkiFiles
     assert info.value.option == "ssl.key.password"
 
 
+@needs_pyjks
 def test_conversions_are_cached_per_source(pki: PkiFiles) -> None:
     props = {
         "ssl.keystore.location": str(pki.client_keystore_jks),
