@@ -142,6 +142,8 @@ def _properties(secured: SecuredKafka, kind: str) -> dict[str, str]:
         return secured.scram_properties(mechanism, truststore=trust or "JKS")
     if kind == "PLAIN":
         return secured.plain_properties()
+    if kind == "OAUTHBEARER":
+        return secured.oauthbearer_properties()
     if kind.startswith("MTLS"):
         return secured.mtls_properties(kind.partition("/")[2] or "JKS")
     if kind.startswith("KERBEROS"):
@@ -154,6 +156,7 @@ KINDS = [
     pytest.param("SCRAM-SHA-512/PKCS12", marks=needs_scram_fix),
     pytest.param("SCRAM-SHA-256/PEM", marks=needs_scram_fix),
     "PLAIN",
+    "OAUTHBEARER",
     pytest.param("MTLS/JKS", marks=needs_pyjks),
     "MTLS/PKCS12",
     "MTLS/PEM",

@@ -360,7 +360,7 @@ class MitKdc:
 # Listener name -> (protocol, SASL mechanisms). One broker serves them all.
 LISTENERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "SCRAM": ("SASL_SSL", ("SCRAM-SHA-256", "SCRAM-SHA-512")),
-    "PLAIN": ("SASL_PLAINTEXT", ("PLAIN",)),
+    "PLAIN": ("SASL_PLAINTEXT", ("PLAIN", "OAUTHBEARER")),
     "MTLS": ("SSL", ()),
     "KERBEROS": ("SASL_PLAINTEXT", ("GSSAPI",)),
 }
@@ -418,9 +418,15 @@ class SecuredKafka:
                 ListenerSpec(
                     "PLAIN",
                     "SASL_PLAINTEXT",
-                    ("PLAIN",),
+                    ("PLAIN", "OAUTHBEARER"),
                     {
                         "plain.sasl.jaas.config": plain_jaas,
+                        # Kafka validates unsecured (alg "none") tokens unless told
+                        # otherwise: enough to prove the OAUTHBEARER translation.
+                        "oauthbearer.sasl.jaas.config": (
+                            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+                            'required unsecuredLoginStringClaim_sub="admin";'
+                        ),
                     },
                 ),
                 ListenerSpec(
@@ -508,6 +514,19 @@ class SecuredKafka:
             "sasl.jaas.config": (
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 f"username={_jaas_quote(USER)} password={_jaas_quote(password)};"
+            ),
+        }
+
+    def oauthbearer_properties(self, principal: str = USER) -> dict[str, str]:
+        """OAUTHBEARER with an unsecured token, on the PLAIN listener (which enables both)."""
+        return {
+            "bootstrap.servers": self.bootstrap("PLAIN"),
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER",
+            "sasl.jaas.config": (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                f"unsecuredLoginStringClaim_sub={_jaas_quote(principal)} "
+                'unsecuredLoginLifetimeSeconds="600";'
             ),
         }
 
