@@ -130,7 +130,7 @@ def _read_plain(secured: SecuredKafka, topic: str) -> list[str]:
             assert time.monotonic() < deadline, f"could not read {topic} to its end"
             for message in consumer.consume(500, 0.5):
                 assert message.error() is None, message.error()
-                values.append(message.value().decode())
+                values.append((message.value() or b"").decode())
         return sorted(values)
     finally:
         consumer.close()
@@ -195,7 +195,7 @@ def test_clients_configured_by_the_hook_round_trip(
         while len(got) < RECORDS and time.monotonic() < deadline:
             for message in consumer.consume(100, 1.0):
                 assert message.error() is None, message.error()
-                got.append(message.value().decode())
+                got.append((message.value() or b"").decode())
     finally:
         consumer.close()
     assert sorted(got) == sorted(f"v{i}" for i in range(RECORDS))
