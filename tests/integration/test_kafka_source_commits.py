@@ -136,3 +136,34 @@ def test_no_commits_when_disabled_and_recovery_ignores_them(
         client.cancel()
         client.wait_quietly(30)
     assert group_offsets(kafka_bootstrap, group, topic, 1)[0] < 0  # nothing committed
+
+
+def test_without_checkpoints_kafkas_auto_commit_applies(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(7):
+        producer.produce(topic, str(i).encode())
+    producer.flush(10)
+    group = f"g-{topic}"
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(topic)
+        .set_group_id(group)
+        .set_properties({"enable.auto.commit": "true", "auto.commit.interval.ms": "100"})
+        .set_value_only_deserializer(Utf8())
+        .build()
+    )
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1).set_restart_strategy(RestartStrategies.no_restart())
+    sink = CollectSink()
+    env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(sink)
+    client = env.execute_async("auto-commit-test")
+    try:
+        eventually(lambda: len(sink.results) == 7)
+        eventually(lambda: group_offsets(kafka_bootstrap, group, topic, 1) == {0: 7})
+    finally:
+        client.cancel()
+        client.wait_quietly(30)
