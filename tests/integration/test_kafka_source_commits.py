@@ -105,6 +105,15 @@ def test_offsets_are_committed_when_checkpoints_complete(
         assert all(
             isinstance(g.gauges["consumer_lag_max"].value, int | None) for g in consumer_stats
         )
+        # Flink's standard source metrics, on each reader's operator group.
+        busy = [r for r in readers if r.split_states]
+        assert len(busy) == 2
+        for reader in busy:
+            gauges = reader.metrics.group.gauges
+            eventually(lambda g=gauges: g["pendingRecords"].value == 0)
+            assert gauges["currentEmitEventTimeLag"].value >= 0
+            assert gauges["watermarkLag"].value >= 0
+            assert gauges["sourceIdleTime"].value >= 0
     finally:
         client.cancel()
         client.wait_quietly(30)
