@@ -402,3 +402,15 @@ def test_legacy_consumer_warns_once_and_runs_on_kafka_source(
     }
     with pytest.raises(ConfigError, match=r"bootstrap\.servers"):
         FlinkKafkaConsumer(["t"], Utf8(), {}).source  # noqa: B018 - building raises
+
+
+def test_client_errors_name_the_problem_but_never_a_secret() -> None:
+    source = (
+        builder()
+        .set_properties({"no.such.property": "1", "sasl.password": "hunter2-secret"})
+        .build()
+    )
+    with pytest.raises(ValueError, match=r"no\.such\.property") as info:
+        source.create_reader(Ctx())
+    assert "hunter2-secret" not in str(info.value)
+    assert "'sasl.password': '***'" in str(info.value)
