@@ -244,3 +244,19 @@ def test_bounded_read_of_transactional_data_ends_past_markers_and_aborted_record
     # The last offset is a commit marker no consumer receives: the split ends by position.
     source = source_for(kafka_bootstrap, topic, KafkaOffsetsInitializer.earliest())
     assert run(source, parallelism=1) == expected(p0=[*range(5), *range(10, 15)])
+
+
+def test_unbounded_source_with_stopping_offsets_stops_the_same_way(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    stop = {KafkaTopicPartition(topic, 0): 4, KafkaTopicPartition(topic, 1): 6}
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(topic)
+        .set_unbounded(KafkaOffsetsInitializer.offsets(stop))
+        .set_value_only_deserializer(Utf8())
+        .build()
+    )
+    assert source.get_boundedness().name == "CONTINUOUS_UNBOUNDED"
+    assert run(source) == expected(p0=range(4), p1=range(6))
