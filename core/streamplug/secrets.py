@@ -10,7 +10,7 @@ MASK = "***"
 
 _SECRET_KEY = re.compile(
     r"(password|passwd|secret|jaas|credential|token|private|\.key$|key\.pem|keystore\.key"
-    r"|ssl\.key|sasl\.oauthbearer\.config|api\.key)",
+    r"|ssl\.key|sasl\.oauthbearer\.config|api\.key|basic\.auth\.user\.info|user\.info)",
     re.IGNORECASE,
 )
 
