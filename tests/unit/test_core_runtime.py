@@ -340,15 +340,20 @@ def test_idle_readers_do_not_hold_back_the_watermark(env: StreamExecutionEnviron
     assert sink.watermarks[-1] == MAX_WATERMARK
 
 
-def test_a_reader_without_splits_is_idle_by_itself() -> None:
+def test_a_reader_without_splits_is_idle_once_the_assignment_round_is_over() -> None:
     from streamplug.runtime.task import SubtaskOutput
 
     output = SubtaskOutput(
         WatermarkStrategy.for_monotonous_timestamps(), lambda v, t: None, lambda w: None
     )
+    output.mark_idle()
     output.periodic()
+    # Before the enumerator's first round, no split means "not yet": it holds back.
+    assert not output.idle
+    output.assignment_round()
     assert output.idle
     output.register_split("p0")
+    output.mark_active()
     output.periodic()
     assert not output.idle
 

@@ -188,7 +188,7 @@ class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
         self._scheduler = scheduler
         self._metric_group = metric_group
         self._checkpointing = checkpointing
-        self.assigned: dict[int, list[Any]] = {}
+        self.round_pending = False
 
     @property
     def parallelism(self) -> int:
@@ -213,9 +213,18 @@ class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
                 )
             if splits:
                 self._subtasks[subtask_id].send("splits", list(splits))
+        self.round_pending = True
 
     def signal_no_more_splits(self, subtask_id: int) -> None:
         self._subtasks[subtask_id].send("no_more_splits")
+
+    def finish_round(self) -> None:
+        """Called by the coordinator after each event it handled: if the enumerator assigned
+        anything, every reader of the source learns that the round is over."""
+        if self.round_pending:
+            self.round_pending = False
+            for subtask in self._subtasks:
+                subtask.send("assigned")
 
     def call_async(
         self,

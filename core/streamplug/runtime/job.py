@@ -155,6 +155,7 @@ class _Attempt:
         self.scheduler = Scheduler(self.events)
         self.subtasks: list[Subtask] = []
         self.enumerators: dict[str, Any] = {}
+        self.enumerator_contexts: list[RuntimeEnumeratorContext] = []
         self.sinks: dict[str, list[_SinkSlot]] = {}
         self.finished: set[tuple[str, int]] = set()
         self.info = JobInfo(run.job_name, run.job_id, self.parallelism, number)
@@ -380,6 +381,11 @@ class _Attempt:
         else:
             enumerator = source.create_enumerator(enum_ctx)
         self.enumerators[pipeline.name] = enumerator
+        self.enumerator_contexts.append(enum_ctx)
+        if enum_doc is not None:
+            # Restored: the assignment rounds before the checkpoint already happened.
+            for subtask in pipeline_subtasks:
+                subtask.output.assignment_round()
         for index, split in orphan_splits:
             enumerator.add_splits_back([split], index % self.parallelism)
 
@@ -396,6 +402,7 @@ class _Attempt:
             for subtask in self.subtasks:
                 if subtask.key[0] == name:
                     enumerator.add_reader(subtask.index)
+        self._finish_rounds()
         self.host.notify("streamplug_job_started", job=self.info)
         self.run.set_status(JobStatus.RUNNING)
         interval = (self.checkpoint_cfg.interval_ms or 0) / 1000
@@ -420,6 +427,7 @@ class _Attempt:
                     after,
                 )
             self.scheduler.run_due()
+            self._finish_rounds()
             wait_until = [t for t in (next_checkpoint, self.scheduler.next_due()) if t is not None]
             timeout = max(0.0, min([*wait_until, now + 0.1]) - time.monotonic())
             try:
@@ -428,7 +436,12 @@ class _Attempt:
                 event = None
             if event is not None:
                 self._handle(event)
+                self._finish_rounds()
             self._update_watermarks()
+
+    def _finish_rounds(self) -> None:
+        for ctx in self.enumerator_contexts:
+            ctx.finish_round()
 
     def _raise_if_requested(self) -> None:
         if self.run.cancel_requested.is_set():
@@ -567,9 +580,9 @@ class _Attempt:
         metrics.last_checkpoint_duration_ms = int((self.last_checkpoint_end - started) * 1000)
         metrics.last_checkpoint_path = str(path) if path else None
         self.run.last_checkpoint_path = str(path) if path else None
-        if not final:
-            for subtask in self.subtasks:
-                subtask.send("complete", cid)
+        # Readers hear of the final checkpoint too, so a bounded job commits its last offsets.
+        for subtask in self.subtasks:
+            subtask.send("complete", cid)
         for enumerator in self.enumerators.values():
             enumerator.notify_checkpoint_complete(cid)
         if persist:

@@ -111,6 +111,10 @@ class SubtaskOutput:
         self.watermark = MIN_WATERMARK
         self.idle = True
         self._marked_idle = False
+        # Until the enumerator's first assignment round reached this subtask, having no
+        # split means "not yet", not "idle": otherwise the first reader to get a partition
+        # would drag the job's watermark past partitions still on their way to others.
+        self.awaiting_assignment = True
         self.last_emit_event_time: int | None = None
 
     # -- ReaderOutput ----------------------------------------------------------------------
@@ -165,7 +169,14 @@ class SubtaskOutput:
     # -- runtime side ----------------------------------------------------------------------
 
     def register_split(self, split_id: str) -> None:
+        self.awaiting_assignment = False
         self._clock(split_id)
+
+    def assignment_round(self) -> None:
+        """The enumerator finished an assignment round: no split now means idle."""
+        if self.awaiting_assignment:
+            self.awaiting_assignment = False
+            self._advance()
 
     def _clock(self, split_id: str) -> _SplitClock:
         clock = self._splits.get(split_id)
@@ -195,7 +206,7 @@ class SubtaskOutput:
     def _advance(self) -> None:
         active = [c.watermark for c in self._splits.values() if not c.idle]
         # A reader with no splits, or only idle ones, must not hold anyone back.
-        self.idle = self._marked_idle or not active
+        self.idle = not self.awaiting_assignment and (self._marked_idle or not active)
         if active:
             candidate = min(active)
             if candidate > self.watermark:
@@ -345,7 +356,10 @@ class Subtask:
                 self.output.register_split(split.split_id)
             self.reader.add_splits(splits)
         elif kind == "no_more_splits":
+            self.output.assignment_round()
             self.reader.notify_no_more_splits()
+        elif kind == "assigned":
+            self.output.assignment_round()
         elif kind == "barrier":
             self._snapshot(message[1])
         elif kind == "complete":
