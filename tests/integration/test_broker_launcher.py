@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -267,3 +268,22 @@ def test_broker_start_command() -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert "Apache Kafka" in out
+
+
+def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Maven or Java the error says which tool, which version and how to fix."""
+    from streamplug_kafka_common import jars
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv(jars.LIBS_ENV, str(tmp_path / "libs"))
+    with pytest.raises(jars.KafkaJarsError, match=r"'mvn'.*Java 17"):
+        jars.ensure_kafka_jars()
+    with pytest.raises(jars.KafkaJarsError, match="Java 17 or newer"):
+        jars.find_java()
+    # A non-empty directory that is not a classpath is never deleted or overwritten.
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / "notes.txt").write_text("mine")
+    with pytest.raises(jars.KafkaJarsError, match="not empty"):
+        jars.ensure_kafka_jars()
+    assert (tmp_path / "libs" / "notes.txt").read_text() == "mine"
