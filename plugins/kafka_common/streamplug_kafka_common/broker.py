@@ -70,9 +70,10 @@ _STARTED_MARKER = b"Kafka Server started"
 _IDENTITY_FILE = "streamplug-cluster.properties"
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
-# Small and single-threaded where it does not hurt: the CI machines have 2 cores and
-# several engineers' suites share them. C1-only JIT (TieredStopAtLevel=1) starts the
-# broker ~30% faster and burns less CPU; tests never run long enough to need C2.
+# Small and single-threaded where it does not hurt: CI machines have 2 cores, and
+# several test processes may share them. C1-only JIT (TieredStopAtLevel=1) spares the
+# CPU the C2 compiler would burn at startup; test brokers never live long enough to
+# profit from C2-compiled code.
 DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
     "-Xms64m",
     "-Xmx384m",
