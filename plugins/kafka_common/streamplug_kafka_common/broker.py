@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -293,7 +292,9 @@ def _parent_death_hook() -> Callable[[], None] | None:
     return _die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
-_LIVE_CLUSTERS: weakref.WeakSet[KafkaCluster] = weakref.WeakSet()
+# Strong references on purpose: a running cluster nobody references any more still
+# owns JVMs, and must still be stopped at exit.
+_LIVE_CLUSTERS: set[KafkaCluster] = set()
 
 
 @atexit.register
