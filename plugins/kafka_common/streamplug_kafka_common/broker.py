@@ -791,7 +791,15 @@ class KafkaCluster:
                 )
             running.append((node, proc, out))
         for node, proc, out in running:
-            code = proc.wait(120)
+            try:
+                code = proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise BrokerStartError(
+                    f"formatting the storage of Kafka node {node.node_id} took over 120 s; "
+                    f"output:\n{tail(out)}"
+                ) from None
             if code != 0:
                 raise BrokerStartError(
                     f"formatting the storage of Kafka node {node.node_id} failed "
