@@ -801,9 +801,13 @@ class KafkaCluster:
                     f"output:\n{tail(out)}"
                 ) from None
             if code != 0:
+                output = tail(out)
+                for user in self._scram_users:
+                    # The storage tool may echo a bad --add-scram argument verbatim.
+                    output = output.replace(user.password, "***")
                 raise BrokerStartError(
                     f"formatting the storage of Kafka node {node.node_id} failed "
-                    f"(exit {code}); config {node.config_file}; output:\n{tail(out)}"
+                    f"(exit {code}); config {node.config_file}; output:\n{output}"
                 )
 
     def _launch(self, node: KafkaNode) -> None:
