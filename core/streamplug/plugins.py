@@ -132,6 +132,7 @@ _KINDS: dict[str, str] = {
 def _belongs(kind: str, spec: Any) -> bool:
     return kind not in ("source", "sink") or getattr(spec, "kind", None) == kind
 
+
 SpecT = TypeVar("SpecT")
 
 

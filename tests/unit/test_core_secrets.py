@@ -24,7 +24,9 @@ def test_secret_keys_are_recognised(key: str) -> None:
     assert is_secret_key(key)
 
 
-@pytest.mark.parametrize("key", ["bootstrap.servers", "group.id", "sasl.mechanism", "security.protocol"])
+@pytest.mark.parametrize(
+    "key", ["bootstrap.servers", "group.id", "sasl.mechanism", "security.protocol"]
+)
 def test_ordinary_keys_are_left_alone(key: str) -> None:
     assert not is_secret_key(key)
 
