@@ -51,6 +51,12 @@ def _schema(**kw: Any) -> KafkaRecordSerializationSchema[Any]:
     return b.build()
 
 
+def _partition(schema: KafkaRecordSerializationSchema[Any], element: str) -> int | None:
+    record = schema.serialize(element, _ctx(), None)
+    assert record is not None
+    return record.partition
+
+
 def _sink(**kw: Any) -> Any:
     b = KafkaSink.builder().set_bootstrap_servers("localhost:9092").set_record_serializer(_schema())
     for name, value in kw.items():
@@ -150,13 +156,13 @@ def test_partitioner_copy_per_subtask_and_function_partitioner() -> None:
     a, b = schema.for_subtask(), schema.for_subtask()
     a.open(_ctx(subtask=0, parallelism=2))
     b.open(_ctx(subtask=1, parallelism=2))
-    assert [a.serialize("x", _ctx(), None).partition for _ in range(3)] == [0, 1, 2]
-    assert [b.serialize("x", _ctx(), None).partition for _ in range(3)] == [1, 2, 0]
+    assert [_partition(a, "x") for _ in range(3)] == [0, 1, 2]
+    assert [_partition(b, "x") for _ in range(3)] == [1, 2, 0]
 
     by_len = _schema(partitioner=lambda rec, key, value, topic, parts: parts[len(rec) % len(parts)])
     sub = by_len.for_subtask()
     sub.open(_ctx())
-    assert sub.serialize("abcd", _ctx(), None).partition == 1
+    assert _partition(sub, "abcd") == 1
 
 
 def test_named_partitioners_registered_through_hook() -> None:
@@ -169,7 +175,7 @@ def test_named_partitioners_registered_through_hook() -> None:
         .set_partitioner("fixed", plugin_host=host)
         .build()
     )
-    assert isinstance(schema.partitioner, FlinkFixedPartitioner)
+    assert isinstance(getattr(schema, "partitioner", None), FlinkFixedPartitioner)
     with pytest.raises(UnknownNameError, match="fixed"):
         KafkaRecordSerializationSchema.builder().set_partitioner("nope", plugin_host=host)
 
@@ -335,3 +341,27 @@ def test_legacy_producer_warns_once_and_builds_a_sink() -> None:
     assert b.sink.transactional_id == "legacy-0"
     with pytest.raises(ConfigError, match=r"bootstrap\.servers"):
         FlinkKafkaProducer("topic", Utf8(), {})
+
+
+def test_kafka_sink_connector_from_pipeline_file_keys() -> None:
+    from streamplug.api.serde import FormatSpec
+    from streamplug.plugins import hookimpl
+
+    class Fmt:
+        @hookimpl
+        def streamplug_register_formats(self, register: Any) -> None:
+            register(FormatSpec("utf8", serializer=lambda **_: Utf8()))
+
+    host = build_plugin_host(autoload=False, plugins=[plugin, Fmt()])
+    sink = host.connector("kafka", "sink").factory(
+        plugin_host=host,
+        bootstrap_servers="h:1",
+        topic="out",
+        value_format="utf8",
+        delivery_guarantee="at-least-once",
+        partitioner="fixed",
+        properties={"linger.ms": 3, "commit.log.topic": "c"},
+    )
+    assert sink.delivery_guarantee is DeliveryGuarantee.AT_LEAST_ONCE
+    assert sink.properties == {"linger.ms": "3", "commit.log.topic": "c"}
+    assert isinstance(getattr(sink.serializer, "partitioner", None), FlinkFixedPartitioner)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from streamplug.plugins import ConnectorSpec, PartitionerSpec, hookimpl
@@ -16,7 +16,9 @@ def kafka_sink_from_options(**options: Any) -> Any:
     (a registered format; ``format`` also works) with ``value.<option>`` format options,
     ``sink.delivery-guarantee``, ``sink.transactional-id-prefix``, ``sink.partitioner``
     (``default``, ``fixed``, ``round-robin`` or any registered name) and
-    ``properties.<librdkafka property>``. Underscores may stand for dashes."""
+    ``properties.<librdkafka property>`` (or one ``properties`` mapping). Underscores may
+    stand for dashes, so a pipeline file's ``bootstrap_servers``, ``value_format``,
+    ``delivery_guarantee`` and ``transactional_id_prefix`` work as well."""
     from streamplug.errors import ConfigError
     from streamplug.plugins import build_plugin_host
     from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
@@ -26,7 +28,10 @@ def kafka_sink_from_options(**options: Any) -> Any:
     properties: dict[str, str] = {}
     opts: dict[str, Any] = {}
     for key, value in options.items():
-        if key.startswith("properties."):
+        if key == "properties" and isinstance(value, Mapping):
+            # A pipeline file's [sink.properties] table.
+            properties.update({str(k): v for k, v in value.items()})
+        elif key.startswith("properties."):
             properties[key[len("properties.") :]] = value
         else:
             norm = key.replace("_", "-")
@@ -42,7 +47,9 @@ def kafka_sink_from_options(**options: Any) -> Any:
     topic = opts.pop("topic", None)
     if not topic:
         raise ConfigError("the kafka sink needs a 'topic' option", option="topic")
-    fmt = opts.pop("value.format", None) or opts.pop("format", None)
+    fmt = (
+        opts.pop("value.format", None) or opts.pop("value-format", None) or opts.pop("format", None)
+    )
     if not fmt:
         raise ConfigError(
             "the kafka sink needs 'value.format'; installed formats: "
