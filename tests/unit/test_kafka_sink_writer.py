@@ -17,7 +17,8 @@ from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_common.mock import ApiKey
 from streamplug_kafka_sink import KafkaDeliveryError, KafkaRecordSerializationSchema, KafkaSink
 from streamplug_kafka_sink._testing import StandaloneSinkContext
-from streamplug_kafka_sink.metrics import ProducerStatistics
+from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
+from streamplug_kafka_sink.writer import KafkaWriter
 
 
 def _sink(bootstrap: str, topic: str, guarantee: DeliveryGuarantee, **props: Any) -> KafkaSink:
@@ -35,6 +36,11 @@ def _sink(bootstrap: str, topic: str, guarantee: DeliveryGuarantee, **props: Any
         .set_properties(props)
         .build()
     )
+
+
+def _metrics(writer: Any) -> WriterMetrics:
+    assert isinstance(writer, KafkaWriter)
+    return writer.metrics
 
 
 def _values(topic_records: list[Any]) -> list[str]:
@@ -58,7 +64,7 @@ def test_at_least_once_delivers_every_record_through_a_full_queue(mock_cluster: 
     writer.flush(False)
     writer.close()
     assert _values(read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")) == values
-    metrics = writer._metrics.snapshot()
+    metrics = _metrics(writer).snapshot()
     assert metrics["numRecordsOut"] == 3000
     assert metrics["numBytesOut"] == sum(len(v) for v in values)
     # Every client went through the configure_client hook, as a producer of the kafka connector.
@@ -116,7 +122,7 @@ def test_none_never_waits_and_logs_failures(
         writer.write(["c"], None)
     writer.close()
     assert "DeliveryGuarantee.NONE drops them" in caplog.text
-    assert writer._metrics.snapshot()["numRecordsOutErrors"] >= 1
+    assert _metrics(writer).snapshot()["numRecordsOutErrors"] >= 1
 
 
 def test_fixed_partitioner_and_timestamps_reach_kafka(mock_cluster: Any) -> None:
@@ -165,14 +171,14 @@ def test_producer_statistics_feed_current_send_time(mock_cluster: Any) -> None:
     )
     writer = sink.create_writer(StandaloneSinkContext(), [])
     deadline = time.monotonic() + 10
-    stats: ProducerStatistics = writer._metrics.statistics
+    stats: ProducerStatistics = _metrics(writer).statistics
     while stats.current_send_time_ms is None and time.monotonic() < deadline:
         writer.write(["x"] * 100, None)
         writer.flush(False)
         time.sleep(0.05)
     assert stats.current_send_time_ms is not None and stats.current_send_time_ms >= 0
     assert stats.get("txmsgs") is not None
-    gauges = writer._metrics.group.gauges
+    gauges = _metrics(writer).group.gauges
     assert gauges["currentSendTime"].value == stats.current_send_time_ms
     writer.close()
 

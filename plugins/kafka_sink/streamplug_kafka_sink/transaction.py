@@ -617,6 +617,10 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
             self._metrics.errors.inc(count)
         self._manager.errors.raise_if_any(f"in the open transaction (subtask {self._subtask})")
 
+    @property
+    def metrics(self) -> WriterMetrics:
+        return self._metrics
+
     def prepare_commit(self) -> list[KafkaCommittable]:
         return [self._manager.committable()]
 

@@ -261,6 +261,10 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def producer(self) -> Producer:
         return self._producer
 
+    @property
+    def metrics(self) -> WriterMetrics:
+        return self._metrics
+
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         self._check_errors()
         self._emitter.emit(values, timestamps)
