@@ -18,6 +18,7 @@ ratio measures streamplug's overhead, not broker noise. Results go to stdout and
     python benchmarks/bench_sink.py [--records 1000000] [--runs 3] [--partitions 2]
                                     [--parallelism 1,2]
                                     [--bootstrap-servers host:port] [--write-results]
+                                    [--writer-only]
 """
 
 from __future__ import annotations
@@ -312,6 +313,91 @@ def _job(
     return streamplug_job(guarantee, bootstrap, source, sink, records, partitions, parallelism)
 
 
+def writer_only(bootstrap: str, records: int, partitions: int, runs: int) -> None:
+    """The AT_LEAST_ONCE writer alone (no source, no runtime) against a bare produce loop
+    over the same batches: the sink's own overhead."""
+    from streamplug_kafka_sink._testing import StandaloneSinkContext
+
+    batch_size = 5000
+    batch = [b"x" * VALUE_BYTES] * batch_size
+    stamps = [int(time.time() * 1000)] * batch_size
+    batches = records // batch_size
+
+    def sink_run() -> float:
+        topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+        admin.create_topic(bootstrap, topic, partitions)
+        schema = (
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(PassThroughOut())
+            .build()
+        )
+        sink = (
+            KafkaSink.builder()
+            .set_bootstrap_servers(bootstrap)
+            .set_record_serializer(schema)
+            .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+            .build()
+        )
+        writer = sink.create_writer(StandaloneSinkContext(), [])
+        start = time.perf_counter()
+        for _ in range(batches):
+            writer.write(batch, stamps)
+        writer.flush(False)
+        elapsed = time.perf_counter() - start
+        writer.close()
+        return elapsed
+
+    def loop_run() -> float:
+        topic = f"bench-writer-{uuid.uuid4().hex[:8]}"
+        admin.create_topic(bootstrap, topic, partitions)
+        errors: list[KafkaError] = []
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "delivery.report.only.error": True,
+                "on_delivery": lambda err, _msg: errors.append(err) if err is not None else None,
+            }
+        )
+        produce, poll = producer.produce, producer.poll
+        start = time.perf_counter()
+        for _ in range(batches):
+            for value in batch:
+                try:
+                    produce(topic, value)
+                except BufferError:
+                    while True:
+                        poll(0.005)
+                        try:
+                            produce(topic, value)
+                            break
+                        except BufferError:
+                            continue
+            poll(0)
+        while producer.flush(1.0):
+            pass
+        if errors:
+            raise RuntimeError(f"delivery failed: {errors[0]}")
+        return time.perf_counter() - start
+
+    loops, sinks = [], []
+    for run in range(runs):
+        loops.append(loop_run())
+        sinks.append(sink_run())
+        print(
+            f"  run {run + 1}: produce loop {loops[-1]:.2f} s, KafkaSink writer {sinks[-1]:.2f} s"
+        )
+    loop_rate = batches * batch_size / statistics.median(loops)
+    sink_rate = batches * batch_size / statistics.median(sinks)
+    print(
+        f"writer only, AT_LEAST_ONCE, {batches * batch_size:,} records in batches of {batch_size}: "
+        f"produce loop {loop_rate:,.0f} rec/s, KafkaSink writer (event time kept) "
+        f"{sink_rate:,.0f} rec/s, ratio {sink_rate / loop_rate:.2f}"
+    )
+
+
 def update_results(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -338,6 +424,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guarantees", default="NONE,AT_LEAST_ONCE,EXACTLY_ONCE")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("STREAMPLUG_KAFKA_BOOTSTRAP"))
     parser.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--writer-only",
+        action="store_true",
+        help="measure the AT_LEAST_ONCE writer alone against a bare produce loop, then exit",
+    )
     args = parser.parse_args(argv)
 
     cluster = None
@@ -348,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster = KafkaCluster(nodes=1).start()
         bootstrap = cluster.bootstrap_servers
     try:
+        if args.writer_only:
+            writer_only(bootstrap, args.records, args.partitions, args.runs)
+            return 0
         source = f"bench-sink-in-{uuid.uuid4().hex[:8]}"
         admin.create_topic(bootstrap, source, args.partitions)
         print(

@@ -313,5 +313,10 @@ class KafkaWriter(SinkWriter[Any, Any]):
                     remaining,
                     self._close_timeout_s,
                 )
+                # close() flushes again without a bound; give up on what is left.
+                self._producer.purge()
+            # Stop librdkafka's threads now rather than when the object is collected: a
+            # closed writer must not keep reconnecting to the cluster.
+            self._producer.close()
         finally:
             self._metrics.close()
