@@ -190,11 +190,11 @@ def test_admin_and_dead_letter_clients_get_no_consumer_settings() -> None:
     source = (
         builder()
         .set_group_id("g")
-        .set_properties({"security.protocol": "SASL_SSL", "fetch.max.bytes": "1000"})
+        .set_properties({"security.protocol": "SSL", "fetch.max.bytes": "1000"})
         .build()
     )
     admin = source.admin_properties()
-    assert admin["security.protocol"] == "SASL_SSL"
+    assert admin["security.protocol"] == "SSL"
     assert "fetch.max.bytes" not in admin and "group.id" not in admin
     assert admin["client.id"] == "g-enumerator"
     dlq = source.dead_letter_properties(2)

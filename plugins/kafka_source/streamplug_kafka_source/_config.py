@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from streamplug.errors import ConfigError
+from streamplug_kafka_source._compat import HAS_FETCH_QUEUE_BACKOFF
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ CONSUMER_ONLY_PREFIXES = (
 # queued.min.messages is reached, which caps a catching-up reader near 130k records/s;
 # 10 ms lets the fetcher refill the queue as fast as the reader empties it (~1M records/s),
 # while queued.min.messages still bounds the memory a fast broker can push into the queue.
+# librdkafka < 2.3 has no fetch.queue.backoff.ms (and refuses unknown settings).
 CONSUMER_DEFAULTS: Mapping[str, str] = {
-    "fetch.queue.backoff.ms": "10",
+    **({"fetch.queue.backoff.ms": "10"} if HAS_FETCH_QUEUE_BACKOFF else {}),
     "queued.min.messages": "200000",
 }
 

@@ -52,6 +52,11 @@ __all__ = ["KafkaSource", "KafkaSourceBuilder"]
 
 log = logging.getLogger(__name__)
 
+# Settings that make a client connect securely, and the security plugin's documented switch
+# for its credential check (docs/security.md), which a build-time check must not trigger.
+_SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
+_VERIFY_CREDENTIALS = "streamplug.security.verify-credentials"
+
 
 def _property_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -188,6 +193,23 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
         props["acks"] = "all"
         props["enable.idempotence"] = "true"
         return props
+
+    def check_client_settings(self) -> None:
+        """Run the ``streamplug_configure_client`` hooks on a copy of the consumer's
+        properties, so a setting a plugin refuses (e.g. Kerberos on a librdkafka without
+        GSSAPI) fails when the source is built rather than when the job starts.
+
+        Nothing connects: the security plugin's one-time credential check is switched off
+        for the copy (it runs when the job's clients are configured), since a build must not
+        wait on brokers that may not be reachable from where the job is defined."""
+        from streamplug import plugins  # looked up per call: tests swap the host builder
+
+        props: dict[str, Any] = _config.client_properties(self._properties)
+        props["bootstrap.servers"] = self._bootstrap_servers
+        props.setdefault("group.id", "streamplug-kafka-source-build-check")
+        if any(k.startswith(_SECURITY_PREFIXES) for k in props):
+            props.setdefault(_VERIFY_CREDENTIALS, "false")
+        plugins.build_plugin_host().configure_client(props, role="consumer", connector="kafka")
 
     def _read_committed(self) -> bool:
         # librdkafka's default isolation level is read_committed.
@@ -409,7 +431,7 @@ class KafkaSourceBuilder:
                 self._properties.get(_config.BAD_RECORD_POLICY, "fail"),
                 self._properties.get(_config.DEAD_LETTER_TOPIC),
             )
-        return KafkaSource(
+        source = KafkaSource(
             bootstrap_servers=self._bootstrap_servers,
             subscriber=self._subscriber,
             deserializer=self._deserializer,
@@ -419,6 +441,8 @@ class KafkaSourceBuilder:
             properties=self._properties,
             bad_record_policy=policy,
         )
+        source.check_client_settings()
+        return source
 
 
 def _check_initializer(value: Any, call: str) -> KafkaOffsetsInitializer:

@@ -5,24 +5,27 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
+from streamplug_kafka_source._compat import HAS_ADMIN_LIST_OFFSETS, ConsumerOffsetsLister
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 _NO_OFFSET = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID: nothing committed
+# Kafka's ListOffsets sentinels, used here as "timestamps" for the two ends of a partition
+# (the broker reads a timestamp of -1 or -2 the same way).
+EARLIEST = -2
+LATEST = -1
 
 
 class AdminOffsetsRetriever:
     """Answers ``PartitionOffsetsRetriever`` questions with batched admin requests, and
-    lists topics for discovery. Used from the enumerator's worker thread only."""
+    lists topics for discovery. Used from the enumerator's worker thread only.
+
+    Offsets come from ``AdminClient.list_offsets`` where confluent-kafka has it (>= 2.3),
+    otherwise from a consumer (``_compat.ConsumerOffsetsLister``)."""
 
     def __init__(
         self,
@@ -34,10 +37,9 @@ class AdminOffsetsRetriever:
         self._properties = dict(properties)
         self._admin = AdminClient(self._properties)
         self._group_id = group_id
-        self._isolation = (
-            IsolationLevel.READ_COMMITTED if read_committed else IsolationLevel.READ_UNCOMMITTED
-        )
+        self._read_committed = read_committed
         self._timeout = timeout_s
+        self._lister: ConsumerOffsetsLister | None = None
 
     def _fail(self, what: str, exc: BaseException) -> RuntimeError:
         text = redact_text(str(exc), self._properties)
@@ -56,38 +58,85 @@ class AdminOffsetsRetriever:
         }
 
     def _list_offsets(
-        self, specs: Mapping[KafkaTopicPartition, OffsetSpec], what: str
+        self, specs: Mapping[KafkaTopicPartition, int], what: str
     ) -> dict[KafkaTopicPartition, int]:
+        """``specs`` maps partitions to a timestamp, or to EARLIEST / LATEST."""
         if not specs:
             return {}
-        request = {TopicPartition(tp.topic, tp.partition): spec for tp, spec in specs.items()}
         try:
-            futures = self._admin.list_offsets(
-                request, isolation_level=self._isolation, request_timeout=self._timeout
-            )
-            return {
-                KafkaTopicPartition(tp.topic, tp.partition): fut.result(self._timeout).offset
-                for tp, fut in futures.items()
-            }
+            if HAS_ADMIN_LIST_OFFSETS:
+                return self._admin_list_offsets(specs)
+            return self._consumer_list_offsets(specs)
         except KafkaException as exc:
             raise self._fail(f"list {what} offsets", exc) from exc
+
+    def _admin_list_offsets(
+        self, specs: Mapping[KafkaTopicPartition, int]
+    ) -> dict[KafkaTopicPartition, int]:
+        from confluent_kafka import IsolationLevel
+        from confluent_kafka.admin import OffsetSpec
+
+        def spec(ts: int) -> OffsetSpec:
+            if ts == EARLIEST:
+                return OffsetSpec.earliest()
+            if ts == LATEST:
+                return OffsetSpec.latest()
+            return OffsetSpec.for_timestamp(ts)
+
+        isolation = (
+            IsolationLevel.READ_COMMITTED
+            if self._read_committed
+            else IsolationLevel.READ_UNCOMMITTED
+        )
+        request = {TopicPartition(tp.topic, tp.partition): spec(ts) for tp, ts in specs.items()}
+        futures = self._admin.list_offsets(
+            request, isolation_level=isolation, request_timeout=self._timeout
+        )
+        return {
+            KafkaTopicPartition(tp.topic, tp.partition): fut.result(self._timeout).offset
+            for tp, fut in futures.items()
+        }
+
+    def _consumer_list_offsets(
+        self, specs: Mapping[KafkaTopicPartition, int]
+    ) -> dict[KafkaTopicPartition, int]:
+        if self._lister is None:
+            self._lister = ConsumerOffsetsLister(
+                self._properties, self._read_committed, self._timeout
+            )
+        lister = self._lister
+        result: dict[KafkaTopicPartition, int] = {}
+        for which, ask in ((EARLIEST, lister.earliest), (LATEST, lister.latest)):
+            chosen = [tp for tp, ts in specs.items() if ts == which]
+            if chosen:
+                found = ask([TopicPartition(tp.topic, tp.partition) for tp in chosen])
+                result.update(zip(chosen, found, strict=True))
+        by_time = [
+            TopicPartition(tp.topic, tp.partition, ts)
+            for tp, ts in specs.items()
+            if ts not in (EARLIEST, LATEST)
+        ]
+        if by_time:
+            found_times = lister.for_times(by_time)
+            result.update(
+                (KafkaTopicPartition(t, p), offset) for (t, p), offset in found_times.items()
+            )
+        return result
 
     def beginning_offsets(
         self, partitions: Collection[KafkaTopicPartition]
     ) -> dict[KafkaTopicPartition, int]:
-        return self._list_offsets(dict.fromkeys(partitions, OffsetSpec.earliest()), "beginning")
+        return self._list_offsets(dict.fromkeys(partitions, EARLIEST), "beginning")
 
     def end_offsets(
         self, partitions: Collection[KafkaTopicPartition]
     ) -> dict[KafkaTopicPartition, int]:
-        return self._list_offsets(dict.fromkeys(partitions, OffsetSpec.latest()), "end")
+        return self._list_offsets(dict.fromkeys(partitions, LATEST), "end")
 
     def offsets_for_times(
         self, timestamps: Mapping[KafkaTopicPartition, int]
     ) -> dict[KafkaTopicPartition, int | None]:
-        found = self._list_offsets(
-            {tp: OffsetSpec.for_timestamp(ts) for tp, ts in timestamps.items()}, "timestamp"
-        )
+        found = self._list_offsets(timestamps, "timestamp")
         return {tp: (o if o >= 0 else None) for tp, o in found.items()}
 
     def committed_offsets(

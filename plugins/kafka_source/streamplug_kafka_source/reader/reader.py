@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import groupby
 from typing import Any, cast
 
@@ -138,6 +138,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._properties = dict(consumer_properties)
         config: dict[str, Any] = dict(self._properties)
         config["on_commit"] = self._on_commit
+        # Keep an error_cb a client-configuration hook installed (the security plugin's
+        # turns authentication failures into KafkaAuthenticationError): ours calls it.
+        self._chained_error_cb: Callable[[KafkaError], None] | None = config.get("error_cb")
         config["error_cb"] = self._on_error
         if register_consumer_metrics:
             config["stats_cb"] = self._metrics.on_stats
@@ -289,7 +292,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._finish_commit()
             try:
                 self._consumer.close()
-            except (KafkaException, RuntimeError) as exc:
+            except Exception as exc:
+                # Also what a chained error_cb raises while close() serves callbacks: the
+                # reader is going away, and the job's own failure (if any) was raised already.
                 log.debug("Kafka source consumer close: %s", exc)
             self._metrics.close()
 
@@ -541,6 +546,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._failure = KafkaException(err)
         else:
             log.warning("Kafka source consumer: %s", redact_text(str(err), self._properties))
+        if self._chained_error_cb is not None:
+            # An exception it raises surfaces from the consume/poll call serving it.
+            self._chained_error_cb(err)
 
     # -- metrics -------------------------------------------------------------------------
 
