@@ -398,6 +398,23 @@ def writer_only(bootstrap: str, records: int, partitions: int, runs: int) -> Non
     )
 
 
+def bar_chart(
+    rows: Sequence[tuple[str, Summary, dict[int, Summary]]], width: int = 48
+) -> list[str]:
+    """Whole-run medians as a text bar chart (renders anywhere RESULTS.md is read)."""
+    top = max(max(h.total, *(j.total for j in jobs.values())) for _, h, jobs in rows)
+    out = ["```text", "records/s, whole run (median)"]
+    for guarantee, hand, jobs in rows:
+        entries = [("hand loop", hand.total)] + [
+            (f"streamplug p={p}", j.total) for p, j in jobs.items()
+        ]
+        for i, (label, rate) in enumerate(entries):
+            bar = "#" * max(1, round(rate / top * width))
+            out.append(f"{guarantee if i == 0 else '':<14} {label:<15} {bar} {rate / 1000:,.0f}k")
+    out.append("```")
+    return out
+
+
 def update_results(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -519,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"| p={par} | {job.total:,.0f} | **{ratio:.2f}** | {job.steady / hand.steady:.2f} "
                     f"| {job.cpu / hand.cpu:.2f} | {job.best / hand.best:.2f} | {verdict} |"
                 )
+        lines += ["", *bar_chart(rows)]
         text = "\n".join(lines)
         print()
         print(text)
