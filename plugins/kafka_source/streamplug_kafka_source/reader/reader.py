@@ -223,6 +223,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         messages = consumer.consume(self._max_records, 0)
         if not messages:
             first = consumer.poll(self._poll_timeout_s)
+            if self._failure is not None:
+                raise self._failure  # from error_cb, which consume/poll served
             if first is None:
                 self._check_positions(output)
                 return self._status()
@@ -547,8 +549,13 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         else:
             log.warning("Kafka source consumer: %s", redact_text(str(err), self._properties))
         if self._chained_error_cb is not None:
-            # An exception it raises surfaces from the consume/poll call serving it.
-            self._chained_error_cb(err)
+            try:
+                self._chained_error_cb(err)
+            except Exception as exc:
+                # Raised by poll_next, not through librdkafka: confluent-kafka 2.0.2 was seen to
+                # serve the next error event with this exception still pending (a SystemError).
+                if self._failure is None:
+                    self._failure = exc
 
     # -- metrics -------------------------------------------------------------------------
 
