@@ -33,6 +33,7 @@ from streamplug_kafka_source import (
 )
 from streamplug_kafka_source.enumerator import _admin
 from streamplug_kafka_source.enumerator._admin import AdminOffsetsRetriever
+from streamplug_kafka_source.reader.bad_records import DeadLetterProducer
 
 BASE_TS = 1_600_000_000_000
 RECORDS = 40
@@ -220,6 +221,20 @@ def test_admin_client_keeps_the_error_cb_a_hook_installed() -> None:
     while not seen and time.monotonic() < deadline:
         retriever._admin.poll(0.1)
     assert seen
+
+
+def test_dead_letter_producer_keeps_the_error_cb_a_hook_installed() -> None:
+    seen: list[KafkaError] = []
+    dlq = DeadLetterProducer(
+        "dlq", {"bootstrap.servers": UNREACHABLE, "error_cb": seen.append, "log_level": 0}
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            dlq._producer.poll(0.1)
+        assert seen
+    finally:
+        dlq.close()
 
 
 # -- build() runs the client-configuration hooks --------------------------------------------
