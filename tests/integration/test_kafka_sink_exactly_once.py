@@ -304,3 +304,53 @@ def test_transaction_open_too_long_is_aborted_and_explained(
     writer.close()
     committer.close()
     assert _committed(kafka_bootstrap, topic) == []
+
+
+def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    """A read_committed reader stops at another producer's open transaction; a decision
+    record behind it must not be mistaken for absent."""
+    from confluent_kafka import Producer
+
+    topic = topic_factory(partitions=1)
+    shared = f"shared-commit-log-{uuid.uuid4().hex[:8]}"
+    prefix = _prefix()
+    sink = _sink(
+        kafka_bootstrap,
+        topic,
+        DeliveryGuarantee.EXACTLY_ONCE,
+        prefix,
+        **{"commit.log.topic": shared},
+    )
+    committer = sink.create_committer(StandaloneSinkContext())
+    assert committer is not None
+    writer = sink.create_writer(StandaloneSinkContext(), [])  # creates the commit log
+    foreign = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"foreign-{prefix}"}
+    )
+    foreign.init_transactions()
+    foreign.begin_transaction()
+    foreign.produce(shared, b"{}", partition=0)
+    foreign.flush()
+    writer.write(["kept"], None)
+    writer.flush(False)
+    committables = writer.prepare_commit()
+    committer.commit(3, committables)  # our decision now sits behind the open transaction
+    writer.close()
+    committer.close()
+
+    threading.Timer(3.0, foreign.commit_transaction).start()
+    resolver = _sink(
+        kafka_bootstrap,
+        topic,
+        DeliveryGuarantee.EXACTLY_ONCE,
+        prefix,
+        **{"commit.log.topic": shared},
+    ).create_committer(StandaloneSinkContext())
+    assert resolver is not None
+    started = time.monotonic()
+    assert resolver.resolve(3, committables) is CommitOutcome.COMMITTED
+    assert time.monotonic() - started >= 2.0, "resolve must have waited for the foreign commit"
+    resolver.close()
+    assert _committed(kafka_bootstrap, topic) == ["kept"]

@@ -365,12 +365,12 @@ class TransactionManager:
                 return
             time.sleep(0.1)
 
-    def _consumer(self) -> Consumer:
+    def _consumer(self, isolation: str = "read_committed") -> Consumer:
         conf = dict(self._consumer_config)
         conf.update(
             {
                 "group.id": f"streamplug-commit-log-{uuid.uuid4().hex}",
-                "isolation.level": "read_committed",
+                "isolation.level": isolation,
                 "enable.auto.commit": "false",
                 "enable.partition.eof": "true",
                 "auto.offset.reset": "earliest",
@@ -389,20 +389,45 @@ class TransactionManager:
         finally:
             consumer.close()
 
+    def _wait_until_stable(self, consumer: Consumer, deadline: float) -> int:
+        """Wait until no open transaction hides part of the commit log and return its end.
+
+        Our own producer's transactions are all decided once ``init_transactions``
+        returned, but a read_committed reader stops at the first *open* transaction (the
+        last stable offset); if another producer shares this commit log, a decision record
+        of ours behind its open transaction would look absent and a committed checkpoint
+        would be dropped (duplicates). So: wait for the stable offset to reach the end."""
+        tp = TopicPartition(self.commit_log_topic, 0)
+        raw = self._consumer("read_uncommitted")
+        try:
+            _low, end = raw.get_watermark_offsets(tp, timeout=30, cached=False)
+        finally:
+            raw.close()
+        while True:
+            _low, stable = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            if stable >= end:
+                return int(end)
+            if time.monotonic() > deadline:
+                raise CheckpointError(
+                    f"the commit log {self.commit_log_topic!r} holds a transaction another "
+                    f"producer left open (stable up to offset {stable}, end {end}), so this "
+                    "checkpoint's decision cannot be read yet; give each job its own "
+                    "commit.log.topic, and retry after the other transaction ends"
+                )
+            time.sleep(0.2)
+
     def find_decision(
         self, token: str, from_offset: int, timeout_s: float = 60.0
     ) -> dict[str, Any] | None:
         """The committed decision record carrying ``token``, scanning the commit log from
         ``from_offset`` to its end as a read_committed consumer sees it."""
+        deadline = time.monotonic() + timeout_s
         consumer = self._consumer()
         try:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
-            )
+            high = self._wait_until_stable(consumer, deadline)
             if high <= from_offset:
                 return None
             consumer.assign([TopicPartition(self.commit_log_topic, 0, from_offset)])
-            deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 for msg in consumer.consume(1000, timeout=0.5):
                     err = msg.error()
