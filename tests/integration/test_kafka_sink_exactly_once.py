@@ -354,3 +354,46 @@ def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
     assert time.monotonic() - started >= 2.0, "resolve must have waited for the foreign commit"
     resolver.close()
     assert _committed(kafka_bootstrap, topic) == ["kept"]
+
+
+@pytest.mark.slow
+def test_commit_that_cannot_complete_fails_undecided_and_resolve_decides(
+    kafka_cluster: Any, topic_factory: Any
+) -> None:
+    if not hasattr(kafka_cluster, "stop_node"):
+        pytest.skip("needs the local broker (stops it)")
+    bootstrap = kafka_cluster.bootstrap_servers
+    topic = topic_factory(partitions=1)
+    prefix = _prefix()
+    props = {"transaction.timeout.ms": "5000"}
+    sink = _sink(bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix, **props)
+    ctx = StandaloneSinkContext(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
+    committer = sink.create_committer(ctx)
+    assert committer is not None
+    writer = sink.create_writer(ctx, [])
+    writer.write(["in-doubt"], None)
+    writer.flush(False)
+    committables = writer.prepare_commit()
+    kafka_cluster.stop_node(1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CheckpointError, match=r"did not complete within|aborted|failed"):
+            committer.commit(1, committables)
+        # Bounded by the transaction timeout, not stuck at the barrier.
+        assert time.monotonic() - started < 90
+    finally:
+        kafka_cluster.start_node(1)
+    writer.close()
+    committer.close()
+    resolver = _sink(
+        bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix, **props
+    ).create_committer(ctx)
+    assert resolver is not None
+    outcome = resolver.resolve(1, committables)
+    visible = _committed(bootstrap, topic)
+    # Whatever happened, the decision and the output agree.
+    assert (outcome, visible) in [
+        (CommitOutcome.ABORTED, []),
+        (CommitOutcome.COMMITTED, ["in-doubt"]),
+    ]
+    resolver.close()

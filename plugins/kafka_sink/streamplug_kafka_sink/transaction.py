@@ -496,17 +496,30 @@ class TransactionManager:
 
     def _commit_transaction(self, checkpoint_id: int) -> None:
         assert self._producer is not None
+        # Past the transaction timeout the broker has aborted the transaction anyway; stop
+        # retrying then instead of holding every subtask at the barrier forever.
+        timeout_s = int(self._producer_config.get("transaction.timeout.ms", "60000")) / 1000
+        deadline = self._began + timeout_s
         while True:
             try:
-                self._producer.commit_transaction(60.0)
+                self._producer.commit_transaction(max(1.0, min(60.0, deadline - time.monotonic())))
                 return
             except KafkaException as exc:
                 err = _kafka_error(exc)
-                if err is not None and err.retriable():
+                if err is not None and err.retriable() and time.monotonic() < deadline:
                     # A timed-out commit may be retried: librdkafka resumes the same
                     # EndTxn, it never commits twice.
                     log.warning("commit of checkpoint %d is retried: %s", checkpoint_id, err.str())
                     continue
+                if err is not None and err.retriable():
+                    # Undecided: whether the EndTxn reached the coordinator is unknown. The
+                    # checkpoint stays PENDING and the next attempt's resolve finds out.
+                    self._state = TransactionState.FAILED
+                    raise CheckpointError(
+                        f"the commit of checkpoint {checkpoint_id} did not complete within "
+                        f"transaction.timeout.ms ({timeout_s * 1000:.0f} ms): {err.str()}; the job "
+                        "restarts and recovery decides from the commit log whether it took effect"
+                    ) from exc
                 if err is not None and err.txn_requires_abort():
                     try:
                         self._producer.abort_transaction(60.0)
