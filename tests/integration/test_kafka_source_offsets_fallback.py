@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from streamplug_kafka_source import KafkaTopicPartition, _compat
 from streamplug_kafka_source.enumerator import _admin
@@ -69,3 +70,24 @@ def test_consumer_fallback_matches_the_admin_path(
             assert _offsets(kafka_bootstrap, topic, read_committed=False) == uncommitted
     finally:
         txn.abort_transaction(10)
+
+
+def test_consumer_fallback_sees_partitions_added_after_its_first_lookup(
+    kafka_cluster: Any, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Partition discovery asks about partitions the lookup consumer's metadata cache has
+    # not seen (it refreshes every 5 min by default).
+    topic = f"compat-grow-{uuid.uuid4().hex[:8]}"
+    kafka_cluster.create_topic(topic, partitions=1)
+    monkeypatch.setattr(_admin, "HAS_ADMIN_LIST_OFFSETS", False)
+    retriever = AdminOffsetsRetriever({"bootstrap.servers": kafka_bootstrap}, None, False)
+    p0, p1 = KafkaTopicPartition(topic, 0), KafkaTopicPartition(topic, 1)
+    assert retriever.end_offsets([p0]) == {p0: 0}
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_partitions([NewPartitions(topic, 2)]).values():
+        future.result(10)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, b"v", partition=1, timestamp=BASE_TS)
+    assert producer.flush(10) == 0
+    assert retriever.end_offsets([p0, p1]) == {p0: 0, p1: 1}
+    assert retriever.offsets_for_times({p1: BASE_TS}) == {p1: 0}

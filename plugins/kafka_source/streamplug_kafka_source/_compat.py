@@ -51,7 +51,15 @@ class ConsumerOffsetsLister:
         self._consumer = Consumer(config)
         self._timeout = timeout_s
 
+    def _refresh(self, partitions: list[TopicPartition]) -> None:
+        # These lookups fail with "Unknown partition" for partitions the consumer's own
+        # metadata cache does not hold yet (partitions added since it last refreshed,
+        # every 5 min by default); a metadata request for the topics updates the cache.
+        for topic in dict.fromkeys(tp.topic for tp in partitions):
+            self._consumer.list_topics(topic, timeout=self._timeout)
+
     def _watermarks(self, partitions: list[TopicPartition]) -> list[tuple[int, int]]:
+        self._refresh(partitions)
         return [
             self._consumer.get_watermark_offsets(tp, timeout=self._timeout, cached=False)
             for tp in partitions
@@ -66,6 +74,7 @@ class ConsumerOffsetsLister:
     def for_times(self, request: list[TopicPartition]) -> dict[tuple[str, int], int]:
         """The first offset at or after each partition's timestamp (given as its offset);
         -1 where there is none."""
+        self._refresh(request)
         found = self._consumer.offsets_for_times(request, timeout=self._timeout)
         result: dict[tuple[str, int], int] = {}
         for tp in found:
