@@ -271,3 +271,18 @@ def test_lifecycle_hook_failure_never_fails_the_job(tmp_path: Any) -> None:
     env.from_collection([1, 2, 3]).sink_to(sink)
     env.execute("robust")
     assert sorted(sink.results) == [1, 2, 3]
+
+
+def test_testing_contexts_run_the_configure_client_hooks() -> None:
+    from streamplug.testing import reader_context, sink_context
+
+    plugin = RecordingPlugin()
+    reader = reader_context(subtask_index=1, parallelism=2, plugins=[plugin])
+    assert (reader.subtask_index, reader.parallelism, reader.checkpointing_enabled) == (1, 2, True)
+    assert reader.configure_client({}, role="consumer", connector="kafka") == {
+        "client.rack": "kafka-consumer"
+    }
+    sink = sink_context(checkpoint_interval_ms=None, restored_checkpoint_id=7)
+    assert not sink.checkpointing_enabled
+    assert sink.restored_checkpoint_id == 7
+    assert sink.configure_client({"a": "b"}, role="producer", connector="kafka") == {"a": "b"}

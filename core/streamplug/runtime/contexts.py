@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class _Facts:
+    """The facts every subtask context shares; the concrete contexts add their own."""
+
     def __init__(
         self,
         host: PluginHost,
@@ -37,12 +39,6 @@ class _Facts:
         self._metric_group = metric_group
         self._checkpointing = checkpointing
 
-
-class RuntimeReaderContext(_Facts, ReaderContext):
-    def __init__(self, *args: Any, request_split: Callable[[], None]) -> None:
-        super().__init__(*args)
-        self._request_split = request_split
-
     @property
     def job_name(self) -> str:
         return self._job_name
@@ -71,6 +67,12 @@ class RuntimeReaderContext(_Facts, ReaderContext):
         self, properties: MutableMapping[str, str], *, role: str, connector: str
     ) -> MutableMapping[str, str]:
         return self._host.configure_client(properties, role=role, connector=connector)
+
+
+class RuntimeReaderContext(_Facts, ReaderContext):
+    def __init__(self, *args: Any, request_split: Callable[[], None]) -> None:
+        super().__init__(*args)
+        self._request_split = request_split
 
     def send_split_request(self) -> None:
         self._request_split()
@@ -88,35 +90,6 @@ class RuntimeSinkContext(_Facts, SinkContext):
         self._restored = restored_checkpoint_id
         self._interval = interval_ms
         self._timeout = timeout_ms
-
-    @property
-    def job_name(self) -> str:
-        return self._job_name
-
-    @property
-    def subtask_index(self) -> int:
-        return self._index
-
-    @property
-    def parallelism(self) -> int:
-        return self._parallelism
-
-    @property
-    def attempt_number(self) -> int:
-        return self._attempt
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self._metric_group
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return self._checkpointing
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return self._host.configure_client(properties, role=role, connector=connector)
 
     @property
     def restored_checkpoint_id(self) -> int | None:
