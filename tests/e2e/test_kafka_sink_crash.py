@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 JOB = Path(__file__).parent / "jobs" / "sink_crash_job.py"
 RECORDS = 200_000
 # Records/s per subtask. Unthrottled the job moves 200k records in ~2 s; slowed down it
-# lives long enough (~30 s of processing) to be killed 20+ times before it finishes.
-RATE = 3_000
+# lives long enough (~50 s of processing) to be killed 20+ times before it finishes.
+RATE = 2_000
 
 SINK_FAULTS = ("kafka_sink.before_commit", "kafka_sink.after_commit")
 CHECKPOINT_FAULTS = (
@@ -192,7 +192,7 @@ def test_at_least_once_loses_nothing_and_counts_duplicates(
     rng = random.Random(seed)
     args, sink = _setup(kafka_bootstrap, tmp_path, "at-least-once")
     # The sink's own fault points sit in the transactional commit, which ALO does not have.
-    plan = kill_plan(rng, CHECKPOINT_FAULTS, fault_runs=10, timer_runs=12)
+    plan = kill_plan(rng, CHECKPOINT_FAULTS, fault_runs=12, timer_runs=12)
     run = run_until_done(args, plan, tmp_path)
     assert run.kills >= 20, run.log
     got = [
