@@ -76,6 +76,17 @@ CONSUMER_DEFAULTS: Mapping[str, str] = {
     "queued.min.messages": "200000",
 }
 
+# Client tuning for the reader's consumer and the enumerator's admin client, unless the
+# user set it. A new librdkafka client first talks to the bootstrap address, learns the
+# broker ids from its metadata and then opens the broker connections, but waits
+# reconnect.backoff.ms / 2 (50 ms by default) before that next connection; a request made
+# in that window (the enumerator's topic listing, the reader's first metadata and fetch)
+# waits for it. Measured on a local broker: the enumerator's first listing 55 ms -> ~5 ms,
+# a job's first record ~0.09 s -> ~0.04 s after execute(). The backoff still doubles on
+# every failed attempt up to reconnect.backoff.max.ms, so an unreachable broker is not
+# hammered.
+CLIENT_DEFAULTS: Mapping[str, str] = {"reconnect.backoff.ms": "10"}
+
 DEFAULT_STATISTICS_INTERVAL_MS = "5000"
 DEFAULT_POLL_MAX_RECORDS = 10_000
 DEFAULT_POLL_TIMEOUT_MS = 100

