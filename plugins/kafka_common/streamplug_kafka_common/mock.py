@@ -232,7 +232,10 @@ class MockCluster:
         self.controller_pinned = hasattr(self._lib, "rd_kafka_mock_set_controller_id")
         if self.controller_pinned:
             self._lib.rd_kafka_mock_set_controller_id(mc, 1)
-        if hasattr(self._lib, "rd_kafka_mock_group_initial_rebalance_delay_ms"):
+        self.rebalance_delay_removed = hasattr(
+            self._lib, "rd_kafka_mock_group_initial_rebalance_delay_ms"
+        )
+        if self.rebalance_delay_removed:
             self._lib.rd_kafka_mock_group_initial_rebalance_delay_ms(mc, 0)
 
     # ------------------------------------------------------------------ lifecycle
