@@ -19,9 +19,9 @@ import pytest
 
 from streamplug.api.sink import CommitOutcome, DeliveryGuarantee
 from streamplug.errors import CheckpointError, ConfigError
+from streamplug.testing import sink_context
 from streamplug_kafka_common.admin import describe_partitions, read_all
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_sink._testing import StandaloneSinkContext
 from streamplug_kafka_sink.transaction import KafkaCommittable, KafkaCommittableSerializer
 
 pytestmark = pytest.mark.integration
@@ -65,12 +65,11 @@ def test_records_visible_only_when_checkpoint_commits(
 ) -> None:
     topic = topic_factory(partitions=2)
     sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, _prefix())
-    ctx = StandaloneSinkContext(parallelism=2)
+    ctx = sink_context(parallelism=2)
     committer = sink.create_committer(ctx)
     assert committer is not None
     writers = [
-        sink.create_writer(StandaloneSinkContext(subtask_index=i, parallelism=2), [])
-        for i in range(2)
+        sink.create_writer(sink_context(subtask_index=i, parallelism=2), []) for i in range(2)
     ]
     for i, w in enumerate(writers):
         w.write([f"a{i}-{n}" for n in range(100)], None)
@@ -104,7 +103,7 @@ _CHILD = r"""
 import json, sys
 from streamplug.api.sink import DeliveryGuarantee
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_sink._testing import StandaloneSinkContext
+from streamplug.testing import sink_context
 from streamplug_kafka_sink.transaction import KafkaCommittableSerializer
 
 bootstrap, topic, prefix, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -113,7 +112,7 @@ schema = (KafkaRecordSerializationSchema.builder().set_topic(topic)
 sink = (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(schema)
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
         .set_transactional_id_prefix(prefix).build())
-ctx = StandaloneSinkContext()
+ctx = sink_context()
 committer = sink.create_committer(ctx)
 writer = sink.create_writer(ctx, [])
 writer.write([f"{prefix}-{i}" for i in range(n)], None)
@@ -156,7 +155,7 @@ def test_resolve_after_sigkill_around_commit(
     committables = _crash_child(kafka_bootstrap, topic, prefix, fault)
     # The crashed process may leave an open transaction: read_committed stops before it.
     sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    committer = sink.create_committer(StandaloneSinkContext())
+    committer = sink.create_committer(sink_context())
     assert committer is not None
     started = time.monotonic()
     assert committer.resolve(7, committables) is outcome
@@ -164,7 +163,7 @@ def test_resolve_after_sigkill_around_commit(
     assert time.monotonic() - started < 30
     assert len(_committed(kafka_bootstrap, topic)) == visible
     # The next attempt continues on the same transactional id.
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     writer.write(["after"], None)
     writer.flush(False)
     committer.commit(8, writer.prepare_commit())
@@ -181,9 +180,9 @@ def test_reused_checkpoint_id_is_not_mistaken_for_committed(
     topic = topic_factory(partitions=1)
     prefix = _prefix()
     sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    committer = sink.create_committer(StandaloneSinkContext())
+    committer = sink.create_committer(sink_context())
     assert committer is not None
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     writer.write(["first"], None)
     writer.flush(False)
     committer.commit(5, writer.prepare_commit())
@@ -193,7 +192,7 @@ def test_reused_checkpoint_id_is_not_mistaken_for_committed(
     writer.close()
     committer.close()
     fresh = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    resolver = fresh.create_committer(StandaloneSinkContext())
+    resolver = fresh.create_committer(sink_context())
     assert resolver is not None
     assert resolver.resolve(5, pending) is CommitOutcome.ABORTED
     assert _committed(kafka_bootstrap, topic) == ["first"]
@@ -206,18 +205,18 @@ def test_stale_writer_is_fenced_and_its_records_never_visible(
     topic = topic_factory(partitions=2)
     prefix = _prefix()
     stale_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    stale_committer = stale_sink.create_committer(StandaloneSinkContext())
+    stale_committer = stale_sink.create_committer(sink_context())
     assert stale_committer is not None
-    stale = stale_sink.create_writer(StandaloneSinkContext(), [])
+    stale = stale_sink.create_writer(sink_context(), [])
     stale.write([f"zombie-{i}" for i in range(50)], None)
     stale.flush(False)
     zombie_committables = stale.prepare_commit()
 
     # A restarted job (same prefix) starts while the old process still runs.
     new_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    new_committer = new_sink.create_committer(StandaloneSinkContext(attempt_number=1))
+    new_committer = new_sink.create_committer(sink_context(attempt_number=1))
     assert new_committer is not None
-    fresh = new_sink.create_writer(StandaloneSinkContext(attempt_number=1), [])
+    fresh = new_sink.create_writer(sink_context(attempt_number=1), [])
     fresh.write([f"live-{i}" for i in range(20)], None)
     fresh.flush(False)
     new_committer.commit(1, fresh.prepare_commit())
@@ -247,7 +246,7 @@ def test_broker_refuses_too_long_transaction_timeout(
         **{"transaction.timeout.ms": "3600000"},  # Flink's default; brokers allow 15 min
     )
     with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
-        sink.create_writer(StandaloneSinkContext(), [])
+        sink.create_writer(sink_context(), [])
 
 
 def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:
@@ -255,7 +254,7 @@ def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:
     topic = f"sink-alo-failover-{uuid.uuid4().hex[:6]}"
     kafka_cluster_3.create_topic(topic, 2, 3, {"min.insync.replicas": "2"})
     sink = _sink(bootstrap, topic, DeliveryGuarantee.AT_LEAST_ONCE)
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     leader = describe_partitions(bootstrap, topic)[0].leader
     stopper = threading.Thread(target=kafka_cluster_3.stop_node, args=(leader,))
     expected = []
@@ -288,7 +287,7 @@ def test_transaction_open_too_long_is_aborted_and_explained(
         **{"transaction.timeout.ms": "2000"},
     )
     # Passes the start-up check (500 + 1000 < 2000), then a "checkpoint" takes far longer.
-    ctx = StandaloneSinkContext(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
+    ctx = sink_context(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
     committer = sink.create_committer(ctx)
     assert committer is not None
     writer = sink.create_writer(ctx, [])
@@ -323,9 +322,9 @@ def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
         prefix,
         **{"commit.log.topic": shared},
     )
-    committer = sink.create_committer(StandaloneSinkContext())
+    committer = sink.create_committer(sink_context())
     assert committer is not None
-    writer = sink.create_writer(StandaloneSinkContext(), [])  # creates the commit log
+    writer = sink.create_writer(sink_context(), [])  # creates the commit log
     foreign = Producer(
         {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"foreign-{prefix}"}
     )
@@ -347,7 +346,7 @@ def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
         DeliveryGuarantee.EXACTLY_ONCE,
         prefix,
         **{"commit.log.topic": shared},
-    ).create_committer(StandaloneSinkContext())
+    ).create_committer(sink_context())
     assert resolver is not None
     started = time.monotonic()
     assert resolver.resolve(3, committables) is CommitOutcome.COMMITTED
@@ -367,7 +366,7 @@ def test_commit_that_cannot_complete_fails_undecided_and_resolve_decides(
     prefix = _prefix()
     props = {"transaction.timeout.ms": "5000"}
     sink = _sink(bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix, **props)
-    ctx = StandaloneSinkContext(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
+    ctx = sink_context(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
     committer = sink.create_committer(ctx)
     assert committer is not None
     writer = sink.create_writer(ctx, [])

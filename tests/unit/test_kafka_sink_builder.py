@@ -13,6 +13,7 @@ from streamplug.api.serde import SerializationSchema
 from streamplug.api.sink import DeliveryGuarantee
 from streamplug.errors import ConfigError, UnknownNameError
 from streamplug.plugins import build_plugin_host
+from streamplug.testing import sink_context
 from streamplug_kafka_sink import (
     FlinkFixedPartitioner,
     FlinkKafkaProducer,
@@ -27,7 +28,6 @@ from streamplug_kafka_sink import (
     legacy,
     plugin,
 )
-from streamplug_kafka_sink._testing import StandaloneSinkContext
 from streamplug_kafka_sink.transaction import KafkaCommittable, KafkaCommittableSerializer
 
 
@@ -217,7 +217,7 @@ def test_sink_builder_errors_name_the_call() -> None:
 def test_default_guarantee_none_and_safe_defaults() -> None:
     sink = _sink().build()
     assert sink.delivery_guarantee is DeliveryGuarantee.NONE
-    assert sink.create_committer(StandaloneSinkContext()) is None
+    assert sink.create_committer(sink_context()) is None
     alo = _config.producer_properties({}, DeliveryGuarantee.AT_LEAST_ONCE)
     assert alo["acks"] == "all" and alo["enable.idempotence"] == "true"
     assert alo["partitioner"] == "murmur2_random"
@@ -227,7 +227,7 @@ def test_default_guarantee_none_and_safe_defaults() -> None:
 def test_exactly_once_needs_checkpointing() -> None:
     sink = _sink(delivery_guarantee="exactly-once", transactional_id_prefix="p").build()
     with pytest.raises(ConfigError, match=r"enable_checkpointing"):
-        sink.create_committer(StandaloneSinkContext(checkpoint_interval_ms=None))
+        sink.create_committer(sink_context(checkpoint_interval_ms=None))
 
 
 def test_transaction_timeout_validation_names_numbers_and_fix() -> None:
@@ -236,7 +236,7 @@ def test_transaction_timeout_validation_names_numbers_and_fix() -> None:
         .set_property("transaction.timeout.ms", "60000")
         .build()
     )
-    ctx = StandaloneSinkContext(checkpoint_interval_ms=30_000, checkpoint_timeout_ms=60_000)
+    ctx = sink_context(checkpoint_interval_ms=30_000, checkpoint_timeout_ms=60_000)
     with pytest.raises(ConfigError) as err:
         sink.create_committer(ctx)
     msg = str(err.value)

@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
 
 from streamplug.api.sink import DeliveryGuarantee
+from streamplug.plugins import hookimpl
+from streamplug.testing import sink_context
 from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_common.mock import ApiKey
 from streamplug_kafka_sink import KafkaDeliveryError, KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_sink._testing import StandaloneSinkContext
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.writer import KafkaWriter
 
@@ -38,6 +40,19 @@ def _sink(bootstrap: str, topic: str, guarantee: DeliveryGuarantee, **props: Any
     )
 
 
+class Recorder:
+    """A configure_client hook that records every client the sink configures."""
+
+    def __init__(self) -> None:
+        self.configured: list[tuple[str, dict[str, Any]]] = []
+
+    @hookimpl
+    def streamplug_configure_client(
+        self, properties: MutableMapping[str, Any], role: str, connector: str
+    ) -> None:
+        self.configured.append((role, dict(properties)))
+
+
 def _metrics(writer: Any) -> WriterMetrics:
     assert isinstance(writer, KafkaWriter)
     return writer.metrics
@@ -56,8 +71,8 @@ def test_at_least_once_delivers_every_record_through_a_full_queue(mock_cluster: 
         # A tiny queue forces BufferError on almost every produce call.
         **{"queue.buffering.max.messages": "50"},
     )
-    ctx = StandaloneSinkContext()
-    writer = sink.create_writer(ctx, [])
+    recorder = Recorder()
+    writer = sink.create_writer(sink_context(plugins=[recorder]), [])
     values = [f"v{i}" for i in range(3000)]
     for i in range(0, len(values), 500):
         writer.write(values[i : i + 500], None)
@@ -68,7 +83,7 @@ def test_at_least_once_delivers_every_record_through_a_full_queue(mock_cluster: 
     assert metrics["numRecordsOut"] == 3000
     assert metrics["numBytesOut"] == sum(len(v) for v in values)
     # Every client went through the configure_client hook, as a producer of the kafka connector.
-    role, props = ctx.configured[0]
+    role, props = recorder.configured[0]
     assert role == "producer" and props["acks"] == "all" and props["enable.idempotence"] == "true"
 
 
@@ -77,7 +92,7 @@ def test_retriable_errors_keep_order_without_duplicates(mock_cluster: Any) -> No
     sink = _sink(
         mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE, **{"linger.ms": "2"}
     )
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     values = [f"v{i}" for i in range(2000)]
     writer.write(values[:700], None)
     mock_cluster.push_request_errors(
@@ -98,7 +113,7 @@ def test_retriable_errors_keep_order_without_duplicates(mock_cluster: Any) -> No
 def test_at_least_once_flush_raises_on_delivery_failure(mock_cluster: Any) -> None:
     mock_cluster.create_topic("out", partitions=1)
     sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE)
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     writer.write(["ok"], None)
     writer.flush(False)
     # Non-retriable: the broker refuses the batch, so the records can never be delivered.
@@ -114,7 +129,7 @@ def test_none_never_waits_and_logs_failures(
 ) -> None:
     mock_cluster.create_topic("out", partitions=1)
     sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.NONE)
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     mock_cluster.push_request_errors(ApiKey.PRODUCE, *[KafkaError.MSG_SIZE_TOO_LARGE] * 5)
     writer.write(["a", "b"], None)
     writer.flush(True)  # end of input: delivers what it can, never raises for NONE
@@ -143,8 +158,7 @@ def test_fixed_partitioner_and_timestamps_reach_kafka(mock_cluster: Any) -> None
         .build()
     )
     writers = [
-        sink.create_writer(StandaloneSinkContext(subtask_index=i, parallelism=2), [])
-        for i in range(2)
+        sink.create_writer(sink_context(subtask_index=i, parallelism=2), []) for i in range(2)
     ]
     for i, w in enumerate(writers):
         w.write([f"s{i}-{n}" for n in range(10)], [1_700_000_000_000 + n for n in range(10)])
@@ -169,7 +183,7 @@ def test_producer_statistics_feed_current_send_time(mock_cluster: Any) -> None:
         DeliveryGuarantee.AT_LEAST_ONCE,
         **{"statistics.interval.ms": "100"},
     )
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     deadline = time.monotonic() + 10
     stats: ProducerStatistics = _metrics(writer).statistics
     while stats.current_send_time_ms is None and time.monotonic() < deadline:
@@ -207,7 +221,7 @@ def test_statistics_parsing() -> None:
 def test_event_time_becomes_record_timestamp_on_the_fast_path(mock_cluster: Any) -> None:
     mock_cluster.create_topic("out", partitions=1)
     sink = _sink(mock_cluster.bootstrap_servers, "out", DeliveryGuarantee.AT_LEAST_ONCE)
-    writer = sink.create_writer(StandaloneSinkContext(), [])
+    writer = sink.create_writer(sink_context(), [])
     writer.write(["a", "b", "c"], [1_600_000_000_001, 1_600_000_000_002, 1_600_000_000_003])
     writer.write(["d"], [-1])  # unknown event time: the producer stamps the current time
     writer.flush(False)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
 
 from streamplug.api import DeserializationSchema
-from streamplug.api.context import ReaderContext
 from streamplug.api.source import Boundedness
 from streamplug.errors import ConfigError, UnknownNameError
-from streamplug.metrics import MetricGroup
 from streamplug.plugins import OffsetsInitializerSpec, build_plugin_host, hookimpl
+from streamplug.testing import reader_context
 from streamplug_kafka_source import (
     BadRecordPolicy,
     FlinkKafkaConsumer,
@@ -36,36 +35,6 @@ TP0, TP1 = KafkaTopicPartition("t", 0), KafkaTopicPartition("t", 1)
 class Utf8(DeserializationSchema[str]):
     def deserialize(self, message: bytes) -> str:
         return message.decode()
-
-
-class Ctx(ReaderContext):
-    def __init__(self, subtask: int = 0, checkpointing: bool = True) -> None:
-        self._subtask = subtask
-        self._checkpointing = checkpointing
-
-    job_name = "test"  # type: ignore[assignment]
-    parallelism = 1  # type: ignore[assignment]
-    attempt_number = 0  # type: ignore[assignment]
-
-    @property
-    def subtask_index(self) -> int:
-        return self._subtask
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return MetricGroup(("test",))
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return self._checkpointing
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return properties
-
-    def send_split_request(self) -> None:
-        pass
 
 
 def builder() -> Any:
@@ -151,7 +120,7 @@ def test_consumer_properties_carry_flinks_overrides_and_the_fetch_tuning() -> No
         )
         .build()
     )
-    props = source.consumer_properties(Ctx(subtask=3, checkpointing=True))
+    props = source.consumer_properties(reader_context(subtask_index=3, checkpointing=True))
     assert props["auto.offset.reset"] == "latest"  # from the initializer, as in Flink
     assert props["enable.auto.commit"] == "false"  # checkpointing decides commits
     assert props["client.id"] == "app-3"
@@ -161,7 +130,7 @@ def test_consumer_properties_carry_flinks_overrides_and_the_fetch_tuning() -> No
     assert "value.deserializer" not in props  # librdkafka always hands out bytes
     assert "partition.discovery.interval.ms" not in props  # a source option, not librdkafka's
     assert source.settings.discovery_interval_ms == 1000
-    no_checkpoints = source.consumer_properties(Ctx(checkpointing=False))
+    no_checkpoints = source.consumer_properties(reader_context(checkpointing=False))
     assert no_checkpoints["enable.auto.commit"] == "true"  # Kafka's own auto-commit, per Flink
 
 
@@ -169,7 +138,7 @@ def test_defaults_discovery_off_and_commits_only_with_a_group() -> None:
     plain = builder().build()
     assert plain.settings.discovery_interval_ms <= 0
     assert not plain.settings.commit_offsets_on_checkpoint  # no group: nothing to commit to
-    props = plain.consumer_properties(Ctx())
+    props = plain.consumer_properties(reader_context())
     assert props["group.id"].startswith("streamplug-kafka-source-")
     assert props["client.id"] == "streamplug-kafka-source-0"
     # The throughput default, where librdkafka knows the setting (>= 2.3).
@@ -413,6 +382,6 @@ def test_client_errors_name_the_problem_but_never_a_secret() -> None:
         .build()
     )
     with pytest.raises(ValueError, match=r"no\.such\.property") as info:
-        source.create_reader(Ctx())
+        source.create_reader(reader_context())
     assert "hunter2-secret" not in str(info.value)
     assert "'sasl.password': '***'" in str(info.value)

@@ -30,6 +30,11 @@ _CONNECTION_PREFIXES = (
     "ssl.",
     "ssl_",
     "enable.ssl",
+    # Flink-style Kerberos (security.kerberos.login.*) and librdkafka's
+    # enable.sasl.oauthbearer.unsecure.jwt: without them the commit-log clients cannot
+    # authenticate where the producer can.
+    "security.kerberos.",
+    "enable.sasl.",
     "client.id",
     "client.dns.lookup",
     "client.rack",
@@ -43,6 +48,31 @@ _CONNECTION_PREFIXES = (
     "oauthbearer",
     "https.",
 )
+
+
+# librdkafka fails an undelivered record after message.timeout.ms (delivery.timeout.ms
+# is its alias); a transactional producer caps it at transaction.timeout.ms.
+_DEFAULT_MESSAGE_TIMEOUT_MS = 300_000
+# Past that bound librdkafka has reported every record; the slack covers the last
+# reports' way through the callbacks.
+_DELIVERY_WAIT_SLACK_S = 30.0
+
+
+def delivery_wait_s(props: Mapping[str, Any]) -> float:
+    """How long a flush may wait before no delivery report can still come: the
+    producer's message timeout plus slack."""
+    raw = props.get("message.timeout.ms", props.get("delivery.timeout.ms"))
+    timeout_ms = (
+        parse_int(raw, "message.timeout.ms") if raw is not None else _DEFAULT_MESSAGE_TIMEOUT_MS
+    )
+    # 0 means "no limit" to librdkafka; the transaction timeout then still bounds it.
+    txn = props.get("transaction.timeout.ms")
+    if txn is not None:
+        txn_ms = parse_int(txn, "transaction.timeout.ms")
+        timeout_ms = txn_ms if timeout_ms <= 0 else min(timeout_ms, txn_ms)
+    if timeout_ms <= 0:
+        timeout_ms = _DEFAULT_MESSAGE_TIMEOUT_MS
+    return timeout_ms / 1000 + _DELIVERY_WAIT_SLACK_S
 
 
 def finalize_client_config(props: Mapping[str, str]) -> dict[str, Any]:

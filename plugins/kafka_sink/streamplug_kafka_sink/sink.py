@@ -30,6 +30,7 @@ from streamplug.api.sink import Committer, DeliveryGuarantee, Sink, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
+from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_sink import _config
 from streamplug_kafka_sink.committer import KafkaCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
@@ -329,10 +330,19 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         conf = _config.finalize_client_config(self._producer_config(context))
         conf["on_delivery"] = errors.on_delivery
         conf["stats_cb"] = statistics.on_stats
-        conf["error_cb"] = _log_client_error
+        # Chained, not replaced: a configure_client hook's error_cb (the security plugin's
+        # fails fast on rejected credentials) keeps working.
+        client_errors = ChainedErrorCallback.install(conf, _log_client_error)
         metrics = WriterMetrics(group, statistics, register)
         return KafkaWriter(
-            Producer(conf), errors, self.serializer, self.guarantee, context, metrics
+            Producer(conf),
+            errors,
+            self.serializer,
+            self.guarantee,
+            context,
+            metrics,
+            client_errors=client_errors,
+            delivery_wait_s=_config.delivery_wait_s(conf),
         )
 
     def create_committer(self, context: SinkContext) -> Committer[KafkaCommittable] | None:

@@ -45,7 +45,8 @@ from streamplug.api.sink import CommitOutcome, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import CheckpointError, ConfigError
 from streamplug.secrets import redact_text
-from streamplug_kafka_sink._config import finalize_client_config
+from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.writer import (
@@ -175,6 +176,8 @@ class TransactionManager:
         self._producer_factory = producer_factory
         self._lock = threading.RLock()
         self._producer: Producer | None = None
+        self._client_errors: ChainedErrorCallback | None = None
+        self.delivery_wait_s = delivery_wait_s(self._producer_config)
         self._state = TransactionState.NEW
         self._token = ""
         self._log_offset = 0
@@ -221,6 +224,19 @@ class TransactionManager:
         return self._state
 
     @property
+    def client_failure(self) -> BaseException | None:
+        """What the producer's chained ``error_cb`` raised (a configure_client hook's, such
+        as the security plugin's on rejected credentials), or None."""
+        return self._client_errors.failure if self._client_errors is not None else None
+
+    def raise_client_failure(self) -> None:
+        failure = self.client_failure
+        if failure is not None:
+            # The producer cannot recover by itself: no later call may use it.
+            self._state = TransactionState.FAILED
+            raise failure
+
+    @property
     def producer(self) -> Producer:
         self.ensure_ready()
         assert self._producer is not None
@@ -233,6 +249,7 @@ class TransactionManager:
             if self._state == TransactionState.IN_TRANSACTION:
                 return
             if self._state == TransactionState.FAILED:
+                self.raise_client_failure()
                 if self.fatal_error is not None:
                     failure = self.producer_failure(KafkaException(self.fatal_error), "producer")
                     raise CheckpointError(str(failure))
@@ -246,7 +263,9 @@ class TransactionManager:
                 )
             self._ensure_commit_log()
             conf = finalize_client_config(self._producer_config)
-            conf["error_cb"] = self._on_error
+            # Chained, not replaced: a configure_client hook's error_cb keeps working.
+            client_errors = ChainedErrorCallback.install(conf, self._on_error)
+            self._client_errors = client_errors
             conf["on_delivery"] = self.errors.on_delivery
             conf["stats_cb"] = self.statistics.on_stats
             producer = self._producer_factory(conf)
@@ -255,6 +274,8 @@ class TransactionManager:
                 producer.init_transactions(self._init_timeout_s)
             except KafkaException as exc:
                 self._state = TransactionState.FAILED
+                if client_errors.failure is not None:
+                    raise client_errors.failure from exc
                 raise self._init_error(exc) from exc
             log.info(
                 "transactional producer %s initialised in %.0f ms (earlier producers fenced)",
@@ -365,8 +386,8 @@ class TransactionManager:
                 return
             time.sleep(0.1)
 
-    def _consumer(self, isolation: str = "read_committed") -> Consumer:
-        conf = dict(self._consumer_config)
+    def _consumer(self, isolation: str = "read_committed") -> tuple[Consumer, ChainedErrorCallback]:
+        conf: dict[str, Any] = dict(self._consumer_config)
         conf.update(
             {
                 "group.id": f"streamplug-commit-log-{uuid.uuid4().hex}",
@@ -377,19 +398,26 @@ class TransactionManager:
                 "fetch.queue.backoff.ms": "10",
             }
         )
-        return Consumer(conf)
+        errors = ChainedErrorCallback.install(conf, None)
+        return Consumer(conf), errors
 
     def _commit_log_end(self) -> int:
-        consumer = self._consumer()
+        consumer, errors = self._consumer()
         try:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
-            )
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
+                )
+            except KafkaException:
+                errors.raise_pending()
+                raise
             return max(0, high)
         finally:
             consumer.close()
 
-    def _wait_until_stable(self, consumer: Consumer, deadline: float) -> int:
+    def _wait_until_stable(
+        self, consumer: Consumer, errors: ChainedErrorCallback, deadline: float
+    ) -> int:
         """Wait until no open transaction hides part of the commit log and return its end.
 
         Our own producer's transactions are all decided once ``init_transactions``
@@ -398,13 +426,20 @@ class TransactionManager:
         of ours behind its open transaction would look absent and a committed checkpoint
         would be dropped (duplicates). So: wait for the stable offset to reach the end."""
         tp = TopicPartition(self.commit_log_topic, 0)
-        raw = self._consumer("read_uncommitted")
+        raw, raw_errors = self._consumer("read_uncommitted")
         try:
             _low, end = raw.get_watermark_offsets(tp, timeout=30, cached=False)
+        except KafkaException:
+            raw_errors.raise_pending()
+            raise
         finally:
             raw.close()
         while True:
-            _low, stable = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            try:
+                _low, stable = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            except KafkaException:
+                errors.raise_pending()
+                raise
             if stable >= end:
                 return int(end)
             if time.monotonic() > deadline:
@@ -422,14 +457,16 @@ class TransactionManager:
         """The committed decision record carrying ``token``, scanning the commit log from
         ``from_offset`` to its end as a read_committed consumer sees it."""
         deadline = time.monotonic() + timeout_s
-        consumer = self._consumer()
+        consumer, errors = self._consumer()
         try:
-            high = self._wait_until_stable(consumer, deadline)
+            high = self._wait_until_stable(consumer, errors, deadline)
             if high <= from_offset:
                 return None
             consumer.assign([TopicPartition(self.commit_log_topic, 0, from_offset)])
             while time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.5):
+                messages = consumer.consume(1000, timeout=0.5)
+                errors.raise_pending()
+                for msg in messages:
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
@@ -456,6 +493,7 @@ class TransactionManager:
         with self._lock:
             self.ensure_ready()
             assert self._producer is not None
+            self.raise_client_failure()
             stale = {c.token for c in committables if c.token != self._token}
             if stale:
                 raise CheckpointError(
@@ -505,6 +543,9 @@ class TransactionManager:
                 self._producer.commit_transaction(max(1.0, min(60.0, deadline - time.monotonic())))
                 return
             except KafkaException as exc:
+                if self.client_failure is not None:
+                    self._state = TransactionState.FAILED
+                    raise self.client_failure from exc
                 err = _kafka_error(exc)
                 if err is not None and err.retriable() and time.monotonic() < deadline:
                     # A timed-out commit may be retried: librdkafka resumes the same
@@ -630,12 +671,20 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
         self._closed = False
         try:
             manager.ensure_ready()
-            self._emitter = RecordEmitter(manager.producer, schema, context, metrics)
+            self._emitter = RecordEmitter(
+                manager.producer,
+                schema,
+                context,
+                metrics,
+                delivery_wait_s=manager.delivery_wait_s,
+                failure=lambda: manager.client_failure,
+            )
         except BaseException:
             self.close()
             raise
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        self._manager.raise_client_failure()
         try:
             self._emitter.emit(values, timestamps)
         except (KafkaException, SystemError) as exc:
@@ -643,7 +692,12 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
 
     def flush(self, end_of_input: bool) -> None:
         try:
-            flush_producer(self._manager.producer, f"of subtask {self._subtask} to be acknowledged")
+            flush_producer(
+                self._manager.producer,
+                f"of subtask {self._subtask} to be acknowledged",
+                timeout_s=self._manager.delivery_wait_s,
+                failure=lambda: self._manager.client_failure,
+            )
         except (KafkaException, SystemError) as exc:
             raise self._manager.producer_failure(exc, f"subtask {self._subtask}") from exc
         if self._manager.fatal_error is not None:

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
+from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -95,9 +96,14 @@ class RecordEmitter:
         schema: KafkaRecordSerializationSchema[Any],
         context: SinkContext,
         metrics: WriterMetrics,
+        *,
+        delivery_wait_s: float,
+        failure: Callable[[], BaseException | None] = lambda: None,
     ) -> None:
         self._producer = producer
         self._produce = producer.produce
+        self._delivery_wait_s = delivery_wait_s
+        self._failure = failure
         self._metrics = metrics
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self.schema = schema.for_subtask()
@@ -130,6 +136,9 @@ class RecordEmitter:
                 return partitions
             if cached is not None:
                 return cached[1]  # keep writing where we did while metadata is briefly unavailable
+            pending = self._failure()
+            if pending is not None:
+                raise pending
             if time.monotonic() > deadline:
                 err = tmeta.error if tmeta is not None else "absent from cluster metadata"
                 raise KafkaDeliveryError(
@@ -141,13 +150,25 @@ class RecordEmitter:
     def _produce_blocking(
         self, topic: str, value: Any, key: Any, partition: int, ts: int, headers: Any
     ) -> None:
+        # A full queue empties as records are acknowledged or time out; when neither
+        # happens (the brokers never answer), stop after the same bound as a flush.
+        deadline = time.monotonic() + self._delivery_wait_s
         while True:
             self._producer.poll(_FULL_QUEUE_POLL_S)
+            pending = self._failure()
+            if pending is not None:
+                raise pending
             try:
                 self._produce(topic, value, key, partition, timestamp=ts, headers=headers)
                 return
             except BufferError:
-                continue
+                if time.monotonic() >= deadline:
+                    raise KafkaDeliveryError(
+                        f"the producer's queue for topic {topic!r} stayed full for "
+                        f"{self._delivery_wait_s:.0f} s (message.timeout.ms plus slack): the "
+                        "brokers are not answering. Check that they are up and that this "
+                        "client can connect and authenticate to them"
+                    ) from None
 
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         produce = self._produce
@@ -216,16 +237,38 @@ class RecordEmitter:
         self._metrics.bytes_out.inc(nbytes)
 
 
-def flush_producer(producer: Producer, what: str, stop: Callable[[], bool] | None = None) -> None:
+def flush_producer(
+    producer: Producer,
+    what: str,
+    *,
+    timeout_s: float,
+    failure: Callable[[], BaseException | None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> None:
     """Wait until the producer's queue is empty. Retriable trouble (leader changes, a
-    broker briefly away) is retried by librdkafka inside; we only keep waiting. Fatal
-    producer errors surface as KafkaException from flush itself."""
+    broker briefly away) is retried by librdkafka inside; we only keep waiting, up to
+    ``timeout_s`` (see ``_config.delivery_wait_s``: by then librdkafka has failed every
+    record it could not deliver, so a longer wait would wait for nothing). ``failure``
+    returns what a chained ``error_cb`` raised (rejected credentials, say), which ends the
+    wait at once. Fatal producer errors surface as KafkaException from flush itself."""
+    deadline = time.monotonic() + timeout_s
     while True:
         remaining = producer.flush(1.0)
+        pending = failure() if failure is not None else None
+        if pending is not None:
+            raise pending
         if remaining == 0:
             return
         if stop is not None and stop():
             raise KafkaDeliveryError(f"gave up waiting for {remaining} record(s) {what}")
+        if time.monotonic() >= deadline:
+            raise KafkaDeliveryError(
+                f"flush timed out: {remaining} record(s) {what} got neither an acknowledgement "
+                f"nor a delivery error within {timeout_s:.0f} s (message.timeout.ms plus slack); "
+                "the brokers are not answering. Check that they are up and that this client can "
+                "connect and authenticate to them (bootstrap.servers, security.protocol, TLS "
+                "and SASL settings)"
+            )
         log.debug("still waiting for %d record(s) %s", remaining, what)
 
 
@@ -241,6 +284,9 @@ class KafkaWriter(SinkWriter[Any, Any]):
         context: SinkContext,
         metrics: WriterMetrics,
         close_timeout_s: float = 30.0,
+        *,
+        client_errors: ChainedErrorCallback | None = None,
+        delivery_wait_s: float = 330.0,
     ) -> None:
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             raise ValueError(
@@ -252,7 +298,16 @@ class KafkaWriter(SinkWriter[Any, Any]):
         self._guarantee = guarantee
         self._metrics = metrics
         self._close_timeout_s = close_timeout_s
-        self._emitter = RecordEmitter(producer, schema, context, metrics)
+        self._client_errors = client_errors
+        self._delivery_wait_s = delivery_wait_s
+        self._emitter = RecordEmitter(
+            producer,
+            schema,
+            context,
+            metrics,
+            delivery_wait_s=delivery_wait_s,
+            failure=self._client_failure,
+        )
         self._subtask = context.subtask_index
         self._closed = False
         self._reported = 0
@@ -265,7 +320,12 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def metrics(self) -> WriterMetrics:
         return self._metrics
 
+    def _client_failure(self) -> BaseException | None:
+        return self._client_errors.failure if self._client_errors is not None else None
+
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        if self._client_errors is not None:
+            self._client_errors.raise_pending()
         self._check_errors()
         self._emitter.emit(values, timestamps)
 
@@ -289,10 +349,17 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def flush(self, end_of_input: bool) -> None:
         if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
             self._producer.poll(0)
+            if self._client_errors is not None:
+                self._client_errors.raise_pending()
             self._check_errors()
             return
         try:
-            flush_producer(self._producer, f"of subtask {self._subtask} to be acknowledged")
+            flush_producer(
+                self._producer,
+                f"of subtask {self._subtask} to be acknowledged",
+                timeout_s=self._delivery_wait_s,
+                failure=self._client_failure,
+            )
         except KafkaException as exc:
             raise KafkaDeliveryError(f"subtask {self._subtask}: producer failed: {exc}") from exc
         count = self._errors.count
@@ -305,18 +372,23 @@ class KafkaWriter(SinkWriter[Any, Any]):
             return
         self._closed = True
         try:
-            remaining = self._producer.flush(self._close_timeout_s)
+            # A client whose credentials were rejected delivers nothing: do not wait.
+            wait_s = 0.0 if self._client_failure() is not None else self._close_timeout_s
+            remaining = self._producer.flush(wait_s)
             if remaining:
                 log.warning(
                     "subtask %d closed with %d record(s) undelivered after %.0f s",
                     self._subtask,
                     remaining,
-                    self._close_timeout_s,
+                    wait_s,
                 )
                 # close() flushes again without a bound; give up on what is left.
                 self._producer.purge()
             # Stop librdkafka's threads now rather than when the object is collected: a
-            # closed writer must not keep reconnecting to the cluster.
-            self._producer.close()
+            # closed writer must not keep reconnecting to the cluster. Older confluent-kafka
+            # releases (2.0.2 among them) have no Producer.close(); collection does it there.
+            close = getattr(self._producer, "close", None)
+            if close is not None:
+                close()
         finally:
             self._metrics.close()
