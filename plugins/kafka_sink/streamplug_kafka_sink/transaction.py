@@ -578,8 +578,14 @@ class TransactionManager:
         """The error to raise when a producer call failed: a fatal producer error (fencing
         above all) explains itself; confluent-kafka may then raise a bare SystemError."""
         err = self.fatal_error or self.errors.last
-        if err is None and isinstance(exc, KafkaException):
-            err = _kafka_error(exc)
+        if err is None:
+            # A SystemError ("returned a result with an exception set") carries the
+            # producer's own KafkaException as its cause.
+            cause: BaseException | None = exc
+            while cause is not None and err is None:
+                if isinstance(cause, KafkaException):
+                    err = _kafka_error(cause)
+                cause = cause.__cause__ or cause.__context__
         text = redact_text(str(err.str() if err is not None else exc), self._producer_config)
         if err is not None and err.code() in _FENCED_CODES:
             return KafkaDeliveryError(f"{what}: {self._fenced_reason()} ({text})")
