@@ -53,7 +53,7 @@ def _sink(
 
 
 def _committed(bootstrap: str, topic: str) -> list[str]:
-    return sorted(m.value().decode() for m in read_all(bootstrap, topic, "read_committed"))
+    return sorted((m.value() or b"").decode() for m in read_all(bootstrap, topic, "read_committed"))
 
 
 def _prefix() -> str:
@@ -88,7 +88,7 @@ def test_records_visible_only_when_checkpoint_commits(
     assert len(_committed(kafka_bootstrap, topic)) == 201
     # The decision records name the job and checkpoint.
     log = read_all(kafka_bootstrap, sink.commit_log_topic or "", "read_committed")
-    decisions = [json.loads(m.value()) for m in log]
+    decisions = [json.loads(m.value() or b"") for m in log]
     assert [d["checkpoint_id"] for d in decisions] == [1, 2]
     assert (
         decisions[0]["job"] == "test-job"
@@ -270,7 +270,10 @@ def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:
     writer.flush(False)
     writer.close()
     stopper.join()
-    got = [m.value().decode() for m in read_all(bootstrap, topic, "read_uncommitted", timeout=60)]
+    got = [
+        (m.value() or b"").decode()
+        for m in read_all(bootstrap, topic, "read_uncommitted", timeout=60)
+    ]
     assert sorted(set(got)) == sorted(expected)
     kafka_cluster_3.start_node(leader)
 
