@@ -106,6 +106,13 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 """
 
 
+def _new_cluster_id() -> str:
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class BrokerStartError(RuntimeError):
     """A Kafka node failed to format or start; the message carries its log tail."""
 
@@ -378,7 +385,9 @@ class KafkaCluster:
         self.startup_timeout = startup_timeout
         self._java = java
         self._classpath = classpath
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # Kafka's format: 16 random bytes, URL-safe base64. One starting with "-" would be
+        # read by the storage tool as an option, so draw again in that case.
+        self.cluster_id = _new_cluster_id()
         self._nodes: dict[int, KafkaNode] = {}
         self._root: Path | None = None
         self._started = False
