@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -197,6 +197,3 @@ class Source(ABC, Generic[SplitT, EnumStateT]):
     def describe(self) -> Mapping[str, Any]:
         """A few facts for logs and ``streamplug checkpoints`` (never secrets)."""
         return {"type": type(self).__name__}
-
-
-TimestampFn = Callable[[Any, int | None], int]

@@ -18,7 +18,6 @@ class CheckpointConfig:
         self.interval_ms: int | None = None
         self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.min_pause_ms = 0
-        self.max_concurrent = 1
         self.max_retained = 3
         self.storage_dir: Path | None = (
             Path(os.environ[CHECKPOINT_DIR_ENV]) if os.environ.get(CHECKPOINT_DIR_ENV) else None

@@ -115,7 +115,6 @@ class SubtaskOutput:
         # split means "not yet", not "idle": otherwise the first reader to get a partition
         # would drag the job's watermark past partitions still on their way to others.
         self.awaiting_assignment = True
-        self.last_emit_event_time: int | None = None
 
     # -- ReaderOutput ----------------------------------------------------------------------
 
@@ -146,7 +145,6 @@ class SubtaskOutput:
             if proposed is not None and proposed > clock.watermark:
                 clock.watermark = proposed
                 self._advance()
-            self.last_emit_event_time = stamps[-1]
         self.records += len(batch)
         self._emit(batch, stamps)
 
