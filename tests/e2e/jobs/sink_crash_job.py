@@ -76,6 +76,9 @@ def main() -> int:
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
         .set_bounded(KafkaOffsetsInitializer.latest())
         .set_value_only_deserializer(Utf8In())
+        # A barrier waits for the batch in flight: at RATE records/s a 10,000-record batch
+        # would hold every checkpoint for seconds, and kills would land before any.
+        .set_property("poll.max.records", 100 if rate else 10_000)
         .build()
     )
     sink = (
