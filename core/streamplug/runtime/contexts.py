@@ -18,7 +18,30 @@ if TYPE_CHECKING:
     from streamplug.runtime.task import Subtask
 
 
-class _Facts:
+class _HostFacts:
+    """What every context knows, the enumerator's included: the plugin host (for client
+    configuration), its metric group and whether checkpointing is on."""
+
+    def __init__(self, host: PluginHost, metric_group: MetricGroup, checkpointing: bool) -> None:
+        self._host = host
+        self._metric_group = metric_group
+        self._checkpointing = checkpointing
+
+    @property
+    def metric_group(self) -> MetricGroup:
+        return self._metric_group
+
+    @property
+    def checkpointing_enabled(self) -> bool:
+        return self._checkpointing
+
+    def configure_client(
+        self, properties: MutableMapping[str, str], *, role: str, connector: str
+    ) -> MutableMapping[str, str]:
+        return self._host.configure_client(properties, role=role, connector=connector)
+
+
+class _Facts(_HostFacts):
     """The facts every subtask context shares; the concrete contexts add their own."""
 
     def __init__(
@@ -31,13 +54,11 @@ class _Facts:
         metric_group: MetricGroup,
         checkpointing: bool,
     ) -> None:
-        self._host = host
+        super().__init__(host, metric_group, checkpointing)
         self._job_name = job_name
         self._index = index
         self._parallelism = parallelism
         self._attempt = attempt
-        self._metric_group = metric_group
-        self._checkpointing = checkpointing
 
     @property
     def job_name(self) -> str:
@@ -54,19 +75,6 @@ class _Facts:
     @property
     def attempt_number(self) -> int:
         return self._attempt
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self._metric_group
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return self._checkpointing
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return self._host.configure_client(properties, role=role, connector=connector)
 
 
 class RuntimeReaderContext(_Facts, ReaderContext):
@@ -147,7 +155,7 @@ class Scheduler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
+class RuntimeEnumeratorContext(_HostFacts, SplitEnumeratorContext[Any]):
     def __init__(
         self,
         host: PluginHost,
@@ -156,24 +164,14 @@ class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
         metric_group: MetricGroup,
         checkpointing: bool,
     ) -> None:
-        self._host = host
+        super().__init__(host, metric_group, checkpointing)
         self._subtasks = subtasks
         self._scheduler = scheduler
-        self._metric_group = metric_group
-        self._checkpointing = checkpointing
         self.round_pending = False
 
     @property
     def parallelism(self) -> int:
         return len(self._subtasks)
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self._metric_group
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return self._checkpointing
 
     def registered_readers(self) -> Sequence[int]:
         return [s.index for s in self._subtasks]
@@ -220,8 +218,3 @@ class RuntimeEnumeratorContext(SplitEnumeratorContext[Any]):
             self._scheduler.at(initial_delay_ms / 1000, run)
         else:
             run()
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return self._host.configure_client(properties, role=role, connector=connector)
