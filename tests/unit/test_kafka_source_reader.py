@@ -6,16 +6,15 @@ tests/integration/test_kafka_source_*.)"""
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamplug.api import DeserializationSchema
-from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus
-from streamplug.metrics import MetricGroup
+from streamplug.testing import RecordingOutput, reader_context
 from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     BadRecordPolicy,
@@ -32,36 +31,8 @@ class Utf8(DeserializationSchema[str]):
         return message.decode()
 
 
-class Ctx(ReaderContext):
-    job_name = "test"  # type: ignore[assignment]
-    subtask_index = 0  # type: ignore[assignment]
-    parallelism = 1  # type: ignore[assignment]
-    attempt_number = 0  # type: ignore[assignment]
-    checkpointing_enabled = True  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        self.group = MetricGroup(("test",))
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self.group
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        properties["test.configured"] = role  # proves every client goes through the hook
-        properties.pop("test.configured")
-        return properties
-
-    def send_split_request(self) -> None:
-        pass
-
-
-class Output:
-    def __init__(self) -> None:
-        self.batches: list[tuple[str | None, list[Any], list[int]]] = []
-        self.released: list[str] = []
-        self.idle = 0
+class KafkaReaderOutput(RecordingOutput):
+    """Fails at once unless the reader emits batches only, each record with its timestamp."""
 
     def collect_batch(
         self,
@@ -69,22 +40,13 @@ class Output:
         timestamps: Sequence[int] | None = None,
         split_id: str | None = None,
     ) -> None:
-        assert timestamps is not None and len(timestamps) == len(values)
-        self.batches.append((split_id, list(values), list(timestamps)))
+        assert timestamps is not None
+        super().collect_batch(values, timestamps, split_id)
 
     def collect(
         self, value: Any, timestamp: int | None = None, split_id: str | None = None
     ) -> None:
         raise AssertionError("the Kafka reader emits batches only")
-
-    def release_split(self, split_id: str) -> None:
-        self.released.append(split_id)
-
-    def mark_idle(self) -> None:
-        self.idle += 1
-
-    def mark_active(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -113,10 +75,10 @@ def reader_for(bootstrap: str, **props: str) -> Any:
         .set_value_only_deserializer(Utf8())
         .set_properties({"poll.max.records": "300", **props})
     )
-    return builder.build().create_reader(Ctx())
+    return builder.build().create_reader(reader_context())
 
 
-def drain(reader: Any, output: Output, limit_s: float = 20) -> InputStatus:
+def drain(reader: Any, output: KafkaReaderOutput, limit_s: float = 20) -> InputStatus:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         status = reader.poll_next(output)
@@ -129,7 +91,7 @@ def drain(reader: Any, output: Output, limit_s: float = 20) -> InputStatus:
 
 def test_batches_are_per_partition_and_stop_exactly(cluster: MockCluster) -> None:
     reader = reader_for(cluster.bootstrap_servers)
-    output = Output()
+    output = KafkaReaderOutput()
     try:
         reader.start()
         reader.add_splits(
@@ -161,7 +123,7 @@ def test_batches_are_per_partition_and_stop_exactly(cluster: MockCluster) -> Non
 
 def test_snapshot_holds_progress_and_commits_wait_for_completion(cluster: MockCluster) -> None:
     reader = reader_for(cluster.bootstrap_servers)
-    output = Output()
+    output = KafkaReaderOutput()
     watcher = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "g"})
     try:
         reader.add_splits([KafkaPartitionSplit("a", 0, 10), KafkaPartitionSplit("b", 1, 0)])
@@ -204,8 +166,8 @@ def test_tombstones_are_dropped_and_bad_values_skipped_in_order(cluster: MockClu
         .set_bad_record_policy(BadRecordPolicy.skip())
         .build()
     )
-    reader = source.create_reader(Ctx())
-    output = Output()
+    reader = source.create_reader(reader_context())
+    output = KafkaReaderOutput()
     try:
         reader.add_splits([KafkaPartitionSplit("c", 0, 0, 5)])
         reader.notify_no_more_splits()
@@ -220,11 +182,11 @@ def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
     cluster: MockCluster,
 ) -> None:
     unbounded = reader_for(cluster.bootstrap_servers)
-    output = Output()
+    output = KafkaReaderOutput()
     try:
         unbounded.notify_no_more_splits()
         assert unbounded.poll_next(output) is InputStatus.NOTHING_AVAILABLE
-        assert output.idle == 1
+        assert output.idle_marks == 1
     finally:
         unbounded.close()
     source = (
@@ -235,7 +197,7 @@ def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
         .set_bounded(KafkaOffsetsInitializer.latest())
         .build()
     )
-    bounded = source.create_reader(Ctx())
+    bounded = source.create_reader(reader_context())
     try:
         bounded.notify_no_more_splits()
         assert bounded.poll_next(output) is InputStatus.END_OF_INPUT
