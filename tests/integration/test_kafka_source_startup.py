@@ -10,14 +10,13 @@ starts (measured 0.72-0.99 s for an assignment 0.07-0.3 s after the consumer was
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Producer
 
 from streamplug.api import DeserializationSchema
-from streamplug.testing import reader_context
+from streamplug.testing import RecordingOutput, reader_context
 from streamplug_kafka_source import KafkaPartitionSplit, KafkaSource
 
 pytestmark = pytest.mark.integration
@@ -33,33 +32,6 @@ class Utf8(DeserializationSchema[str]):
         return message.decode()
 
 
-class FirstBatch:
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def collect_batch(
-        self,
-        values: Sequence[Any],
-        timestamps: Sequence[int] | None = None,
-        split_id: str | None = None,
-    ) -> None:
-        self.values.extend(values)
-
-    def collect(
-        self, value: Any, timestamp: int | None = None, split_id: str | None = None
-    ) -> None:
-        self.values.append(value)
-
-    def release_split(self, split_id: str) -> None:
-        pass
-
-    def mark_idle(self) -> None:
-        pass
-
-    def mark_active(self) -> None:
-        pass
-
-
 def seconds_to_first_record(bootstrap: str, topic: str, settle_s: float) -> float:
     source = (
         KafkaSource.builder()
@@ -73,9 +45,9 @@ def seconds_to_first_record(bootstrap: str, topic: str, settle_s: float) -> floa
         reader.start()
         # The consumer is up and has had its first metadata answer, as in a job where the
         # enumerator is still discovering partitions.
-        reader.poll_next(FirstBatch())
+        reader.poll_next(RecordingOutput())
         time.sleep(settle_s)
-        output = FirstBatch()
+        output = RecordingOutput()
         start = time.perf_counter()
         reader.add_splits([KafkaPartitionSplit(topic, 0, 0, RECORDS)])
         while not output.values:

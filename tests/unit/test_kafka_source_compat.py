@@ -11,18 +11,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 
 from streamplug.api import DeserializationSchema
-from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus
 from streamplug.errors import ConfigError
-from streamplug.metrics import MetricGroup
 from streamplug.plugins import hookimpl
+from streamplug.testing import RecordingOutput, reader_context
 from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     KafkaOffsetsInitializer,
@@ -46,54 +45,18 @@ class Utf8(DeserializationSchema[str]):
         return message.decode()
 
 
-class Ctx(ReaderContext):
-    job_name = "test"
-    subtask_index = 0
-    parallelism = 1
-    attempt_number = 0
-    checkpointing_enabled = True
+class InstallsErrorCb:
+    """What the security plugin's client-configuration hook does: install an error_cb on
+    every client."""
 
     def __init__(self, error_cb: Any) -> None:
-        self.group = MetricGroup(("test",))
         self.error_cb = error_cb
 
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self.group
-
-    def configure_client(
-        self, properties: MutableMapping[str, Any], *, role: str, connector: str
-    ) -> MutableMapping[str, Any]:
-        # What the security plugin's hook does: install an error_cb on every client.
+    @hookimpl
+    def streamplug_configure_client(
+        self, properties: MutableMapping[str, Any], role: str, connector: str
+    ) -> None:
         properties["error_cb"] = self.error_cb
-        return properties
-
-    def send_split_request(self) -> None:
-        pass
-
-
-class Output:
-    def collect_batch(
-        self,
-        values: Sequence[Any],
-        timestamps: Sequence[int] | None = None,
-        split_id: str | None = None,
-    ) -> None:
-        pass
-
-    def collect(
-        self, value: Any, timestamp: int | None = None, split_id: str | None = None
-    ) -> None:
-        pass
-
-    def release_split(self, split_id: str) -> None:
-        pass
-
-    def mark_idle(self) -> None:
-        pass
-
-    def mark_active(self) -> None:
-        pass
 
 
 # -- offsets without AdminClient.list_offsets ----------------------------------------------
@@ -153,7 +116,7 @@ def test_fetch_queue_backoff_default_only_where_librdkafka_has_it() -> None:
         .set_value_only_deserializer(Utf8())
         .build()
     )
-    props = source.consumer_properties(Ctx(None))
+    props = source.consumer_properties(reader_context())
     assert ("fetch.queue.backoff.ms" in props) is _compat.HAS_FETCH_QUEUE_BACKOFF
 
 
@@ -174,7 +137,7 @@ def _reader(error_cb: Any) -> Any:
         .set_property("log_level", "0")
         .build()
     )
-    reader = source.create_reader(Ctx(error_cb))
+    reader = source.create_reader(reader_context(plugins=[InstallsErrorCb(error_cb)]))
     split = KafkaPartitionSplit("t", 0, 0)
     reader.add_splits([split])
     return reader
@@ -186,7 +149,7 @@ def test_reader_calls_the_error_cb_a_hook_installed() -> None:
     try:
         deadline = time.monotonic() + 10
         while not seen and time.monotonic() < deadline:
-            assert reader.poll_next(Output()) is InputStatus.MORE_AVAILABLE
+            assert reader.poll_next(RecordingOutput()) is InputStatus.MORE_AVAILABLE
         assert seen, "the hook's error_cb never heard of the refused connection"
         assert all(isinstance(e, KafkaError) for e in seen)
     finally:
@@ -202,7 +165,7 @@ def test_an_exception_from_the_hooks_error_cb_ends_the_read() -> None:
         deadline = time.monotonic() + 10
         with pytest.raises(HookFailure):
             while time.monotonic() < deadline:
-                reader.poll_next(Output())
+                reader.poll_next(RecordingOutput())
     finally:
         reader.close()
 

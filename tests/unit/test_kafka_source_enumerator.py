@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pytest
 
-from streamplug.api.context import SplitEnumeratorContext
 from streamplug.errors import ConfigError
-from streamplug.metrics import MetricGroup
+from streamplug.testing import RecordingEnumeratorContext, enumerator_context
 from streamplug_kafka_source.enumerator import (
     KafkaOffsetsInitializer,
     KafkaSourceEnumerator,
@@ -87,66 +86,8 @@ class FakeClient:
         return {tp: (3 if ts <= 1000 else None) for tp, ts in timestamps.items()}
 
 
-class FakeContext(SplitEnumeratorContext[KafkaPartitionSplit]):
-    """Runs async calls when the test says so; records assignments and signals."""
-
-    def __init__(self, parallelism: int, readers: Sequence[int] | None = None) -> None:
-        self._parallelism = parallelism
-        self.readers = list(range(parallelism) if readers is None else readers)
-        self.assigned: dict[int, list[KafkaPartitionSplit]] = {}
-        self.no_more: list[int] = []
-        self.calls: list[
-            tuple[Callable[[], Any], Callable[[Any, BaseException | None], None], int]
-        ] = []
-
-    @property
-    def parallelism(self) -> int:
-        return self._parallelism
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return MetricGroup(("test",))
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return True
-
-    def registered_readers(self) -> Sequence[int]:
-        return list(self.readers)
-
-    def assign_splits(self, assignment: Mapping[int, Sequence[KafkaPartitionSplit]]) -> None:
-        for reader, splits in assignment.items():
-            self.assigned.setdefault(reader, []).extend(splits)
-
-    def signal_no_more_splits(self, subtask_id: int) -> None:
-        self.no_more.append(subtask_id)
-
-    def call_async(
-        self,
-        fn: Callable[[], Any],
-        handler: Callable[[Any, BaseException | None], None],
-        initial_delay_ms: int = 0,
-        period_ms: int = 0,
-    ) -> None:
-        self.calls.append((fn, handler, period_ms))
-
-    def run_async(self) -> None:
-        """One round of every scheduled call, as the runtime's worker would run it."""
-        for fn, handler, _ in list(self.calls):
-            try:
-                result, error = fn(), None
-            except Exception as exc:  # handed to the handler, as the runtime does
-                result, error = None, exc
-            handler(result, error)
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return properties
-
-
 def make(
-    ctx: FakeContext,
+    ctx: RecordingEnumeratorContext,
     client: FakeClient,
     *,
     subscriber: Any = None,
@@ -166,7 +107,7 @@ def make(
     )
 
 
-def all_assigned(ctx: FakeContext) -> dict[str, tuple[int, int, int | None]]:
+def all_assigned(ctx: RecordingEnumeratorContext) -> dict[str, tuple[int, int, int | None]]:
     return {
         s.split_id: (reader, s.starting_offset, s.stopping_offset)
         for reader, splits in ctx.assigned.items()
@@ -175,33 +116,34 @@ def all_assigned(ctx: FakeContext) -> dict[str, tuple[int, int, int | None]]:
 
 
 def test_bounded_discovery_assigns_each_partition_to_its_owner_and_signals_the_end() -> None:
-    ctx, client = FakeContext(3), FakeClient({"orders": 5, "other": 2})
+    ctx, client = enumerator_context(parallelism=3), FakeClient({"orders": 5, "other": 2})
     enumerator = make(ctx, client, stopping=KafkaOffsetsInitializer.latest())
     enumerator.start()
-    assert len(ctx.calls) == 1 and ctx.calls[0][2] == 0  # one round, no period
-    ctx.run_async()
+    assert len(ctx.async_calls) == 1 and ctx.async_calls[0].period_ms == 0  # one round
+    ctx.run_async_calls()
     got = all_assigned(ctx)
     assert set(got) == {f"orders-{p}" for p in range(5)}
     for p in range(5):
         assert got[f"orders-{p}"] == (split_owner(KafkaTopicPartition("orders", p), 3), 0, 10)
-    assert sorted(ctx.no_more) == [0, 1, 2]
+    assert sorted(ctx.no_more_splits) == [0, 1, 2]
 
 
 def test_reader_registering_late_gets_its_splits_then_the_end_signal() -> None:
-    ctx, client = FakeContext(2, readers=[]), FakeClient({"orders": 2})
+    ctx = enumerator_context(parallelism=2, registered_readers=[])
+    client = FakeClient({"orders": 2})
     enumerator = make(ctx, client)
     enumerator.start()
-    ctx.run_async()
-    assert ctx.assigned == {} and ctx.no_more == []
+    ctx.run_async_calls()
+    assert ctx.assigned == {} and ctx.no_more_splits == []
     ctx.readers = [0, 1]
     enumerator.add_reader(1)
     owner_of = {split_owner(KafkaTopicPartition("orders", p), 2): p for p in range(2)}
     assert [s.partition for s in ctx.assigned[1]] == [owner_of[1]]
-    assert ctx.no_more == [1]
+    assert ctx.no_more_splits == [1]
 
 
 def test_periodic_discovery_starts_new_partitions_at_earliest_and_never_signals_the_end() -> None:
-    ctx, client = FakeContext(2), FakeClient({"orders": 1})
+    ctx, client = enumerator_context(parallelism=2), FakeClient({"orders": 1})
     enumerator = make(
         ctx,
         client,
@@ -210,24 +152,24 @@ def test_periodic_discovery_starts_new_partitions_at_earliest_and_never_signals_
         discovery_ms=500,
     )
     enumerator.start()
-    assert ctx.calls[0][2] == 500
-    ctx.run_async()
+    assert ctx.async_calls[0].period_ms == 500
+    ctx.run_async_calls()
     assert all_assigned(ctx)["orders-0"][1] == 10  # first round: the starting initializer
     client.topics = {"orders": 3, "ordinals": 1, "unrelated": 4, "__consumer_offsets": 50}
-    ctx.run_async()
+    ctx.run_async_calls()
     got = all_assigned(ctx)
     assert set(got) == {"orders-0", "orders-1", "orders-2", "ordinals-0"}
     assert {got[s][1] for s in ("orders-1", "orders-2", "ordinals-0")} == {0}  # earliest
-    ctx.run_async()  # nothing new: nothing assigned twice
+    ctx.run_async_calls()  # nothing new: nothing assigned twice
     assert sum(len(v) for v in ctx.assigned.values()) == 4
-    assert ctx.no_more == []
+    assert ctx.no_more_splits == []
 
 
 def test_splits_of_a_failed_reader_come_back_with_their_progress() -> None:
-    ctx, client = FakeContext(2), FakeClient({"orders": 4})
+    ctx, client = enumerator_context(parallelism=2), FakeClient({"orders": 4})
     enumerator = make(ctx, client, discovery_ms=1000)
     enumerator.start()
-    ctx.run_async()
+    ctx.run_async_calls()
     reader = next(iter(ctx.assigned))
     returned = [KafkaPartitionSplit(s.topic, s.partition, 7) for s in ctx.assigned[reader]]
     ctx.assigned.clear()
@@ -241,26 +183,26 @@ def test_splits_of_a_failed_reader_come_back_with_their_progress() -> None:
     enumerator.add_reader(reader)
     assert ctx.assigned[reader] == returned
     client.topics = {"orders": 4}
-    ctx.run_async()  # re-discovery does not hand them out again
+    ctx.run_async_calls()  # re-discovery does not hand them out again
     assert ctx.assigned[reader] == returned
 
 
 def test_restored_enumerator_keeps_assigned_partitions_and_pending_offsets() -> None:
-    ctx, client = FakeContext(2), FakeClient({"orders": 3})
+    ctx, client = enumerator_context(parallelism=2), FakeClient({"orders": 3})
     first = make(ctx, client, starting=KafkaOffsetsInitializer.latest(), discovery_ms=100)
     first.start()
-    ctx.run_async()
+    ctx.run_async_calls()
     state = first.snapshot_state(5)
     assert state.initial_discovery_finished
     assert state.assigned == {KafkaTopicPartition("orders", p) for p in range(3)}
 
-    ctx2 = FakeContext(2)
+    ctx2 = enumerator_context(parallelism=2)
     client.topics = {"orders": 4}
     restored = make(
         ctx2, client, starting=KafkaOffsetsInitializer.latest(), state=state, discovery_ms=100
     )
     restored.start()
-    ctx2.run_async()
+    ctx2.run_async_calls()
     # Only the new partition is assigned, and from the earliest offset (discovered later).
     assert all_assigned(ctx2) == {
         "orders-3": (split_owner(KafkaTopicPartition("orders", 3), 2), 0, None)
@@ -268,11 +210,11 @@ def test_restored_enumerator_keeps_assigned_partitions_and_pending_offsets() -> 
 
 
 def test_missing_topics_are_not_an_error_and_fixed_partitions_filter_unknown_ones() -> None:
-    ctx, client = FakeContext(1), FakeClient({})
+    ctx, client = enumerator_context(parallelism=1), FakeClient({})
     enumerator = make(ctx, client, subscriber=TopicListSubscriber(("not-yet",)))
     enumerator.start()
-    ctx.run_async()
-    assert ctx.assigned == {} and ctx.no_more == [0]
+    ctx.run_async_calls()
+    assert ctx.assigned == {} and ctx.no_more_splits == [0]
     subscriber = PartitionSetSubscriber(
         frozenset({KafkaTopicPartition("orders", 1), KafkaTopicPartition("orders", 9)})
     )
@@ -280,7 +222,7 @@ def test_missing_topics_are_not_an_error_and_fixed_partitions_filter_unknown_one
 
 
 def test_first_discovery_failure_fails_the_job_with_the_cause() -> None:
-    ctx, client = FakeContext(1), FakeClient({"orders": 1})
+    ctx, client = enumerator_context(parallelism=1), FakeClient({"orders": 1})
 
     def broken() -> dict[str, int]:
         raise RuntimeError("broker unreachable")
@@ -289,14 +231,14 @@ def test_first_discovery_failure_fails_the_job_with_the_cause() -> None:
     enumerator = make(ctx, client, discovery_ms=100)
     enumerator.start()
     with pytest.raises(RuntimeError, match="Kafka partition discovery failed: broker unreachable"):
-        ctx.run_async()
+        ctx.run_async_calls()
 
 
 def test_committed_offsets_without_a_commit_and_reset_none_fail_naming_the_partitions() -> None:
-    ctx, client = FakeContext(1), FakeClient({"orders": 2})
+    ctx, client = enumerator_context(parallelism=1), FakeClient({"orders": 2})
     client.committed = {KafkaTopicPartition("orders", 0): 4}
     enumerator = make(ctx, client, starting=KafkaOffsetsInitializer.committed_offsets())
     enumerator.start()
     with pytest.raises(RuntimeError, match=r"orders-1.*reset strategy is NONE") as info:
-        ctx.run_async()
+        ctx.run_async_calls()
     assert isinstance(info.value.__cause__, ConfigError)
