@@ -73,10 +73,19 @@ GOOD = textwrap.dedent(
 )
 
 
+# The smallest valid pipeline, four lines long.
+MINIMAL = '[source]\nconnector = "collection"\n[sink]\nconnector = "print"\n'
+
+
 def _error(text: str, environ: dict[str, str] | None = None) -> PipelineConfigError:
     with pytest.raises(PipelineConfigError) as info:
         parse_pipeline(textwrap.dedent(text), file="p.toml", environ=environ or {})
     return info.value
+
+
+def _error_in(block: str) -> PipelineConfigError:
+    """The error for ``MINIMAL`` followed by ``block``, whose first line is line 5."""
+    return _error(MINIMAL + textwrap.dedent(block))
 
 
 def test_a_full_file_reads_into_settings() -> None:
@@ -126,7 +135,7 @@ def test_a_full_file_reads_into_settings() -> None:
 
 def test_the_job_name_defaults_to_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "clicks-per-minute.toml"
-    path.write_text('[source]\nconnector = "collection"\n[sink]\nconnector = "print"\n')
+    path.write_text(MINIMAL)
     config = load_pipeline(path)
     assert config.job.name == "clicks-per-minute"
     assert config.job.parallelism == 1
@@ -242,12 +251,8 @@ def test_a_bad_function_reference_is_reported_on_its_line() -> None:
 
 
 def test_unknown_restart_strategy_lists_the_valid_ones() -> None:
-    err = _error(
+    err = _error_in(
         """\
-        [source]
-        connector = "collection"
-        [sink]
-        connector = "print"
         [restart_strategy]
         type = "fixed-dely"
         """
@@ -259,12 +264,8 @@ def test_unknown_restart_strategy_lists_the_valid_ones() -> None:
 
 
 def test_options_of_another_restart_strategy_are_rejected() -> None:
-    err = _error(
+    err = _error_in(
         """\
-        [source]
-        connector = "collection"
-        [sink]
-        connector = "print"
         [restart_strategy]
         type = "fixed-delay"
         initial_backoff = "1 s"
@@ -275,12 +276,8 @@ def test_options_of_another_restart_strategy_are_rejected() -> None:
 
 
 def test_a_bad_duration_names_the_units() -> None:
-    err = _error(
+    err = _error_in(
         """\
-        [source]
-        connector = "collection"
-        [sink]
-        connector = "print"
         [checkpointing]
         interval = "10 sec"
         timeout = "soon"
@@ -291,14 +288,10 @@ def test_a_bad_duration_names_the_units() -> None:
 
 
 def test_checkpointing_needs_an_interval_and_local_storage() -> None:
-    err = _error(
-        '[source]\nconnector = "c"\n[sink]\nconnector = "p"\n[checkpointing]\ntimeout = "1 s"\n'
-    )
+    err = _error_in('[checkpointing]\ntimeout = "1 s"\n')
     assert (err.line, err.key) == (5, "checkpointing")
     assert err.fix is not None and "interval" in err.fix
-    err = _error(
-        '[source]\nconnector = "c"\n[sink]\nconnector = "p"\n[checkpointing]\ninterval = 1000\nstorage = "s3://bucket/chk"\n'
-    )
+    err = _error_in('[checkpointing]\ninterval = 1000\nstorage = "s3://bucket/chk"\n')
     assert (err.line, err.key) == (7, "checkpointing.storage")
     assert "not a local path" in err.problem
 
