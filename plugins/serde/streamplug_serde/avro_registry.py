@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,11 +29,13 @@ from streamplug_serde.avro_format import (
 from streamplug_serde.registry import (
     HEADER_SIZE,
     MAGIC_BYTE,
+    RegisteredHeader,
     RegistrySettings,
     SchemaCache,
     _import_client_module,
     encode_header,
     read_header,
+    registered_schema_id,
     subject_name,
 )
 
@@ -45,7 +46,7 @@ FORMAT = "avro-confluent"
 StrategyT = str | Callable[[str | None, bool, str | None], str]
 
 
-class ConfluentAvroSerializationSchema(AvroSerializationSchema):
+class ConfluentAvroSerializationSchema(RegisteredHeader, AvroSerializationSchema):
     """Writes Avro records prefixed with the schema id of ``schema`` in the registry.
 
     The subject is ``subject`` when given, else derived by ``subject_name_strategy``
@@ -97,8 +98,7 @@ class ConfluentAvroSerializationSchema(AvroSerializationSchema):
         if subject is None and schema is not None:
             # Fail at construction, not at the first record, when the strategy cannot work.
             self._subject = self._derive_subject()
-        self._header: bytes | None = None
-        self._lock = threading.Lock()
+        self._init_header()
 
     def _derive_subject(self) -> str:
         return subject_name(
@@ -114,43 +114,30 @@ class ConfluentAvroSerializationSchema(AvroSerializationSchema):
             self._subject = self._derive_subject()
         return self._subject
 
-    def open(self) -> None:
-        self._resolve()
-
-    def _resolve(self) -> bytes:
-        with self._lock:
-            if self._header is not None:
-                return self._header
-            sr = _import_client_module()
-            client = self.registry.get_client()
-            schema_id: int | None
-            if self.use_latest_version:
-                if self._subject is None and self.subject_name_strategy != "topic":
-                    raise ConfigError(
-                        "use_latest_version without a schema needs subject (or the 'topic' "
-                        "strategy with topic), since there is no record name to derive it from",
-                        option="subject",
-                    )
-                latest = client.get_latest_version(self.subject)
-                self.schema_document = json.loads(latest.schema.schema_str or "null")
-                self.parsed_schema = parse_avro_schema(self.schema_document)
-                schema_id = latest.schema_id
-            else:
-                schema = sr.Schema(json.dumps(self.schema_document), "AVRO")
-                if self.auto_register_schemas:
-                    schema_id = client.register_schema(
-                        self.subject, schema, normalize_schemas=self.normalize_schemas
-                    )
-                else:
-                    schema_id = client.lookup_schema(
-                        self.subject, schema, normalize_schemas=self.normalize_schemas
-                    ).schema_id
-            self._header = encode_header(int(schema_id or 0))
-            return self._header
-
-    @property
-    def schema_id(self) -> int:
-        return int.from_bytes(self._resolve()[1:], "big")
+    def _register(self) -> bytes:
+        sr = _import_client_module()
+        client = self.registry.get_client()
+        if self.use_latest_version:
+            if self._subject is None and self.subject_name_strategy != "topic":
+                raise ConfigError(
+                    "use_latest_version without a schema needs subject (or the 'topic' "
+                    "strategy with topic), since there is no record name to derive it from",
+                    option="subject",
+                )
+            latest = client.get_latest_version(self.subject)
+            self.schema_document = json.loads(latest.schema.schema_str or "null")
+            self.parsed_schema = parse_avro_schema(self.schema_document)
+            return encode_header(int(latest.schema_id or 0))
+        schema = sr.Schema(json.dumps(self.schema_document), "AVRO")
+        return encode_header(
+            registered_schema_id(
+                client,
+                self.subject,
+                schema,
+                auto_register=self.auto_register_schemas,
+                normalize=self.normalize_schemas,
+            )
+        )
 
     def serialize(self, element: Any) -> bytes:
         header = self._header if self._header is not None else self._resolve()
@@ -161,15 +148,6 @@ class ConfluentAvroSerializationSchema(AvroSerializationSchema):
             f"ConfluentAvroSerializationSchema(subject={self._subject!r}, "
             f"registry={self.registry!r})"
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_lock"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _parse_registered(client: Any, schema: Any, _seen: frozenset[str] = frozenset()) -> Any:
@@ -256,12 +234,3 @@ class ConfluentAvroDeserializationSchema(DeserializationSchema[Any]):
 
     def __repr__(self) -> str:
         return f"ConfluentAvroDeserializationSchema(registry={self.registry!r})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_schemas"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._schemas = SchemaCache(FORMAT, self.registry, _parse_registered)

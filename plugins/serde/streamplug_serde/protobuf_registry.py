@@ -10,7 +10,6 @@ file registered under its own name as a reference (protobuf's well-known types e
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,6 +27,7 @@ from streamplug_serde.protobuf_format import (
 from streamplug_serde.registry import (
     HEADER_SIZE,
     MAGIC_BYTE,
+    RegisteredHeader,
     RegistrySettings,
     SchemaCache,
     _import_client_module,
@@ -35,6 +35,7 @@ from streamplug_serde.registry import (
     encode_header,
     encode_message_indexes,
     read_header,
+    registered_schema_id,
     subject_name,
 )
 
@@ -87,7 +88,7 @@ def _register_file(client: Any, sr: Any, file: FileDescriptor, auto_register: bo
     return references
 
 
-class ConfluentProtobufSerializationSchema(ProtobufSerializationSchema):
+class ConfluentProtobufSerializationSchema(RegisteredHeader, ProtobufSerializationSchema):
     """Writes messages of ``message_class`` in the wire format.
 
     Subject naming and registration work as for ``avro-confluent``; the record name of the
@@ -123,36 +124,22 @@ class ConfluentProtobufSerializationSchema(ProtobufSerializationSchema):
         self.auto_register_schemas = auto_register_schemas
         self.normalize_schemas = normalize_schemas
         self._indexes = encode_message_indexes(message_indexes(self.message_class.DESCRIPTOR))
-        self._header: bytes | None = None
-        self._lock = threading.Lock()
+        self._init_header()
 
-    def open(self) -> None:
-        self._resolve()
-
-    def _resolve(self) -> bytes:
-        with self._lock:
-            if self._header is not None:
-                return self._header
-            sr = _import_client_module()
-            client = self.registry.get_client()
-            file = self.message_class.DESCRIPTOR.file
-            refs = _register_file(client, sr, file, self.auto_register_schemas)
-            schema = sr.Schema(_schema_text(file), "PROTOBUF", refs)
-            schema_id: int | None
-            if self.auto_register_schemas:
-                schema_id = client.register_schema(
-                    self.subject, schema, normalize_schemas=self.normalize_schemas
-                )
-            else:
-                schema_id = client.lookup_schema(
-                    self.subject, schema, normalize_schemas=self.normalize_schemas
-                ).schema_id
-            self._header = encode_header(int(schema_id or 0)) + self._indexes
-            return self._header
-
-    @property
-    def schema_id(self) -> int:
-        return int.from_bytes(self._resolve()[1:HEADER_SIZE], "big")
+    def _register(self) -> bytes:
+        sr = _import_client_module()
+        client = self.registry.get_client()
+        file = self.message_class.DESCRIPTOR.file
+        refs = _register_file(client, sr, file, self.auto_register_schemas)
+        schema = sr.Schema(_schema_text(file), "PROTOBUF", refs)
+        schema_id = registered_schema_id(
+            client,
+            self.subject,
+            schema,
+            auto_register=self.auto_register_schemas,
+            normalize=self.normalize_schemas,
+        )
+        return encode_header(schema_id) + self._indexes
 
     def serialize(self, element: Any) -> bytes:
         header = self._header if self._header is not None else self._resolve()
@@ -163,15 +150,6 @@ class ConfluentProtobufSerializationSchema(ProtobufSerializationSchema):
             f"ConfluentProtobufSerializationSchema({self.message_class.DESCRIPTOR.full_name}, "
             f"subject={self.subject!r}, registry={self.registry!r})"
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_lock"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 def _check_protobuf(client: Any, schema: Any) -> Any:
@@ -260,13 +238,3 @@ class ConfluentProtobufDeserializationSchema(ProtobufDeserializationSchema):
             f"ConfluentProtobufDeserializationSchema({self.message_class.DESCRIPTOR.full_name}, "
             f"registry={self.registry!r})"
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_schemas"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if self.registry is not None:
-            self._schemas = SchemaCache(FORMAT, self.registry, _check_protobuf)

@@ -314,14 +314,78 @@ class RegistrySettings:
         )
 
 
+def registered_schema_id(
+    client: Any, subject: str, schema: Any, *, auto_register: bool, normalize: bool
+) -> int:
+    """The id of ``schema`` under ``subject``: registered with ``auto_register`` (a no-op
+    when it already is), else looked up, so it must already be registered."""
+    schema_id: int | None
+    if auto_register:
+        schema_id = client.register_schema(subject, schema, normalize_schemas=normalize)
+    else:
+        schema_id = client.lookup_schema(subject, schema, normalize_schemas=normalize).schema_id
+    return int(schema_id or 0)
+
+
+class RegisteredHeader:
+    """The serializer side of the registry formats: the header that starts every record
+    (magic byte, schema id and, for Protobuf, the message indexes), made by ``_register``
+    on first use. Sinks share one schema object between their parallel writers, so that
+    runs once, under a lock; a pickled copy keeps the header and gets a lock of its own."""
+
+    _header: bytes | None
+    _lock: threading.Lock
+
+    def _init_header(self) -> None:
+        self._header = None
+        self._lock = threading.Lock()
+
+    def _register(self) -> bytes:
+        """Register (or look up) the schema and return the header; runs under the lock."""
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self._resolve()
+
+    def _resolve(self) -> bytes:
+        with self._lock:
+            if self._header is None:
+                self._header = self._register()
+            return self._header
+
+    @property
+    def schema_id(self) -> int:
+        return int.from_bytes(self._resolve()[1:HEADER_SIZE], "big")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 class SchemaCache:
-    """Schema id -> parsed schema, fetched from the registry once per id."""
+    """Schema id -> parsed schema, fetched from the registry once per id. A pickled cache
+    (one inside a pickled deserializer) starts empty and fetches again."""
 
     def __init__(self, fmt: str, settings: RegistrySettings, parse: Callable[[Any, Any], Any]):
         self._fmt = fmt
         self._settings = settings
         self._parse = parse
         self._parsed: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_parsed"] = {}
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def get(self, schema_id: int, message: bytes) -> Any:
