@@ -34,6 +34,26 @@ def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> di
     return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
+def produce_numbers(bootstrap: str, topic: str, count: int, partitions: int = 1) -> None:
+    """Records "0", "1", ... spread round-robin over the topic's partitions."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(count):
+        producer.produce(topic, str(i).encode(), partition=i % partitions)
+    producer.flush(10)
+
+
+def group_source(bootstrap: str, topic: str, group: str, properties: dict[str, str]) -> KafkaSource:
+    return (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(topic)
+        .set_group_id(group)
+        .set_properties(properties)
+        .set_value_only_deserializer(Utf8())
+        .build()
+    )
+
+
 def capture_readers(source: KafkaSource) -> list[KafkaSourceReader]:
     readers: list[KafkaSourceReader] = []
     create = source.create_reader
@@ -68,20 +88,9 @@ def test_offsets_are_committed_when_checkpoints_complete(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     topic = topic_factory(partitions=2)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(30):
-        producer.produce(topic, str(i).encode(), partition=i % 2)
-    producer.flush(10)
+    produce_numbers(kafka_bootstrap, topic, 30, partitions=2)
     group = f"g-{topic}"
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_group_id(group)
-        .set_property("statistics.interval.ms", "100")
-        .set_value_only_deserializer(Utf8())
-        .build()
-    )
+    source = group_source(kafka_bootstrap, topic, group, {"statistics.interval.ms": "100"})
     readers = capture_readers(source)
     client, sink = start_job(source)
     try:
@@ -123,20 +132,9 @@ def test_no_commits_when_disabled_and_recovery_ignores_them(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     topic = topic_factory(partitions=1)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(5):
-        producer.produce(topic, str(i).encode())
-    producer.flush(10)
+    produce_numbers(kafka_bootstrap, topic, 5)
     group = f"g-{topic}"
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_group_id(group)
-        .set_property("commit.offsets.on.checkpoint", "false")
-        .set_value_only_deserializer(Utf8())
-        .build()
-    )
+    source = group_source(kafka_bootstrap, topic, group, {"commit.offsets.on.checkpoint": "false"})
     client, sink = start_job(source, checkpoint_ms=100)
     try:
         eventually(lambda: len(sink.results) == 5)
@@ -151,19 +149,13 @@ def test_without_checkpoints_kafkas_auto_commit_applies(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     topic = topic_factory(partitions=1)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(7):
-        producer.produce(topic, str(i).encode())
-    producer.flush(10)
+    produce_numbers(kafka_bootstrap, topic, 7)
     group = f"g-{topic}"
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_group_id(group)
-        .set_properties({"enable.auto.commit": "true", "auto.commit.interval.ms": "100"})
-        .set_value_only_deserializer(Utf8())
-        .build()
+    source = group_source(
+        kafka_bootstrap,
+        topic,
+        group,
+        {"enable.auto.commit": "true", "auto.commit.interval.ms": "100"},
     )
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(1).set_restart_strategy(RestartStrategies.no_restart())
