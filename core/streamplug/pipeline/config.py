@@ -574,6 +574,21 @@ def _connector_options(
     return options
 
 
+def _connector_and_name(
+    raw: dict[str, Any], path: tuple[PathElement, ...], what: str, name_example: str
+) -> tuple[str, str]:
+    """A source's or sink's ``connector`` (required) and ``name`` (the connector's by
+    default); ``what`` names the table in the error."""
+    if "connector" not in raw:
+        raise PipelineConfigError(
+            f"{what} needs a connector",
+            path=path,
+            fix='add connector = "kafka" (streamplug plugins lists them)',
+        )
+    connector = _str(raw["connector"], (*path, "connector"), 'connector = "kafka"')
+    return connector, _str(raw.get("name", connector), (*path, "name"), name_example)
+
+
 def _source(data: dict[str, Any]) -> SourceSettings:
     path: tuple[PathElement, ...] = ("source",)
     if "source" not in data:
@@ -590,14 +605,7 @@ def _source(data: dict[str, Any]) -> SourceSettings:
             fix="write [source] once, and run one pipeline file per source",
         )
     raw = _table(raw, path, '[source] with connector = "kafka"')
-    if "connector" not in raw:
-        raise PipelineConfigError(
-            "[source] needs a connector",
-            path=path,
-            fix='add connector = "kafka" (streamplug plugins lists them)',
-        )
-    connector = _str(raw["connector"], (*path, "connector"), 'connector = "kafka"')
-    name = _str(raw.get("name", connector), (*path, "name"), 'name = "orders"')
+    connector, name = _connector_and_name(raw, path, "[source]", 'name = "orders"')
     watermarks = _watermarks(raw.get("watermarks", {}), (*path, "watermarks"))
     options = _connector_options(raw, path, (*CONNECTOR_RESERVED, "watermarks"))
     return SourceSettings(connector, name, options, watermarks, path)
@@ -661,14 +669,7 @@ def _sinks(data: dict[str, Any]) -> tuple[SinkSettings, ...]:
     names: set[str] = set()
     for path, raw_value in entries:
         raw = _table(raw_value, path, '[sink] with connector = "kafka"')
-        if "connector" not in raw:
-            raise PipelineConfigError(
-                "a sink needs a connector",
-                path=path,
-                fix='add connector = "kafka" (streamplug plugins lists them)',
-            )
-        connector = _str(raw["connector"], (*path, "connector"), 'connector = "kafka"')
-        name = _str(raw.get("name", connector), (*path, "name"), 'name = "enriched"')
+        connector, name = _connector_and_name(raw, path, "a sink", 'name = "enriched"')
         if name in names:
             raise PipelineConfigError(
                 f"two sinks are named {name!r}",
