@@ -106,12 +106,8 @@ def _kafka_cluster_session() -> Iterator[KafkaCluster | ExternalKafka]:
         return
     from streamplug_kafka_common.broker import KafkaCluster
 
-    cluster = KafkaCluster(nodes=1)
-    cluster.start()
-    try:
+    with KafkaCluster(nodes=1) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
@@ -135,12 +131,8 @@ def kafka_bootstrap(_kafka_cluster_session: KafkaCluster | ExternalKafka) -> str
 def _kafka_cluster_3_session() -> Iterator[KafkaCluster]:
     from streamplug_kafka_common.broker import KafkaCluster
 
-    cluster = KafkaCluster(nodes=3)
-    cluster.start()
-    try:
+    with KafkaCluster(nodes=3) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
