@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from streamplug.api.sink import CommitOutcome, DeliveryGuarantee
+from streamplug.api.context import SinkContext
+from streamplug.api.sink import CommitOutcome, Committer, DeliveryGuarantee
 from streamplug.errors import CheckpointError, ConfigError
 from streamplug.testing import sink_context
 from streamplug_kafka_common.admin import describe_partitions, read_all
@@ -60,14 +61,25 @@ def _prefix() -> str:
     return f"sink-it-{uuid.uuid4().hex[:8]}"
 
 
+def _exactly_once(bootstrap: str, topic: str, prefix: str | None = None, **props: Any) -> KafkaSink:
+    """An EXACTLY_ONCE sink with transactional id ``prefix``, or a fresh one."""
+    return _sink(bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix or _prefix(), **props)
+
+
+def _committer(sink: KafkaSink, ctx: SinkContext | None = None) -> Committer[KafkaCommittable]:
+    """The sink's committer, which a transactional sink must have."""
+    committer = sink.create_committer(ctx or sink_context())
+    assert committer is not None
+    return committer
+
+
 def test_records_visible_only_when_checkpoint_commits(
     kafka_bootstrap: str, topic_factory: Any
 ) -> None:
     topic = topic_factory(partitions=2)
-    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, _prefix())
+    sink = _exactly_once(kafka_bootstrap, topic)
     ctx = sink_context(parallelism=2)
-    committer = sink.create_committer(ctx)
-    assert committer is not None
+    committer = _committer(sink, ctx)
     writers = [
         sink.create_writer(sink_context(subtask_index=i, parallelism=2), []) for i in range(2)
     ]
@@ -154,9 +166,8 @@ def test_resolve_after_sigkill_around_commit(
     prefix = _prefix()
     committables = _crash_child(kafka_bootstrap, topic, prefix, fault)
     # The crashed process may leave an open transaction: read_committed stops before it.
-    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    committer = sink.create_committer(sink_context())
-    assert committer is not None
+    sink = _exactly_once(kafka_bootstrap, topic, prefix)
+    committer = _committer(sink)
     started = time.monotonic()
     assert committer.resolve(7, committables) is outcome
     # init_transactions fenced the dead producer at once: no wait for the transaction timeout.
@@ -179,9 +190,8 @@ def test_reused_checkpoint_id_is_not_mistaken_for_committed(
     transaction's own token, not just the id."""
     topic = topic_factory(partitions=1)
     prefix = _prefix()
-    sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    committer = sink.create_committer(sink_context())
-    assert committer is not None
+    sink = _exactly_once(kafka_bootstrap, topic, prefix)
+    committer = _committer(sink)
     writer = sink.create_writer(sink_context(), [])
     writer.write(["first"], None)
     writer.flush(False)
@@ -191,9 +201,8 @@ def test_reused_checkpoint_id_is_not_mistaken_for_committed(
     pending = writer.prepare_commit()  # checkpoint 5 again, never committed
     writer.close()
     committer.close()
-    fresh = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    resolver = fresh.create_committer(sink_context())
-    assert resolver is not None
+    fresh = _exactly_once(kafka_bootstrap, topic, prefix)
+    resolver = _committer(fresh)
     assert resolver.resolve(5, pending) is CommitOutcome.ABORTED
     assert _committed(kafka_bootstrap, topic) == ["first"]
     resolver.close()
@@ -204,18 +213,16 @@ def test_stale_writer_is_fenced_and_its_records_never_visible(
 ) -> None:
     topic = topic_factory(partitions=2)
     prefix = _prefix()
-    stale_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    stale_committer = stale_sink.create_committer(sink_context())
-    assert stale_committer is not None
+    stale_sink = _exactly_once(kafka_bootstrap, topic, prefix)
+    stale_committer = _committer(stale_sink)
     stale = stale_sink.create_writer(sink_context(), [])
     stale.write([f"zombie-{i}" for i in range(50)], None)
     stale.flush(False)
     zombie_committables = stale.prepare_commit()
 
     # A restarted job (same prefix) starts while the old process still runs.
-    new_sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix)
-    new_committer = new_sink.create_committer(sink_context(attempt_number=1))
-    assert new_committer is not None
+    new_sink = _exactly_once(kafka_bootstrap, topic, prefix)
+    new_committer = _committer(new_sink, sink_context(attempt_number=1))
     fresh = new_sink.create_writer(sink_context(attempt_number=1), [])
     fresh.write([f"live-{i}" for i in range(20)], None)
     fresh.flush(False)
@@ -238,11 +245,9 @@ def test_broker_refuses_too_long_transaction_timeout(
     kafka_bootstrap: str, topic_factory: Any
 ) -> None:
     topic = topic_factory(partitions=1)
-    sink = _sink(
+    sink = _exactly_once(
         kafka_bootstrap,
         topic,
-        DeliveryGuarantee.EXACTLY_ONCE,
-        _prefix(),
         **{"transaction.timeout.ms": "3600000"},  # Flink's default; brokers allow 15 min
     )
     with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
@@ -282,17 +287,10 @@ def test_transaction_open_too_long_is_aborted_and_explained(
     kafka_bootstrap: str, topic_factory: Any
 ) -> None:
     topic = topic_factory(partitions=1)
-    sink = _sink(
-        kafka_bootstrap,
-        topic,
-        DeliveryGuarantee.EXACTLY_ONCE,
-        _prefix(),
-        **{"transaction.timeout.ms": "2000"},
-    )
+    sink = _exactly_once(kafka_bootstrap, topic, **{"transaction.timeout.ms": "2000"})
     # Passes the start-up check (500 + 1000 < 2000), then a "checkpoint" takes far longer.
     ctx = sink_context(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
-    committer = sink.create_committer(ctx)
-    assert committer is not None
+    committer = _committer(sink, ctx)
     writer = sink.create_writer(ctx, [])
     writer.write(["too-late"], None)
     writer.flush(False)
@@ -318,15 +316,8 @@ def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
     topic = topic_factory(partitions=1)
     shared = f"shared-commit-log-{uuid.uuid4().hex[:8]}"
     prefix = _prefix()
-    sink = _sink(
-        kafka_bootstrap,
-        topic,
-        DeliveryGuarantee.EXACTLY_ONCE,
-        prefix,
-        **{"commit.log.topic": shared},
-    )
-    committer = sink.create_committer(sink_context())
-    assert committer is not None
+    sink = _exactly_once(kafka_bootstrap, topic, prefix, **{"commit.log.topic": shared})
+    committer = _committer(sink)
     writer = sink.create_writer(sink_context(), [])  # creates the commit log
     foreign = Producer(
         {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"foreign-{prefix}"}
@@ -343,14 +334,8 @@ def test_resolve_waits_for_a_foreign_open_transaction_on_a_shared_commit_log(
     committer.close()
 
     threading.Timer(3.0, foreign.commit_transaction).start()
-    resolver = _sink(
-        kafka_bootstrap,
-        topic,
-        DeliveryGuarantee.EXACTLY_ONCE,
-        prefix,
-        **{"commit.log.topic": shared},
-    ).create_committer(sink_context())
-    assert resolver is not None
+    resolving_sink = _exactly_once(kafka_bootstrap, topic, prefix, **{"commit.log.topic": shared})
+    resolver = _committer(resolving_sink)
     started = time.monotonic()
     assert resolver.resolve(3, committables) is CommitOutcome.COMMITTED
     assert time.monotonic() - started >= 2.0, "resolve must have waited for the foreign commit"
@@ -368,10 +353,9 @@ def test_commit_that_cannot_complete_fails_undecided_and_resolve_decides(
     topic = topic_factory(partitions=1)
     prefix = _prefix()
     props = {"transaction.timeout.ms": "5000"}
-    sink = _sink(bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix, **props)
+    sink = _exactly_once(bootstrap, topic, prefix, **props)
     ctx = sink_context(checkpoint_interval_ms=500, checkpoint_timeout_ms=1000)
-    committer = sink.create_committer(ctx)
-    assert committer is not None
+    committer = _committer(sink, ctx)
     writer = sink.create_writer(ctx, [])
     writer.write(["in-doubt"], None)
     writer.flush(False)
@@ -387,10 +371,7 @@ def test_commit_that_cannot_complete_fails_undecided_and_resolve_decides(
         kafka_cluster.start_node(1)
     writer.close()
     committer.close()
-    resolver = _sink(
-        bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, prefix, **props
-    ).create_committer(ctx)
-    assert resolver is not None
+    resolver = _committer(_exactly_once(bootstrap, topic, prefix, **props), ctx)
     outcome = resolver.resolve(1, committables)
     visible = _committed(bootstrap, topic)
     # Whatever happened, the decision and the output agree.
