@@ -7,11 +7,11 @@ with what it restored and processed when it finishes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from crash_job_support import checkpointing_env, run_and_report
+
 from streamplug.connectors import CollectionSource, CollectSink, TransactionalFileSink
-from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
 
 
 def times_ten(x: int) -> int:
@@ -30,10 +30,7 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=200)
     args = parser.parse_args()
 
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(2).enable_checkpointing(args.interval)
-    env.get_checkpoint_config().set_checkpoint_storage_dir(args.storage)
-    env.set_restart_strategy(RestartStrategies.no_restart())
+    env = checkpointing_env(args.interval, args.storage)
     source = CollectionSource(
         list(range(args.records)), batch_size=50, records_per_second=args.rate
     )
@@ -41,16 +38,7 @@ def main() -> int:
         CollectSink(args.out) if args.sink == "at-least-once" else TransactionalFileSink(args.out)
     )
     env.from_source(source, None, "numbers").map(times_ten).sink_to(sink)
-    client = env.execute_async("crash-test")
-    result = client.wait()
-    print(
-        json.dumps(
-            {
-                "restored_from": client.metrics().restored_checkpoint_id,
-                "records_in": result.records_in,
-            }
-        )
-    )
+    run_and_report(env, "crash-test")
     return 0
 
 

@@ -10,13 +10,13 @@ what it restored and read when it finishes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
+from crash_job_support import checkpointing_env, run_and_report
+
 from streamplug.api import WatermarkStrategy
 from streamplug.connectors import TransactionalFileSink
-from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
 from streamplug.runtime.faults import fault_point
 from streamplug_kafka_source import (
     KafkaOffsetsInitializer,
@@ -57,23 +57,11 @@ def main() -> int:
         .set_property("poll.max.records", "100")
         .build()
     )
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(2).enable_checkpointing(args.interval)
-    env.get_checkpoint_config().set_checkpoint_storage_dir(args.storage)
-    env.set_restart_strategy(RestartStrategies.no_restart())
+    env = checkpointing_env(args.interval, args.storage)
     env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").map(throttle).sink_to(
         TransactionalFileSink(args.out)
     )
-    client = env.execute_async("kafka-source-resume")
-    result = client.wait()
-    print(
-        json.dumps(
-            {
-                "restored_from": client.metrics().restored_checkpoint_id,
-                "records_in": result.records_in,
-            }
-        )
-    )
+    run_and_report(env, "kafka-source-resume")
     return 0
 
 
