@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -241,33 +239,14 @@ def _allow_all(cluster: KafkaCluster, principal: str) -> None:
 
 
 @pytest.mark.slow
-def test_broker_start_command() -> None:
+def test_broker_start_command(broker_command: Callable[..., Any]) -> None:
     """`streamplug broker start`: real Kafka, bootstrap alone on line 1, clean SIGTERM."""
-    exe = shutil.which("streamplug")
-    if exe is None:
-        pytest.skip("the streamplug command is not installed")
-    proc = subprocess.Popen(
-        [exe, "broker", "start", "--topic", "cli:2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        bootstrap = proc.stdout.readline().strip()
-        assert bootstrap.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
-        assert len(admin.describe_partitions(bootstrap, "cli")) == 2
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        # Read through the same buffered file: readline() above may hold the rest.
-        out = proc.stdout.read()
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "Apache Kafka" in out
+    with broker_command("--topic", "cli:2", stop_within_s=30) as broker:
+        # A failure here shows the command's stderr (added by the fixture).
+        assert broker.bootstrap.startswith("127.0.0.1:")
+        assert len(admin.describe_partitions(broker.bootstrap, "cli")) == 2
+    assert broker.returncode == 0, broker.err
+    assert "Apache Kafka" in broker.out
 
 
 def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -124,34 +123,15 @@ def test_invalid_arguments() -> None:
             cluster.set_coordinator("consumer", "g", 1)  # type: ignore[arg-type]
 
 
-def test_broker_start_embedded_command() -> None:
+def test_broker_start_embedded_command(broker_command: Callable[..., Any]) -> None:
     """`streamplug broker start --embedded`: bootstrap alone on line 1, clean SIGTERM."""
-    exe = shutil.which("streamplug")
-    if exe is None:
-        pytest.skip("the streamplug command is not installed")
-    proc = subprocess.Popen(
-        [exe, "broker", "start", "--embedded", "--nodes", "2", "--topic", "cli:2:2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        bootstrap = proc.stdout.readline().strip()
-        assert len(bootstrap.split(",")) == 2
-        assert all(part.startswith("127.0.0.1:") for part in bootstrap.split(","))
-        assert len(admin.describe_partitions(bootstrap, "cli")[1].replicas) == 2
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-        # Read through the same buffered file: readline() above may hold the rest.
-        out = proc.stdout.read()
-        err = proc.stderr.read() if proc.stderr else ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "mock cluster" in out
+    args = ("--embedded", "--nodes", "2", "--topic", "cli:2:2")
+    with broker_command(*args, stop_within_s=20) as broker:
+        assert len(broker.bootstrap.split(",")) == 2
+        assert all(part.startswith("127.0.0.1:") for part in broker.bootstrap.split(","))
+        assert len(admin.describe_partitions(broker.bootstrap, "cli")[1].replicas) == 2
+    assert broker.returncode == 0, broker.err
+    assert "mock cluster" in broker.out
 
 
 def test_consumer_group_joins_without_delay(mock_cluster: MockCluster) -> None:
