@@ -9,7 +9,8 @@ Lifecycle, as the embedded runtime guarantees it:
 * ``Source.create_reader`` runs once per parallel subtask and attempt. Every
   ``SourceReader`` method runs on that subtask's own thread, never concurrently with
   another method of the same reader. ``close`` is called exactly once, and nothing is
-  called after it.
+  called after it. The one exception is ``pending_records``, which the coordinator thread
+  reads for the job's live view whenever it likes.
 * A split is an immutable value. A reader keeps its progress in mutable state of its own
   and hands it back as new split values from ``snapshot_state``.
 """
@@ -130,7 +131,28 @@ class SourceReader(ABC, Generic[SplitT]):
         """Checkpoint ``checkpoint_id`` failed; its snapshot will never be used."""
 
     def close(self) -> None:
-        """Release resources. Called once; nothing is called afterwards."""
+        """Release resources. Called once; nothing but ``pending_records`` is called
+        afterwards."""
+
+    def pending_records(self) -> int | None:
+        """How many records the reader's splits still hold beyond what it has emitted
+        (Flink's ``pendingRecords``: consumer lag), or None when it cannot say.
+
+        The runtime sums this over the subtasks into ``JobMetrics.pending_records``, the
+        ``lag`` of ``streamplug run``'s progress line. Unlike every other method it is called
+        from the coordinator thread, while the reader's own thread runs any other method,
+        ``close`` included, and possibly just after ``close``. So it must be cheap (it is
+        read several times a second), never block (no broker round trip: answer from
+        what the reader already knows, possibly a little stale) and tolerate concurrent
+        changes to the reader's state. If it raises, the runtime logs it and asks that
+        reader no more in this job attempt.
+
+        The default says None. For example, a reader of an in-memory list::
+
+            def pending_records(self) -> int | None:
+                return self._end - self._position  # two int reads: safe from any thread
+        """
+        return None
 
 
 class SplitEnumerator(ABC, Generic[SplitT, EnumStateT]):

@@ -37,7 +37,12 @@ def format_watermark(watermark: int | None) -> str:
 
 class ProgressLine:
     """Renders ``JobMetrics`` snapshots as one line: status, records in and out with their
-    rate, consumer lag (when the caller can say), checkpoints and the watermark."""
+    rate, consumer lag, checkpoints and the watermark.
+
+    The lag is the job's ``pending_records`` unless ``lag`` computes it otherwise. Its
+    column appears once a lag is known (from the start with ``lag``) and then stays, as
+    ``lag -`` while unknown, so the line does not jump about.
+    """
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class ProgressLine:
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.log_every_s = log_every_s
         self.lag = lag
+        self._lag_shown = False
         self.started = time.monotonic()
         self._last_t = self.started
         self._last_in = 0
@@ -71,8 +77,9 @@ class ProgressLine:
             f"in {format_count(m.records_in)} ({format_count(self._rate)}/s)",
             f"out {format_count(m.records_out)}",
         ]
-        if self.lag is not None:
-            lag = self.lag(m)
+        lag = self.lag(m) if self.lag is not None else m.pending_records
+        if lag is not None or self.lag is not None or self._lag_shown:
+            self._lag_shown = True
             parts.append(f"lag {format_count(lag) if lag is not None else '-'}")
         checkpoints = f"checkpoints {m.checkpoints_completed}"
         if m.checkpoints_failed:

@@ -110,6 +110,9 @@ class JobMetrics:
     restored_checkpoint_id: int | None = None
     watermark: int | None = None
     subtask_watermarks: dict[str, int | None] = attrs.field(factory=dict)
+    pending_records: int | None = None
+    """Records the sources hold beyond what they emitted (consumer lag): the sum of
+    ``SourceReader.pending_records`` over the readers that can say; None if none can."""
 
 
 def _make_output(
@@ -163,11 +166,15 @@ class _Attempt:
         self.restored: CheckpointFile | None = None
         self.last_checkpoint_end = time.monotonic()
         self.failed_checkpoints = 0
+        # Subtasks whose reader's pending_records raised: the live view stops asking them.
+        self.pending_unknown: set[tuple[str, int]] = set()
 
     # -- building and restoring --------------------------------------------------------------
 
-    def _sink_context(self, index: int, group: MetricGroup) -> RuntimeSinkContext:
-        return RuntimeSinkContext(
+    def _subtask_facts(self, index: int, group: MetricGroup) -> tuple[Any, ...]:
+        """What every context of subtask ``index`` is built from, in the order the runtime
+        contexts take it."""
+        return (
             self.host,
             self.run.job_name,
             index,
@@ -175,6 +182,11 @@ class _Attempt:
             self.number,
             group,
             self.checkpoint_cfg.enabled,
+        )
+
+    def _sink_context(self, index: int, group: MetricGroup) -> RuntimeSinkContext:
+        return RuntimeSinkContext(
+            *self._subtask_facts(index, group),
             restored_checkpoint_id=self.restored.checkpoint_id if self.restored else None,
             interval_ms=self.checkpoint_cfg.interval_ms,
             timeout_ms=self.checkpoint_cfg.timeout_ms,
@@ -322,13 +334,7 @@ class _Attempt:
         for index in range(self.parallelism):
             group = base_group.add_group("subtask", subtask=index)
             reader_ctx = RuntimeReaderContext(
-                self.host,
-                self.run.job_name,
-                index,
-                self.parallelism,
-                self.number,
-                group,
-                self.checkpoint_cfg.enabled,
+                *self._subtask_facts(index, group),
                 request_split=functools.partial(
                     self.events.put, ("split_request", pipeline.name, index)
                 ),
@@ -490,6 +496,28 @@ class _Attempt:
         metrics.records_out = self.run.records_out_base + sum(
             s.records_out[0] for s in self.subtasks
         )
+        metrics.pending_records = self._pending_records()
+
+    def _pending_records(self) -> int | None:
+        total: int | None = None
+        for subtask in self.subtasks:
+            if subtask.closed or subtask.key in self.pending_unknown:
+                continue
+            try:
+                pending = subtask.reader.pending_records()
+            except Exception:
+                # A live view is no reason to fail the job; ask this reader no more.
+                self.pending_unknown.add(subtask.key)
+                log.warning(
+                    "pending_records of %s (subtask %s[%d]) failed; its lag is left out",
+                    type(subtask.reader).__name__,
+                    *subtask.key,
+                    exc_info=True,
+                )
+                continue
+            if pending is not None:
+                total = (total or 0) + pending
+        return total
 
     # -- checkpoints -------------------------------------------------------------------------
 
