@@ -5,6 +5,7 @@ tests/integration/test_kafka_source_*.)"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -203,3 +204,64 @@ def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
         assert bounded.poll_next(output) is InputStatus.END_OF_INPUT
     finally:
         bounded.close()
+
+
+# -- pending records (the job's consumer lag) -----------------------------------------------
+
+
+def _statistics(**hi_offsets: int) -> str:
+    """librdkafka's statistics JSON, cut to what the reader reads: ``a_0=500`` is partition
+    a-0's end offset."""
+    topics: dict[str, Any] = {}
+    for name, hi_offset in hi_offsets.items():
+        topic, partition = name.rsplit("_", 1)
+        partitions = topics.setdefault(topic, {"partitions": {"-1": {"hi_offset": -1}}})
+        partitions["partitions"][partition] = {"hi_offset": hi_offset}
+    return json.dumps({"topics": topics})
+
+
+def read_at_least(reader: Any, output: KafkaReaderOutput, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(output.values) < count:
+        assert time.monotonic() < deadline, f"read {len(output.values)} of {count} records"
+        reader.poll_next(output)
+
+
+def test_pending_records_are_the_statistics_end_offsets_minus_the_read_positions(
+    cluster: MockCluster,
+) -> None:
+    # No statistics from librdkafka itself: the test hands the reader its own.
+    reader = reader_for(cluster.bootstrap_servers, **{"register.consumer.metrics": "false"})
+    output = KafkaReaderOutput()
+    try:
+        reader.add_splits([KafkaPartitionSplit("a", 0, 0), KafkaPartitionSplit("b", 1, 0)])
+        assert reader.pending_records() is None  # no end offset known yet
+        read_at_least(reader, output, 1)
+        positions = {str(tp): s.current_offset for tp, s in reader.split_states.items()}
+        reader.metrics.on_stats(_statistics(a_0=500, a_1=500))
+        # b-1 has no end offset in these statistics, a-1 is not this reader's: left out.
+        assert reader.pending_records() == 500 - positions["a-0"]
+        assert reader.metrics.group.gauges["pendingRecords"].value == 500 - positions["a-0"]
+        reader.metrics.on_stats(_statistics(a_0=500, b_1=500))
+        read_at_least(reader, output, 1000)
+        assert reader.pending_records() == 0
+    finally:
+        reader.close()
+    assert reader.pending_records() is None  # a closed reader cannot say
+
+
+def test_pending_records_reach_zero_from_librdkafkas_statistics_once_caught_up(
+    cluster: MockCluster,
+) -> None:
+    reader = reader_for(cluster.bootstrap_servers, **{"statistics.interval.ms": "100"})
+    output = KafkaReaderOutput()
+    try:
+        reader.add_splits([KafkaPartitionSplit("a", 0, 0)])
+        read_at_least(reader, output, 500)
+        deadline = time.monotonic() + 10
+        while reader.pending_records() is None:
+            assert time.monotonic() < deadline, "no statistics with the end offset arrived"
+            reader.poll_next(output)  # statistics are served by the consumer's polls
+        assert reader.pending_records() == 0
+    finally:
+        reader.close()

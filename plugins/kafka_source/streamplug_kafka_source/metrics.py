@@ -171,12 +171,14 @@ class KafkaSourceReaderMetrics:
     def _stat_reader(self, name: str) -> Callable[[], int | None]:
         return lambda: self._stats.get(name)
 
-    def _partition_stat_reader(self, key: tuple[str, int], name: str) -> Callable[[], int | None]:
-        def read() -> int | None:
-            value = self._partition_stats.get(key, {}).get(name)
-            return value if isinstance(value, int) and value >= 0 else None
+    def partition_stat(self, key: tuple[str, int], name: str) -> int | None:
+        """One partition's counter from the last statistics (``hi_offset``...), or None.
+        Safe from any thread: ``on_stats`` replaces the table, it never changes it."""
+        value = self._partition_stats.get(key, {}).get(name)
+        return value if isinstance(value, int) and value >= 0 else None
 
-        return read
+    def _partition_stat_reader(self, key: tuple[str, int], name: str) -> Callable[[], int | None]:
+        return lambda: self.partition_stat(key, name)
 
     def _lags(self) -> list[int]:
         lags = []

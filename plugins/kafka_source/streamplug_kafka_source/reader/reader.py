@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from confluent_kafka import (
 from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
 from streamplug.secrets import redact, redact_text
+from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_source.deserializer import (
     KafkaRecord,
     KafkaRecordDeserializationSchema,
@@ -124,7 +125,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._poll_timeout_s = poll_timeout_ms / 1000.0
         self._metrics = KafkaSourceReaderMetrics(context.metric_group, register_consumer_metrics)
         self._metrics.min_split_event_time = self._min_split_event_time
-        self._metrics.pending_records = self._pending_records
+        self._metrics.pending_records = self.pending_records
         self._splits: dict[tuple[str, int], KafkaPartitionSplitState] = {}
         self._last_event_time: dict[tuple[str, int], int] = {}
         self._single_topic: str | None = None
@@ -144,10 +145,10 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._properties = dict(consumer_properties)
         config: dict[str, Any] = dict(self._properties)
         config["on_commit"] = self._on_commit
-        # Keep an error_cb a client-configuration hook installed (the security plugin's
-        # turns authentication failures into KafkaAuthenticationError): ours calls it.
-        self._chained_error_cb: Callable[[KafkaError], None] | None = config.get("error_cb")
-        config["error_cb"] = self._on_error
+        # Chained, not replaced: an error_cb a client-configuration hook installed (the
+        # security plugin's turns authentication failures into KafkaAuthenticationError)
+        # still hears every error, and what it raises ends the read.
+        self._client_errors = ChainedErrorCallback.install(config, self._on_error)
         if register_consumer_metrics:
             config["stats_cb"] = self._metrics.on_stats
         try:
@@ -225,8 +226,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._no_more_splits = True
 
     def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
-        if self._failure is not None:
-            raise self._failure
+        self._raise_failure()
         if self._to_release:
             for split_id in self._to_release:
                 output.release_split(split_id)
@@ -248,8 +248,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         messages = consumer.consume(self._max_records, 0)
         if not messages:
             first = consumer.poll(self._poll_timeout_s)
-            if self._failure is not None:
-                raise self._failure  # from error_cb, which consume/poll served
+            self._raise_failure()  # from error_cb, which consume/poll served
             if first is None:
                 self._check_positions(output)
                 return self._status()
@@ -320,8 +319,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             try:
                 self._consumer.close()
             except Exception as exc:
-                # Also what a chained error_cb raises while close() serves callbacks: the
-                # reader is going away, and the job's own failure (if any) was raised already.
+                # The reader is going away, and the job's own failure (if any) was raised
+                # already.
                 log.debug("Kafka source consumer close: %s", exc)
             self._metrics.close()
 
@@ -569,18 +568,19 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 self._metrics.committed(KafkaTopicPartition(tp.topic, tp.partition), tp.offset)
 
     def _on_error(self, err: KafkaError) -> None:
+        """Ours, ahead of a hook's in the chain: it records, never raises."""
         if err.fatal():
-            self._failure = KafkaException(err)
+            if self._failure is None:
+                self._failure = KafkaException(err)
         else:
             log.warning("Kafka source consumer: %s", redact_text(str(err), self._properties))
-        if self._chained_error_cb is not None:
-            try:
-                self._chained_error_cb(err)
-            except Exception as exc:
-                # Raised by poll_next, not through librdkafka: confluent-kafka 2.0.2 was seen to
-                # serve the next error event with this exception still pending (a SystemError).
-                if self._failure is None:
-                    self._failure = exc
+
+    def _raise_failure(self) -> None:
+        """Raise what error_cb reported: a fatal consumer error, else what a hook's
+        chained error_cb raised (kept there, never let through librdkafka)."""
+        if self._failure is not None:
+            raise self._failure
+        self._client_errors.raise_pending()
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -597,16 +597,26 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         times = list(self._last_event_time.values())
         return min(times) if times else None
 
-    def _pending_records(self) -> int | None:
-        stats = self._metrics._partition_stats
-        total = 0
-        known = False
+    def pending_records(self) -> int | None:
+        """Records between each split's next offset and its partition's end as librdkafka's
+        statistics last reported it (every ``statistics.interval.ms``, so a little stale).
+        None until they have for a split that read a record, and always with
+        ``register.consumer.metrics=false``.
+
+        Safe from any thread, and never waits: it reads no consumer, only values this
+        reader's thread replaces or updates as plain attributes; ``list`` copies the
+        split table in one step no other Python thread can interleave with.
+        """
+        if self._closed:
+            return None
+        partition_stat = self._metrics.partition_stat
+        total: int | None = None
         for key, state in list(self._splits.items()):
-            high = stats.get(key, {}).get("hi_offset", -1)
-            if isinstance(high, int) and high >= 0 and state.current_offset >= 0:
-                known = True
-                total += max(0, high - state.current_offset)
-        return total if known else None
+            high = partition_stat(key, "hi_offset")
+            offset = state.current_offset
+            if high is not None and offset >= 0:
+                total = (total or 0) + max(0, high - offset)
+        return total
 
     # -- for tests and diagnostics -------------------------------------------------------
 
