@@ -23,6 +23,7 @@ from streamplug_kafka_source import (
     KafkaPartitionSplit,
     KafkaSource,
 )
+from streamplug_kafka_source.split.split import EARLIEST_OFFSET
 
 BASE_TS = 1_600_000_000_000
 
@@ -209,14 +210,14 @@ def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
 # -- pending records (the job's consumer lag) -----------------------------------------------
 
 
-def _statistics(**hi_offsets: int) -> str:
-    """librdkafka's statistics JSON, cut to what the reader reads: ``a_0=500`` is partition
-    a-0's end offset."""
+def _statistics(partitions: dict[str, dict[str, int]]) -> str:
+    """librdkafka's statistics JSON, cut to what the reader reads, for partitions named
+    like splits (``"a-0"``)."""
     topics: dict[str, Any] = {}
-    for name, hi_offset in hi_offsets.items():
-        topic, partition = name.rsplit("_", 1)
-        partitions = topics.setdefault(topic, {"partitions": {"-1": {"hi_offset": -1}}})
-        partitions["partitions"][partition] = {"hi_offset": hi_offset}
+    for name, stats in partitions.items():
+        topic, partition = name.rsplit("-", 1)
+        entry = topics.setdefault(topic, {"partitions": {"-1": {"hi_offset": -1}}})
+        entry["partitions"][partition] = {"app_offset": -1001, **stats}
     return json.dumps({"topics": topics})
 
 
@@ -227,23 +228,36 @@ def read_at_least(reader: Any, output: KafkaReaderOutput, count: int) -> None:
         reader.poll_next(output)
 
 
-def test_pending_records_are_the_statistics_end_offsets_minus_the_read_positions(
-    cluster: MockCluster,
-) -> None:
+def test_pending_records_come_from_one_statistics_report(cluster: MockCluster) -> None:
     # No statistics from librdkafka itself: the test hands the reader its own.
     reader = reader_for(cluster.bootstrap_servers, **{"register.consumer.metrics": "false"})
     output = KafkaReaderOutput()
     try:
-        reader.add_splits([KafkaPartitionSplit("a", 0, 0), KafkaPartitionSplit("b", 1, 0)])
+        reader.add_splits(
+            [
+                KafkaPartitionSplit("a", 0, 0),
+                KafkaPartitionSplit("a", 1, 100, 400),
+                KafkaPartitionSplit("b", 0, 0),
+                KafkaPartitionSplit("b", 1, EARLIEST_OFFSET),
+            ]
+        )
         assert reader.pending_records() is None  # no end offset known yet
+        reader.metrics.on_stats(
+            _statistics(
+                {
+                    "a-0": {"hi_offset": 500, "app_offset": 120},  # end - handed out
+                    "a-1": {"hi_offset": 500},  # stop - start: nothing handed out yet
+                    "b-1": {"hi_offset": 500},  # start not resolved yet: left out
+                    "c-0": {"hi_offset": 500},  # not this reader's: left out
+                }
+            )
+        )  # b-0: no end known, left out
+        assert reader.pending_records() == 380 + 300
+        assert reader.metrics.group.gauges["pendingRecords"].value == 680
         read_at_least(reader, output, 1)
-        positions = {str(tp): s.current_offset for tp, s in reader.split_states.items()}
-        reader.metrics.on_stats(_statistics(a_0=500, a_1=500))
-        # b-1 has no end offset in these statistics, a-1 is not this reader's: left out.
-        assert reader.pending_records() == 500 - positions["a-0"]
-        assert reader.metrics.group.gauges["pendingRecords"].value == 500 - positions["a-0"]
-        reader.metrics.on_stats(_statistics(a_0=500, b_1=500))
-        read_at_least(reader, output, 1000)
+        reader.metrics.on_stats(
+            _statistics({name: {"hi_offset": 500, "app_offset": 500} for name in ("a-0", "b-0")})
+        )
         assert reader.pending_records() == 0
     finally:
         reader.close()
@@ -258,10 +272,10 @@ def test_pending_records_reach_zero_from_librdkafkas_statistics_once_caught_up(
     try:
         reader.add_splits([KafkaPartitionSplit("a", 0, 0)])
         read_at_least(reader, output, 500)
+        # The next statistics report (served by the consumer's polls) says so.
         deadline = time.monotonic() + 10
-        while reader.pending_records() is None:
-            assert time.monotonic() < deadline, "no statistics with the end offset arrived"
-            reader.poll_next(output)  # statistics are served by the consumer's polls
-        assert reader.pending_records() == 0
+        while reader.pending_records() != 0:
+            assert time.monotonic() < deadline, f"pending {reader.pending_records()}, not 0"
+            reader.poll_next(output)
     finally:
         reader.close()

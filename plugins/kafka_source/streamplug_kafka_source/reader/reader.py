@@ -598,24 +598,38 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         return min(times) if times else None
 
     def pending_records(self) -> int | None:
-        """Records between each split's next offset and its partition's end as librdkafka's
-        statistics last reported it (every ``statistics.interval.ms``, so a little stale).
-        None until they have for a split that read a record, and always with
-        ``register.consumer.metrics=false``.
+        """Records left in this reader's splits, from librdkafka's last statistics (every
+        ``statistics.interval.ms``): each partition's end, or the split's stopping offset if
+        that comes first, minus the offset the consumer had handed out by then. None until
+        statistics name the end of a split, and always with ``register.consumer.metrics``
+        false.
 
-        Safe from any thread, and never waits: it reads no consumer, only values this
-        reader's thread replaces or updates as plain attributes; ``list`` copies the
-        split table in one step no other Python thread can interleave with.
+        End and position come from the same statistics on purpose: the lag as it was up to
+        an interval ago. The reader's own, newer position against an older end would say
+        0 while a fast reader is still far behind.
+
+        Safe from any thread, and never waits: it calls no consumer method and reads only
+        values this reader's thread replaces or updates as plain attributes; ``list``
+        copies the split table in one step no other Python thread can interleave with.
         """
         if self._closed:
             return None
         partition_stat = self._metrics.partition_stat
         total: int | None = None
         for key, state in list(self._splits.items()):
-            high = partition_stat(key, "hi_offset")
-            offset = state.current_offset
-            if high is not None and offset >= 0:
-                total = (total or 0) + max(0, high - offset)
+            end = partition_stat(key, "hi_offset")
+            if end is None:
+                continue
+            stop = state.split.stopping_offset
+            if stop is not None:
+                end = min(end, stop)
+            # Nothing handed out since the split was added: it still starts where it did.
+            position = partition_stat(key, "app_offset")
+            if position is None:
+                position = state.current_offset
+                if position < 0:
+                    continue  # a symbolic start (earliest, latest, committed) not resolved yet
+            total = (total or 0) + max(0, end - position)
         return total
 
     # -- for tests and diagnostics -------------------------------------------------------
