@@ -25,6 +25,7 @@ from streamplug.connectors import CollectionSource, CollectSink, TransactionalFi
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugins import build_plugin_host
 from streamplug.runtime import (
+    DataStream,
     FileCheckpointStorage,
     JobStatus,
     RestartStrategies,
@@ -94,16 +95,20 @@ def _fail_once_at(value: int) -> Any:
     return fn
 
 
-def test_failure_restarts_from_checkpoint_exactly_once(
-    env: StreamExecutionEnvironment, tmp_path: Path
-) -> None:
+def _numbers_failing_once(env: StreamExecutionEnvironment, tmp_path: Path) -> DataStream:
+    """0..5999 at parallelism 2, checkpointed every 30 ms, through a map that fails once at
+    4000; the job may restart 3 times."""
     env.set_parallelism(2).enable_checkpointing(30)
     env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
     source = CollectionSource(list(range(6000)), batch_size=100, records_per_second=6000)
-    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(
-        TransactionalFileSink(tmp_path / "out")
-    )
+    return env.from_source(source, None, "n").map(_fail_once_at(4000))
+
+
+def test_failure_restarts_from_checkpoint_exactly_once(
+    env: StreamExecutionEnvironment, tmp_path: Path
+) -> None:
+    _numbers_failing_once(env, tmp_path).sink_to(TransactionalFileSink(tmp_path / "out"))
     result = env.execute("failover")
     assert result.attempts == 2
     out = TransactionalFileSink.read_committed(tmp_path / "out")
@@ -113,12 +118,7 @@ def test_failure_restarts_from_checkpoint_exactly_once(
 def test_failure_under_at_least_once_loses_nothing(
     env: StreamExecutionEnvironment, tmp_path: Path
 ) -> None:
-    env.set_parallelism(2).enable_checkpointing(30)
-    env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
-    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 10))
-    sink = CollectSink(tmp_path / "out.jsonl")
-    source = CollectionSource(list(range(6000)), batch_size=100, records_per_second=6000)
-    env.from_source(source, None, "n").map(_fail_once_at(4000)).sink_to(sink)
+    _numbers_failing_once(env, tmp_path).sink_to(CollectSink(tmp_path / "out.jsonl"))
     env.execute("alo")
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert set(lines) == set(range(6000))
