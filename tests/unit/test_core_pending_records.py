@@ -34,11 +34,11 @@ def test_a_reader_that_does_not_implement_pending_records_cannot_say() -> None:
     assert MinimalReader().pending_records() is None
 
 
-class CountingReader(CollectionReader):
-    """The collection reader, saying how many elements its splits have left."""
+class SilentReader(CollectionReader):
+    """The collection reader, as a reader that cannot say how much it has left."""
 
     def pending_records(self) -> int | None:
-        return sum(end - start for start, end in list(self._positions.values()))
+        return None
 
 
 class FailingReader(CollectionReader):
@@ -50,7 +50,7 @@ class MixedSource(CollectionSource):
     """Subtask 0 and 1 can say what they have left, subtask 2 cannot, subtask 3 fails to."""
 
     def create_reader(self, context: ReaderContext) -> Any:
-        kind = [CountingReader, CountingReader, CollectionReader, FailingReader]
+        kind = [CollectionReader, CollectionReader, SilentReader, FailingReader]
         return kind[context.subtask_index](self.elements, self.batch_size, self.records_per_second)
 
 
@@ -87,10 +87,21 @@ def test_job_metrics_sum_the_readers_that_can_say(
     assert len(failures) == 1
 
 
+class SilentSource(CollectionSource):
+    def create_reader(self, context: ReaderContext) -> Any:
+        return SilentReader(self.elements, self.batch_size, self.records_per_second)
+
+
+def test_the_collection_reader_says_what_its_splits_have_left() -> None:
+    reader = CollectionReader(list(range(10)), 3, None)
+    reader.add_splits(CollectionSource(list(range(10)), num_splits=2).splits())
+    assert reader.pending_records() == 10
+
+
 def test_job_metrics_have_no_pending_records_when_no_reader_can_say(
     env: StreamExecutionEnvironment,
 ) -> None:
-    env.from_collection(range(100)).sink_to(CollectSink())
+    env.from_source(SilentSource(list(range(100)))).sink_to(CollectSink())
     client = env.execute_async("unknown")
     client.wait(10)
     assert client.metrics().pending_records is None

@@ -152,6 +152,11 @@ class _Reader(SourceReader[CollectionSplit]):
     def snapshot_state(self, checkpoint_id: int) -> list[CollectionSplit]:
         return [CollectionSplit(sid, p[0], p[1]) for sid, p in self._positions.items()]
 
+    def pending_records(self) -> int | None:
+        # list() copies the values in one C call, so the reader thread deleting a finished
+        # split cannot break the iteration; a position read mid-update is off by one batch.
+        return sum(end - start for start, end in list(self._positions.values()))
+
 
 class CollectionSource(Source[CollectionSplit, list[CollectionSplit]]):
     """Elements held in memory, read in ``num_splits`` splits.
