@@ -23,14 +23,14 @@ what a reader emits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import PluginHost, build_plugin_host
 from streamplug.runtime.config import DEFAULT_TIMEOUT_MS
-from streamplug.runtime.contexts import RuntimeReaderContext, RuntimeSinkContext
+from streamplug.runtime.contexts import RuntimeReaderContext, RuntimeSinkContext, _HostFacts
 
 __all__ = [
     "AsyncCall",
@@ -126,7 +126,7 @@ class AsyncCall(NamedTuple):
     period_ms: int
 
 
-class RecordingEnumeratorContext(SplitEnumeratorContext[Any]):
+class RecordingEnumeratorContext(_HostFacts, SplitEnumeratorContext[Any]):
     """An enumerator's context that records instead of delivering, and runs the
     enumerator's asynchronous work only when the test calls ``run_async_calls``.
 
@@ -144,10 +144,9 @@ class RecordingEnumeratorContext(SplitEnumeratorContext[Any]):
         metric_group: MetricGroup,
         checkpointing: bool,
     ) -> None:
-        self._host = host
+        # The runtime's own host, metric group and checkpointing facts.
+        super().__init__(host, metric_group, checkpointing)
         self._parallelism = parallelism
-        self._metric_group = metric_group
-        self._checkpointing = checkpointing
         self.readers = list(readers)
         self.assigned: dict[int, list[Any]] = {}
         self.no_more_splits: list[int] = []
@@ -156,14 +155,6 @@ class RecordingEnumeratorContext(SplitEnumeratorContext[Any]):
     @property
     def parallelism(self) -> int:
         return self._parallelism
-
-    @property
-    def metric_group(self) -> MetricGroup:
-        return self._metric_group
-
-    @property
-    def checkpointing_enabled(self) -> bool:
-        return self._checkpointing
 
     def registered_readers(self) -> Sequence[int]:
         return list(self.readers)
@@ -202,11 +193,6 @@ class RecordingEnumeratorContext(SplitEnumeratorContext[Any]):
             except Exception as exc:  # handed to the handler, as the runtime does
                 result, error = None, exc
             call.handler(result, error)
-
-    def configure_client(
-        self, properties: MutableMapping[str, str], *, role: str, connector: str
-    ) -> MutableMapping[str, str]:
-        return self._host.configure_client(properties, role=role, connector=connector)
 
 
 def enumerator_context(
