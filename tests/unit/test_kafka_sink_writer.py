@@ -230,3 +230,52 @@ def test_event_time_becomes_record_timestamp_on_the_fast_path(mock_cluster: Any)
     stamps = [m.timestamp()[1] for m in records]
     assert stamps[:3] == [1_600_000_000_001, 1_600_000_000_002, 1_600_000_000_003]
     assert stamps[3] > 1_700_000_000_000
+
+
+def test_full_queue_keeps_order_and_event_time_on_the_fast_path(mock_cluster: Any) -> None:
+    # The fast path hands a batch to produce() from C and resumes after each record the
+    # full queue refused: every record must arrive once, in order, with its own event time.
+    mock_cluster.create_topic("out", partitions=1)
+    sink = _sink(
+        mock_cluster.bootstrap_servers,
+        "out",
+        DeliveryGuarantee.AT_LEAST_ONCE,
+        **{"queue.buffering.max.messages": "50"},
+    )
+    writer = sink.create_writer(sink_context(), [])
+    values = [f"v{i}" for i in range(3000)]
+    stamps = [1_600_000_000_000 + i for i in range(3000)]
+    stamps[7] = -1  # unknown event time: stamped "now" by the producer, order unchanged
+    for i in range(0, len(values), 500):
+        writer.write(values[i : i + 500], stamps[i : i + 500])
+    writer.flush(False)
+    writer.close()
+    records = read_all(mock_cluster.bootstrap_servers, "out", "read_uncommitted")
+    assert _values(records) == values
+    got = [m.timestamp()[1] for m in records]
+    assert got[:7] == stamps[:7] and got[8:] == stamps[8:]
+    assert got[7] > 1_700_000_000_000
+    metrics = _metrics(writer).snapshot()
+    assert metrics["numRecordsOut"] == 3000
+    assert metrics["numBytesOut"] == sum(len(v) for v in values)
+
+
+def test_a_record_produce_rejects_fails_the_write_on_the_fast_path(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("out", partitions=1)
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic("out")
+        .set_value_serialization_schema(lambda v: v)  # produce() refuses an int value
+        .build()
+    )
+    sink = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(mock_cluster.bootstrap_servers)
+        .set_record_serializer(schema)
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )
+    writer = sink.create_writer(sink_context(), [])
+    with pytest.raises(TypeError):
+        writer.write([b"ok", 42, b"never"], [1_600_000_000_000] * 3)
+    writer.close()
