@@ -11,11 +11,15 @@ fetch settings streamplug's source uses, error-only delivery reports):
 * EXACTLY_ONCE — transactional producer; every second ``send_offsets_to_transaction`` +
   ``commit_transaction`` + ``begin_transaction``: the same commit cadence as the job.
 
-Runs alternate (baseline, streamplug, baseline, ...) and medians are compared, so the
-ratio measures streamplug's overhead, not broker noise. Results go to stdout and to the
-"## Kafka sink" section of benchmarks/RESULTS.md (with --write-results).
+Runs come in pairs (one baseline, one streamplug job per parallelism), the order inside
+a pair swapped every other pair so neither side always runs right after the other's
+output check; medians are compared, so the ratio measures streamplug's overhead, not
+broker noise. Each pair also gives its own ratio (the two runs were seconds apart): their
+min-max range is reported next to the median ratio so the figure's noise is visible.
+Results go to stdout and to the "## Kafka sink" section of benchmarks/RESULTS.md (with
+--write-results).
 
-    python benchmarks/bench_sink.py [--records 1000000] [--runs 3] [--partitions 2]
+    python benchmarks/bench_sink.py [--records 1000000] [--runs 7] [--partitions 2]
                                     [--parallelism 1,2]
                                     [--bootstrap-servers host:port] [--write-results]
                                     [--writer-only]
@@ -303,6 +307,11 @@ class Summary:
         )
 
 
+def pair_ratios(hand_runs: Sequence[Run], job_runs: Sequence[Run]) -> list[float]:
+    """Whole-run ratio (streamplug records/s over the hand loop's) of each pair of runs."""
+    return [h.wall / j.wall for h, j in zip(hand_runs, job_runs, strict=True)]
+
+
 def _hand(
     guarantee: str, bootstrap: str, source: str, records: int, partitions: int, sink: str
 ) -> Run:
@@ -439,7 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--runs", type=int, default=7, help="pairs of runs (baseline + streamplug) per guarantee"
+    )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument(
         "--parallelism",
@@ -480,71 +491,79 @@ def main(argv: Sequence[str] | None = None) -> int:
             job_runs: dict[int, list[Run]] = {p: [] for p in parallelisms}
             for run in range(args.runs):
                 print(f"{guarantee} run {run + 1}/{args.runs}", flush=True)
-                hand_runs.append(
-                    measure(
-                        "hand-loop",
-                        functools.partial(
-                            _hand, guarantee, bootstrap, source, args.records, args.partitions
-                        ),
-                        bootstrap,
-                        guarantee,
-                        args.records,
-                        args.partitions,
-                    )
+                hand_step = (
+                    "hand-loop",
+                    functools.partial(
+                        _hand, guarantee, bootstrap, source, args.records, args.partitions
+                    ),
+                    hand_runs,
                 )
-                for par in parallelisms:
-                    job_runs[par].append(
-                        measure(
-                            f"streamplug{par}",
-                            functools.partial(
-                                _job,
-                                guarantee,
-                                bootstrap,
-                                source,
-                                args.records,
-                                args.partitions,
-                                par,
-                            ),
-                            bootstrap,
-                            guarantee,
-                            args.records,
-                            args.partitions,
-                        )
+                job_steps = [
+                    (
+                        f"streamplug{par}",
+                        functools.partial(
+                            _job, guarantee, bootstrap, source, args.records, args.partitions, par
+                        ),
+                        job_runs[par],
+                    )
+                    for par in parallelisms
+                ]
+                # Baseline first in even pairs, last in odd ones: whatever the previous run
+                # leaves behind (broker work on its output, page cache) falls on both sides.
+                steps = [hand_step, *job_steps] if run % 2 == 0 else [*job_steps, hand_step]
+                for name, fn, runs in steps:
+                    runs.append(
+                        measure(name, fn, bootstrap, guarantee, args.records, args.partitions)
                     )
             hand = Summary.of(hand_runs, args.records)
             jobs = {p: Summary.of(r, args.records) for p, r in job_runs.items()}
-            rows.append((guarantee, hand, jobs))
+            pairs = {p: pair_ratios(hand_runs, r) for p, r in job_runs.items()}
+            rows.append((guarantee, hand, jobs, pairs))
         lines = [
             f"Kafka -> Kafka, {args.records:,} records of {VALUE_BYTES} bytes, {args.partitions} "
-            f"partitions, checkpoints / commits every {CHECKPOINT_MS} ms, {args.runs} alternating "
-            "runs per column on one local Apache Kafka 4.1.1 broker. The hand-written loops are "
+            f"partitions, checkpoints / commits every {CHECKPOINT_MS} ms, {args.runs} pairs of "
+            "runs (each pair: one run per column) on one local Apache Kafka 4.1.1 broker. The hand-written loops are "
             "single-threaded (one consumer, one producer). **ratio** = median records/s over the "
             "whole run (job start to end), the figure the targets apply to, checked at streamplug "
             f"parallelism {parallelisms[0]}; *steady* = median from the first record handed to the "
             "producer to the end (leaves out job start-up); *CPU* = records per CPU-second of the "
-            "process, all threads; *best* = ratio of the best runs. "
+            "process, all threads; *best* = ratio of the best runs; *pairs* = lowest-highest "
+            "whole-run ratio of the individual pairs of runs (a baseline and a streamplug run "
+            "seconds apart, order swapped every other pair), the spread behind the median. "
             f"{platform.python_implementation()} {platform.python_version()}, confluent-kafka "
             f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
             f"{os.cpu_count()} cores shared with the broker and other work. Command: "
-            f"`python benchmarks/bench_sink.py --parallelism {args.parallelism} --runs {args.runs} "
-            "--write-results`.",
+            f"`python benchmarks/bench_sink.py --guarantees {args.guarantees} --parallelism "
+            f"{args.parallelism} --runs {args.runs} --records {args.records} --partitions "
+            f"{args.partitions}`.",
             "",
-            "| guarantee | hand loop rec/s | streamplug | rec/s | **ratio** | steady | CPU | best | target |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---|",
+            "| guarantee | hand loop rec/s | streamplug | rec/s | **ratio** | pairs | steady | CPU "
+            "| best | target |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
         ]
-        for guarantee, hand, jobs in rows:
+        spreads = []
+        for guarantee, hand, jobs, pairs in rows:
             target = TARGETS.get(guarantee)
             for i, (par, job) in enumerate(jobs.items()):
                 ratio = job.total / hand.total
                 verdict = "-"
                 if target and i == 0:
                     verdict = f">= {target}: " + ("met" if ratio >= target else "MISSED")
+                    above = sum(r >= target for r in pairs[par])
+                    spreads.append(
+                        f"{guarantee} p={par} pairs: "
+                        + ", ".join(f"{r:.2f}" for r in pairs[par])
+                        + f" ({above} of {len(pairs[par])} at or above {target})"
+                    )
                 lines.append(
                     f"| {guarantee if i == 0 else ''} | {f'{hand.total:,.0f}' if i == 0 else ''} "
-                    f"| p={par} | {job.total:,.0f} | **{ratio:.2f}** | {job.steady / hand.steady:.2f} "
-                    f"| {job.cpu / hand.cpu:.2f} | {job.best / hand.best:.2f} | {verdict} |"
+                    f"| p={par} | {job.total:,.0f} | **{ratio:.2f}** "
+                    f"| {min(pairs[par]):.2f}-{max(pairs[par]):.2f} "
+                    f"| {job.steady / hand.steady:.2f} | {job.cpu / hand.cpu:.2f} "
+                    f"| {job.best / hand.best:.2f} | {verdict} |"
                 )
-        lines += ["", *bar_chart(rows)]
+        lines += ["", *(f"- {line}" for line in spreads)]
+        lines += ["", *bar_chart([(g, h, j) for g, h, j, _ in rows])]
         text = "\n".join(lines)
         print()
         print(text)
