@@ -1,11 +1,13 @@
-"""The enumerator's view of the cluster: topic metadata and offsets, through one AdminClient."""
+"""The enumerator's view of the cluster: topic metadata and offsets, through an AdminClient
+(and consumers that never join a group, where the admin API falls short)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamplug.errors import ConfigError
@@ -18,6 +20,13 @@ _NO_OFFSET = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID: nothing committed
 # (the broker reads a timestamp of -1 or -2 the same way).
 EARLIEST = -2
 LATEST = -1
+_COORDINATOR_SETTLING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 class AdminOffsetsRetriever:
@@ -40,6 +49,7 @@ class AdminOffsetsRetriever:
         self._read_committed = read_committed
         self._timeout = timeout_s
         self._lister: ConsumerOffsetsLister | None = None
+        self._committed_reader: Consumer | None = None
 
     def _fail(self, what: str, exc: BaseException) -> RuntimeError:
         text = redact_text(str(exc), self._properties)
@@ -150,18 +160,40 @@ class AdminOffsetsRetriever:
                 "call set_group_id(...)",
                 option="group.id",
             )
-        request = ConsumerGroupTopicPartitions(
-            self._group_id, [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        )
-        try:
-            futures = self._admin.list_consumer_group_offsets(
-                [request], request_timeout=self._timeout
-            )
-            result = futures[self._group_id].result(self._timeout)
-        except KafkaException as exc:
-            raise self._fail(f"read committed offsets of group {self._group_id!r}", exc) from exc
+        request = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                found = self._group_consumer().committed(request, timeout=self._timeout)
+                break
+            except KafkaException as exc:
+                # The group's coordinator is not ready yet: a fresh cluster creating
+                # __consumer_offsets, or a coordinator moving. The consumer does not retry
+                # this itself within one call.
+                error = exc.args[0] if exc.args else None
+                settling = isinstance(error, KafkaError) and error.code() in _COORDINATOR_SETTLING
+                if not settling or time.monotonic() >= deadline:
+                    raise self._fail(
+                        f"read committed offsets of group {self._group_id!r}", exc
+                    ) from exc
+                time.sleep(0.1)
         return {
             KafkaTopicPartition(tp.topic, tp.partition): tp.offset
-            for tp in result.topic_partitions
+            for tp in found
             if tp.error is None and tp.offset >= 0 and tp.offset != _NO_OFFSET
         }
+
+    def _group_consumer(self) -> Consumer:
+        """A consumer of the job's group that never subscribes, so it never joins the group
+        or disturbs its members; it only asks the coordinator for committed offsets.
+
+        Not ``AdminClient.list_consumer_group_offsets``: librdkafka (up to at least 2.16)
+        dereferences a null consumer-group handle when that request is answered
+        NOT_COORDINATOR, and crashes the process (SIGSEGV) — which is what a fresh cluster
+        answers until its __consumer_offsets topic exists (librdkafka issue #5040)."""
+        if self._committed_reader is None:
+            config = dict(self._properties)
+            config["group.id"] = self._group_id
+            config["enable.auto.commit"] = False
+            self._committed_reader = Consumer(config)
+        return self._committed_reader
