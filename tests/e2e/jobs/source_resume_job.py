@@ -2,9 +2,9 @@
 file sink, checkpointing every 200 ms and committing offsets to a group.
 
 Each output line is "partition:offset" of an input record. Run it again after a kill and
-it resumes from its newest checkpoint. The fault point ``kafka_source_job.record`` (per
-record, see streamplug.runtime.faults) kills it mid-stream. Prints one JSON line with
-what it restored and read when it finishes.
+it resumes from its newest checkpoint; the test kills it mid-stream (``--record-delay``
+sets how long a record takes). Prints one JSON line with what it restored and read when
+it finishes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from crash_job_support import checkpointing_env, run_and_report
 
 from streamplug.api import WatermarkStrategy
 from streamplug.connectors import TransactionalFileSink
-from streamplug.runtime.faults import fault_point
 from streamplug_kafka_source import (
     KafkaOffsetsInitializer,
     KafkaRecord,
@@ -42,7 +41,6 @@ def main() -> int:
     args = parser.parse_args()
 
     def throttle(value: str) -> str:
-        fault_point("kafka_source_job.record")
         time.sleep(args.record_delay)
         return value
 
