@@ -37,8 +37,8 @@ JOB = Path(__file__).parent / "jobs" / "sink_crash_job.py"
 RECORDS = 200_000
 # Records/s per subtask. Unthrottled the job moves 200k records in ~2 s; slowed down it
 # lives long enough (~100 s of processing) to be killed 20+ times before it finishes. The
-# job also takes 100-record polls, so a checkpoint barrier waits ~0.1 s for the batch in
-# flight rather than the ~10 s a default 10,000-record batch takes at this rate.
+# job also takes 100-record polls, so a checkpoint barrier waits at most ~0.1 s for the
+# batch in flight, from the first batch of each run on.
 RATE = 1_000
 
 SINK_FAULTS = ("kafka_sink.before_commit", "kafka_sink.after_commit")

@@ -279,3 +279,58 @@ def test_pending_records_reach_zero_from_librdkafkas_statistics_once_caught_up(
             reader.poll_next(output)
     finally:
         reader.close()
+
+
+class SlowOutput(KafkaReaderOutput):
+    """Downstream work that takes ``per_record_s`` per record, like a slow map."""
+
+    def __init__(self, per_record_s: float) -> None:
+        super().__init__()
+        self.per_record_s = per_record_s
+        self.sizes: list[int] = []
+
+    def collect_batch(
+        self,
+        values: Sequence[Any],
+        timestamps: Sequence[int] | None = None,
+        split_id: str | None = None,
+    ) -> None:
+        super().collect_batch(values, timestamps, split_id)
+        self.sizes.append(len(values))
+        time.sleep(self.per_record_s * len(values))
+
+
+def test_slow_downstream_work_gets_small_batches(cluster: MockCluster) -> None:
+    # A checkpoint barrier waits for the batch in flight: at 0.5 ms per record a batch of
+    # poll.max.records (here 10,000) would hold it for 5 s. The reader sizes batches so one
+    # takes about 50 ms downstream: ~100 records here.
+    reader = reader_for(cluster.bootstrap_servers, **{"poll.max.records": "10000"})
+    output = SlowOutput(per_record_s=0.0005)
+    try:
+        reader.start()
+        reader.add_splits([KafkaPartitionSplit(t, p, 0, 500) for t in "ab" for p in (0, 1)])
+        reader.notify_no_more_splits()
+        assert drain(reader, output) is InputStatus.END_OF_INPUT
+    finally:
+        reader.close()
+    assert len(output.values) == 2000
+    # The first batch is at most Kafka's default max.poll.records (500), later ones ~100.
+    assert max(output.sizes) <= 500, output.sizes
+    assert 50 <= reader._batch_limit <= 200, output.sizes
+    assert len(output.sizes) >= 12, output.sizes
+
+
+def test_fast_downstream_work_keeps_full_batches(cluster: MockCluster) -> None:
+    reader = reader_for(cluster.bootstrap_servers, **{"poll.max.records": "300"})
+    output = KafkaReaderOutput()
+    try:
+        reader.start()
+        reader.add_splits(
+            [KafkaPartitionSplit("a", 0, 0, 500), KafkaPartitionSplit("a", 1, 0, 500)]
+        )
+        reader.notify_no_more_splits()
+        assert drain(reader, output) is InputStatus.END_OF_INPUT
+    finally:
+        reader.close()
+    assert len(output.values) == 1000
+    assert reader._batch_limit == 300  # poll.max.records, reached and kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from itertools import groupby
@@ -71,6 +72,10 @@ _FATAL_CODES = frozenset(
 # librdkafka's own scan for unknown topics runs once a second: waiting longer than that
 # for a metadata answer cannot start a partition sooner.
 _METADATA_TIMEOUT_S = 1.0
+# How long the work downstream of one batch should take (see _fit_batch), and the first
+# batch's limit, before the reader has measured anything: Kafka's own max.poll.records.
+_BATCH_SECONDS = 0.05
+_FIRST_BATCH = 500
 
 _message_error = Message.error
 _message_partition = Message.partition
@@ -122,6 +127,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._policy = bad_record_policy
         self._commit_on_checkpoint = commit_offsets_on_checkpoint
         self._max_records = poll_max_records
+        self._batch_limit = min(poll_max_records, _FIRST_BATCH)
         self._poll_timeout_s = poll_timeout_ms / 1000.0
         self._metrics = KafkaSourceReaderMetrics(context.metric_group, register_consumer_metrics)
         self._metrics.min_split_event_time = self._min_split_event_time
@@ -245,7 +251,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._serve(0)
             return InputStatus.NOTHING_AVAILABLE
         consumer = self._consumer
-        messages = consumer.consume(self._max_records, 0)
+        limit = self._batch_limit
+        messages = consumer.consume(limit, 0)
         if not messages:
             first = consumer.poll(self._poll_timeout_s)
             self._raise_failure()  # from error_cb, which consume/poll served
@@ -253,9 +260,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 self._check_positions(output)
                 return self._status()
             messages = [first]
-            if self._max_records > 1:
-                messages += consumer.consume(self._max_records - 1, 0)
-        drained = len(messages) < self._max_records
+            if limit > 1:
+                messages += consumer.consume(limit - 1, 0)
+        drained = len(messages) < limit
         # Event time is the record timestamp. Reading it costs a tuple per record, the
         # largest per-record cost here, so the same list also finds error events: they
         # carry no timestamp (-1), and Kafka 4 stores none without one.
@@ -267,10 +274,27 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             if self._idle:
                 self._idle = False
                 output.mark_active()
+            started = time.perf_counter()
             self._emit_batch(messages, timestamps, output)
+            self._fit_batch(len(messages), time.perf_counter() - started)
         if drained:
             self._check_positions(output)
         return self._status()
+
+    def _fit_batch(self, records: int, seconds: float) -> None:
+        """Size the next batch so the work downstream of it takes about _BATCH_SECONDS.
+
+        The runtime serves checkpoint barriers between two polls, so a barrier waits for
+        the batch in flight: 10,000 records through a map that takes a millisecond each
+        would hold every checkpoint for 10 s. Fast pipelines (microseconds per record) keep
+        ``poll.max.records``; slow ones get small batches. The limit shrinks at once and
+        grows at most twofold per batch, so one quick batch after a slow spell does not
+        bring the long barrier wait back."""
+        if seconds <= 0:
+            fitted = self._max_records
+        else:
+            fitted = max(1, int(records * _BATCH_SECONDS / seconds))
+        self._batch_limit = min(self._max_records, fitted, 2 * self._batch_limit)
 
     def snapshot_state(self, checkpoint_id: int) -> list[KafkaPartitionSplit]:
         if self._dead_letter is not None:
