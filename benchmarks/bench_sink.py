@@ -573,7 +573,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     spreads.append(
                         f"{guarantee} p={par} pairs: "
                         + ", ".join(f"{r:.2f}" for r in pairs[par])
-                        + f" ({above} of {len(pairs[par])} at or above {target})"
+                        + f" (median {statistics.median(pairs[par]):.2f}; {above} of "
+                        f"{len(pairs[par])} at or above {target})"
                     )
                 lines.append(
                     f"| {guarantee if i == 0 else ''} | {f'{hand.total:,.0f}' if i == 0 else ''} "
