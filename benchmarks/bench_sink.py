@@ -74,6 +74,9 @@ class PassThroughOut(SerializationSchema[bytes]):
     def serialize(self, element: bytes) -> bytes:
         return element
 
+    def serialize_batch(self, elements: Sequence[bytes]) -> list[bytes]:
+        return elements if isinstance(elements, list) else list(elements)
+
 
 def _capture_writers(sink: KafkaSink) -> list[Any]:
     """The job's sink writers, collected as the runtime creates them, so the benchmark can

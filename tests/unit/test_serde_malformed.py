@@ -274,6 +274,9 @@ def test_bad_elements_raise_serialization_error(schema: Any, element: Any, word:
         schema.serialize(element)
     assert word in str(info.value)
     assert info.value.format
+    with pytest.raises(SerializationError) as in_batch:
+        schema.serialize_batch([element])
+    assert word in str(in_batch.value)
 
 
 @pytest.mark.parametrize(

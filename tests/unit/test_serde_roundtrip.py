@@ -1,5 +1,6 @@
 """Property-based round trips for every built-in format: serialize then deserialize gives
-the element back, one at a time and through the bulk ``deserialize_batch`` path."""
+the element back, one at a time and through the bulk ``serialize_batch`` and
+``deserialize_batch`` paths."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def roundtrip(ser: Any, deser: Any, elements: list[Any]) -> tuple[list[Any], lis
     deser.open()
     encoded = [ser.serialize(e) for e in elements]
     assert all(type(b) is bytes for b in encoded)
+    assert ser.serialize_batch(elements) == encoded
     return [deser.deserialize(b) for b in encoded], deser.deserialize_batch(encoded)
 
 

@@ -20,6 +20,11 @@ class SerializationSchema(ABC, Generic[T]):
     @abstractmethod
     def serialize(self, element: T) -> bytes: ...
 
+    def serialize_batch(self, elements: Sequence[T]) -> list[bytes]:
+        """Serialize many at once, in order; formats with a faster bulk path override this.
+        A bad element raises what ``serialize`` raises for it."""
+        return list(map(self.serialize, elements))
+
 
 class DeserializationSchema(ABC, Generic[T]):
     """Turns bytes into an element (Flink's ``DeserializationSchema``).

@@ -115,6 +115,9 @@ class _FunctionSchema(SerializationSchema[Any]):
     def serialize(self, element: Any) -> bytes:
         return self.fn(element)
 
+    def serialize_batch(self, elements: Sequence[Any]) -> list[bytes]:
+        return list(map(self.fn, elements))
+
 
 class _KafkaSerializerAdapter(SerializationSchema[Any]):
     """A confluent_kafka serializer (``serializer(obj, SerializationContext)``) as a schema

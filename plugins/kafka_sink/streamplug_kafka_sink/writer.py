@@ -122,8 +122,8 @@ class RecordEmitter:
         self._fast_topic = (
             built.topic if built is not None and built.fixed_topic_value_only else None
         )
-        self._fast_value: Callable[[Any], bytes | None] | None = (
-            built.value.serialize
+        self._fast_values: Callable[[Sequence[Any]], list[bytes]] | None = (
+            built.value.serialize_batch
             if built is not None and self._fast_topic is not None and built.value
             else None
         )
@@ -219,10 +219,10 @@ class RecordEmitter:
         nbytes = 0
         count = 0
         topic = self._fast_topic
-        if topic is not None and self._fast_value is not None:
-            # map() and sum() run their loops in C; the only Python per record is the
-            # value serializer's own.
-            encoded = list(map(self._fast_value, values))
+        if topic is not None and self._fast_values is not None:
+            # The value format serializes the whole batch (in C for bytes and text), and
+            # sum() runs its loop in C: no Python runs per record here.
+            encoded = self._fast_values(values)
             if timestamps is not None:
                 if len(timestamps) != len(encoded):
                     raise ValueError(f"{len(encoded)} values but {len(timestamps)} timestamps")

@@ -45,6 +45,11 @@ class BytesSchema(SerializationSchema[bytes], DeserializationSchema[bytes]):
             return list(messages)
         return deserialize_each(self.deserialize, messages)
 
+    def serialize_batch(self, elements: Sequence[bytes]) -> list[bytes]:
+        if all(type(e) is bytes for e in elements):
+            return list(elements)
+        return list(map(self.serialize, elements))
+
     def __repr__(self) -> str:
         return "BytesSchema()"
 
@@ -111,6 +116,16 @@ class SimpleStringSchema(SerializationSchema[str], DeserializationSchema[str]):
                 format=self.format_name,
                 data=bytes(message),
             ) from exc
+
+    def serialize_batch(self, elements: Sequence[str]) -> list[bytes]:
+        charset = self.charset
+        if all(type(e) is str for e in elements):
+            try:
+                return [e.encode(charset) for e in elements]
+            except UnicodeEncodeError:
+                pass
+        # Not text, or not representable in the charset: serialize() names the problem.
+        return list(map(self.serialize, elements))
 
     def deserialize_batch(self, messages: Sequence[bytes]) -> list[str]:
         charset = self.charset
