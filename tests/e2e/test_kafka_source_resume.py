@@ -13,26 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import (
-    Consumer,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamplug.connectors import TransactionalFileSink
 from streamplug.runtime import FileCheckpointStorage
+from streamplug_kafka_common import admin as kafka_admin
+from streamplug_kafka_common.admin import committed_offsets
 
 JOB = Path(__file__).parent / "jobs" / "source_resume_job.py"
 PER_PARTITION = 2000
-COORDINATOR_SETTLING = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -68,9 +57,8 @@ def kill_once_committed(bootstrap: str, topic: str, group: str, tmp: Path) -> di
     checkpoint: on a loaded machine the job died with checkpoints complete but a
     partition's commit still in flight."""
     cmd = job_command(bootstrap, topic, group, tmp, "--record-delay", "0.002")
-    # A consumer asks, not the admin client: list_consumer_group_offsets crashed the test
-    # process (SIGSEGV, confluent-kafka 2.16.1) when called before the broker's
-    # __consumer_offsets topic existed, which is the case until the job's first commit.
+    # A consumer of the group asks (kafka_common's committed_offsets says why not the admin
+    # client); one for the whole watch, not one per question.
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     partitions = [TopicPartition(topic, p) for p in (0, 1)]
     try:
@@ -80,16 +68,8 @@ def kill_once_committed(bootstrap: str, topic: str, group: str, tmp: Path) -> di
             deadline = time.monotonic() + 60
             seen: dict[int, int] = {}
             while job.poll() is None and time.monotonic() < deadline:
-                try:
-                    committed = watcher.committed(partitions, timeout=10)
-                except KafkaException as exc:
-                    # The group's coordinator is still being set up (NOT_COORDINATOR,
-                    # COORDINATOR_LOAD_IN_PROGRESS): ask again.
-                    if exc.args[0].code() not in COORDINATOR_SETTLING:
-                        raise
-                    time.sleep(0.05)
-                    continue
-                seen = {tp.partition: tp.offset for tp in committed}
+                found = committed_offsets(watcher, partitions, timeout_s=10)
+                seen = {tp.partition: tp.offset for tp in found}
                 if all(seen[p] > 0 for p in (0, 1)):
                     break
                 time.sleep(0.05)
@@ -104,10 +84,7 @@ def kill_once_committed(bootstrap: str, topic: str, group: str, tmp: Path) -> di
 
 
 def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    client = AdminClient({"bootstrap.servers": bootstrap})
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(2)])
-    result = client.list_consumer_group_offsets([request])[group].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
+    return kafka_admin.group_offsets(bootstrap, group, topic, partitions=2)
 
 
 def test_restart_resumes_from_checkpointed_offsets_not_committed_ones(

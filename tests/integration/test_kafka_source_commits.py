@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 
 from streamplug.api import DeserializationSchema, WatermarkStrategy
 from streamplug.connectors import CollectSink
 from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+from streamplug_kafka_common.admin import group_offsets
 from streamplug_kafka_source import KafkaSource, KafkaTopicPartition
 from streamplug_kafka_source.reader import KafkaSourceReader
 
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.integration
 class Utf8(DeserializationSchema[str]):
     def deserialize(self, message: bytes) -> str:
         return message.decode()
-
-
-def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    client = AdminClient({"bootstrap.servers": bootstrap})
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p) for p in range(partitions)]
-    )
-    result = client.list_consumer_group_offsets([request])[group].result(10)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 def produce_numbers(bootstrap: str, topic: str, count: int, partitions: int = 1) -> None:

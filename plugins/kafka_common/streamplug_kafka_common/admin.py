@@ -27,9 +27,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 __all__ = [
     "ClientConfig",
     "PartitionInfo",
+    "committed_offsets",
     "create_topic",
     "describe_partitions",
     "end_offsets",
+    "group_offsets",
     "read_all",
     "wait_for_topic",
 ]
@@ -44,6 +46,56 @@ IsolationLevel = Literal["read_committed", "read_uncommitted"]
 _FAST_DRAIN: dict[str, Any] = (
     {"fetch.queue.backoff.ms": 10} if libversion()[1] >= 0x02030000 else {}
 )
+
+
+# What a group's coordinator answers while it is being set up: a fresh cluster creating
+# __consumer_offsets, or a coordinator moving to another broker.
+_COORDINATOR_SETTLING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def committed_offsets(
+    consumer: Consumer, partitions: list[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """The committed offsets of ``consumer``'s group for ``partitions`` (offset -1001 where
+    nothing is committed), asking again while the group's coordinator settles, until
+    ``timeout_s``; other errors, and the last one at the deadline, raise KafkaException.
+
+    ``consumer`` should be a consumer of the group that never subscribes, so it never joins
+    the group. Not ``AdminClient.list_consumer_group_offsets``: librdkafka (up to at least
+    2.16, issue #5040) dereferences a null consumer-group handle when that request is
+    answered NOT_COORDINATOR and crashes the process (SIGSEGV), which is what a fresh
+    cluster answers until its __consumer_offsets topic exists."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=timeout_s))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            settling = isinstance(error, KafkaError) and error.code() in _COORDINATOR_SETTLING
+            if not settling or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+def group_offsets(
+    client_config: ClientConfig, group: str, topic: str, partitions: int, timeout_s: float = 10
+) -> dict[int, int]:
+    """Partition -> committed offset of ``group`` on the first ``partitions`` partitions of
+    ``topic`` (-1001 where nothing is committed), without joining the group."""
+    consumer = Consumer(_config(client_config, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        found = committed_offsets(
+            consumer, [TopicPartition(topic, p) for p in range(partitions)], timeout_s
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found}
 
 
 def _config(client_config: ClientConfig, **extra: Any) -> dict[str, Any]:

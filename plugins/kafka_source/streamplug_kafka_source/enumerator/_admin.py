@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
+from streamplug_kafka_common.admin import committed_offsets
 from streamplug_kafka_source._compat import HAS_ADMIN_LIST_OFFSETS, ConsumerOffsetsLister
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
@@ -20,13 +20,6 @@ _NO_OFFSET = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID: nothing committed
 # (the broker reads a timestamp of -1 or -2 the same way).
 EARLIEST = -2
 LATEST = -1
-_COORDINATOR_SETTLING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
 
 
 class AdminOffsetsRetriever:
@@ -161,22 +154,10 @@ class AdminOffsetsRetriever:
                 option="group.id",
             )
         request = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                found = self._group_consumer().committed(request, timeout=self._timeout)
-                break
-            except KafkaException as exc:
-                # The group's coordinator is not ready yet: a fresh cluster creating
-                # __consumer_offsets, or a coordinator moving. The consumer does not retry
-                # this itself within one call.
-                error = exc.args[0] if exc.args else None
-                settling = isinstance(error, KafkaError) and error.code() in _COORDINATOR_SETTLING
-                if not settling or time.monotonic() >= deadline:
-                    raise self._fail(
-                        f"read committed offsets of group {self._group_id!r}", exc
-                    ) from exc
-                time.sleep(0.1)
+        try:
+            found = committed_offsets(self._group_consumer(), request, self._timeout)
+        except KafkaException as exc:
+            raise self._fail(f"read committed offsets of group {self._group_id!r}", exc) from exc
         return {
             KafkaTopicPartition(tp.topic, tp.partition): tp.offset
             for tp in found
@@ -185,12 +166,8 @@ class AdminOffsetsRetriever:
 
     def _group_consumer(self) -> Consumer:
         """A consumer of the job's group that never subscribes, so it never joins the group
-        or disturbs its members; it only asks the coordinator for committed offsets.
-
-        Not ``AdminClient.list_consumer_group_offsets``: librdkafka (up to at least 2.16)
-        dereferences a null consumer-group handle when that request is answered
-        NOT_COORDINATOR, and crashes the process (SIGSEGV) — which is what a fresh cluster
-        answers until its __consumer_offsets topic exists (librdkafka issue #5040)."""
+        or disturbs its members; it only asks the coordinator for committed offsets (not
+        the admin client: see ``streamplug_kafka_common.admin.committed_offsets``)."""
         if self._committed_reader is None:
             config = dict(self._properties)
             config["group.id"] = self._group_id
