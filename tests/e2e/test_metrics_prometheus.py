@@ -70,7 +70,7 @@ def test_prometheus_scrape_during_a_run_has_source_and_sink_metrics(
     stop = threading.Event()
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
         n = 0
         while not stop.is_set():
             for _ in range(200):

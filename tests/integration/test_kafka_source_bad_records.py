@@ -47,7 +47,7 @@ class Ints(DeserializationSchema[int]):
 def topic(kafka_bootstrap: str, topic_factory: Callable[..., str]) -> str:
     """Partition 0: ints with junk at BAD_AT and one tombstone; partition 1: ints only."""
     name = topic_factory(partitions=2)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for offset in range(GOOD + len(BAD_AT) + 1):
         if offset in BAD_AT:
             value: bytes | None = BAD_AT[offset]

@@ -27,7 +27,7 @@ class Utf8(DeserializationSchema[str]):
 
 def produce_numbers(bootstrap: str, topic: str, count: int, partitions: int = 1) -> None:
     """Records "0", "1", ... spread round-robin over the topic's partitions."""
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i in range(count):
         producer.produce(topic, str(i).encode(), partition=i % partitions)
     producer.flush(10)

@@ -28,7 +28,7 @@ class Utf8(DeserializationSchema[str]):
 
 
 def produce(bootstrap: str, topic: str, partition: int, count: int) -> set[str]:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     values = {f"{topic}/{partition}/{i}" for i in range(count)}
     for value in sorted(values):
         producer.produce(topic, value.encode(), partition=partition)

@@ -25,7 +25,7 @@ class Utf8(DeserializationSchema[str]):
 
 
 def produce(bootstrap: str, topic: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i in range(count):
         producer.produce(topic, f'{{"n": {i}}}'.encode(), partition=i % 2)
     assert producer.flush(10) == 0

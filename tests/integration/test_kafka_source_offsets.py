@@ -37,7 +37,7 @@ def produce(
     bootstrap: str, topic: str, partitions: int, start: int = 0, count: int = PER_PARTITION
 ) -> None:
     """Values "p:i" with record timestamps BASE_TS + i seconds."""
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for p in range(partitions):
         for i in range(start, start + count):
             producer.produce(topic, f"{p}:{i}".encode(), partition=p, timestamp=BASE_TS + i * 1000)

@@ -37,7 +37,10 @@ def test_consumer_fallback_matches_the_admin_path(
 ) -> None:
     topic = f"compat-{uuid.uuid4().hex[:8]}"
     kafka_cluster.create_topic(topic, partitions=2)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    # Idempotent, so offsets follow the produce order: a plain producer's retry (a leader
+    # not yet known right after the topic was created) can reorder batches, and the
+    # timestamp lookup below once found offset 5 for the 13th record.
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for p in range(2):
         for i in range(RECORDS):
             producer.produce(topic, b"v", partition=p, timestamp=BASE_TS + i)
@@ -86,7 +89,7 @@ def test_consumer_fallback_sees_partitions_added_after_its_first_lookup(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for future in admin.create_partitions([NewPartitions(topic, 2)]).values():
         future.result(10)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     producer.produce(topic, b"v", partition=1, timestamp=BASE_TS)
     assert producer.flush(10) == 0
     assert retriever.end_offsets([p0, p1]) == {p0: 0, p1: 1}

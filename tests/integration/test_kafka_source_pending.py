@@ -36,7 +36,7 @@ def test_pending_records_count_down_to_zero_in_an_unbounded_job(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     topic = topic_factory(partitions=2)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for i in range(RECORDS):
         producer.produce(topic, str(i).encode(), partition=i % 2)
     assert producer.flush(10) == 0

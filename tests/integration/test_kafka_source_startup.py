@@ -64,7 +64,7 @@ def test_a_split_given_after_the_consumer_started_is_read_at_once(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
     topic = topic_factory(partitions=1)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for i in range(RECORDS):
         producer.produce(topic, str(i).encode(), partition=0)
     assert producer.flush(10) == 0

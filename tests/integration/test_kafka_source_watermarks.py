@@ -29,7 +29,7 @@ def test_idle_readers_do_not_stall_the_watermark(
     kafka_bootstrap: str, topic_factory: Callable[..., str], discovery: bool
 ) -> None:
     topic = topic_factory(partitions=2)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for i in range(20):
         producer.produce(topic, str(i).encode(), partition=i % 2, timestamp=BASE_TS + i * 1000)
     producer.flush(10)

@@ -173,7 +173,7 @@ def _write(
 def _produce(
     bootstrap: str, topic: str, values: list[bytes], keys: list[bytes] | None = None
 ) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i, value in enumerate(values):
         producer.produce(topic, value, key=keys[i] if keys else None, partition=i % 2)
     assert producer.flush(15) == 0
@@ -274,7 +274,7 @@ def test_bad_records_reach_the_source_policy_with_their_location(
     good = AvroSerializer(client, json.dumps(USER))
     values = [good(u, ctx(topic)) for u in USERS[:5]]
     values.insert(2, b"not avro at all")
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for v in values:
         producer.produce(topic, v, partition=0)
     assert producer.flush(15) == 0
