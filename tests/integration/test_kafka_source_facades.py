@@ -14,6 +14,7 @@ from streamplug.api import DeserializationSchema, WatermarkStrategy
 from streamplug.connectors import CollectSink
 from streamplug.plugins import build_plugin_host
 from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+from streamplug_kafka_common.admin import committed_offsets
 from streamplug_kafka_source import FlinkKafkaConsumer
 
 pytestmark = pytest.mark.integration
@@ -79,7 +80,7 @@ def test_legacy_consumer_runs_on_kafka_source_and_commits_on_checkpoints(
     try:
         deadline = time.monotonic() + 30
         tps = [TopicPartition(topic, p) for p in range(2)]
-        while [tp.offset for tp in watcher.committed(tps, timeout=5)] != [10, 10]:
+        while [tp.offset for tp in committed_offsets(watcher, tps, 5)] != [10, 10]:
             assert time.monotonic() < deadline, "offsets never committed"
             time.sleep(0.1)
     finally:
@@ -87,3 +88,38 @@ def test_legacy_consumer_runs_on_kafka_source_and_commits_on_checkpoints(
         client.cancel()
         client.wait_quietly(30)
     assert len(sink.results) == 20
+
+
+def test_legacy_consumer_assigns_timestamps_and_watermarks_for_add_source(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
+    base = 1_700_000_000_000
+    for i in range(20):
+        producer.produce(topic, str(i).encode(), partition=i % 2, timestamp=base + i)
+    assert producer.flush(10) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        consumer = FlinkKafkaConsumer([topic], Utf8(), {"bootstrap.servers": kafka_bootstrap})
+    consumer.set_start_from_earliest()
+    # The older style: the strategy set on the consumer, the consumer added as it is.
+    strategy = WatermarkStrategy.for_monotonous_timestamps()
+    assert consumer.assign_timestamps_and_watermarks(strategy) is consumer
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1).set_auto_watermark_interval(50)
+    sink = CollectSink()
+    env.add_source(consumer, "legacy").sink_to(sink)
+    client = env.execute_async("legacy-watermarks")
+    try:
+        deadline = time.monotonic() + 30
+        # Monotonous: the watermark trails the smallest of the two partitions' newest
+        # timestamps (base+18 and base+19) by 1 ms.
+        while (client.metrics().watermark or 0) < base + 17:
+            assert time.monotonic() < deadline, client.metrics()
+            time.sleep(0.05)
+    finally:
+        client.cancel()
+        client.wait_quietly(30)
+    assert client.metrics().watermark == base + 17
+    assert sorted(int(v) for v in sink.results) == list(range(20))

@@ -384,3 +384,36 @@ def test_restart_strategies_follow_flink_semantics() -> None:
     rate = fresh(RestartStrategies.failure_rate_restart(2, 60_000, 5))
     assert [rate.next_delay_ms(RuntimeError()) for _ in range(3)] == [5, 5, None]
     assert fresh(RestartStrategies.no_restart()).next_delay_ms(RuntimeError()) is None
+
+
+class SourceWithItsOwnStrategy(CollectionSource):
+    """An older-style source that carries its watermark strategy (as the legacy
+    FlinkKafkaConsumer does after assign_timestamps_and_watermarks)."""
+
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda v, ts: v
+    )
+
+    def get_watermark_strategy(self) -> WatermarkStrategy | None:
+        return self.strategy
+
+
+def test_a_source_without_a_given_strategy_uses_its_own(env: StreamExecutionEnvironment) -> None:
+    # One split: splits not yet read would hold the watermark back until the end.
+    source = SourceWithItsOwnStrategy(list(range(1, 101)), num_splits=1, records_per_second=100)
+    env.add_source(source, "own").sink_to(CollectSink())
+    assert env.pipelines[-1].strategy is SourceWithItsOwnStrategy.strategy
+    client = env.execute_async("own-strategy")
+    seen: set[int] = set()
+    while not client.status.is_terminal:
+        seen.add(client.metrics().watermark or 0)
+        time.sleep(0.02)
+    client.wait(10)
+    # Event time from the source's own assigner (the values): watermarks inside 1..100.
+    assert any(0 < w < 100 for w in seen), seen
+    # A strategy given to from_source wins; a plain source without one has none.
+    given = WatermarkStrategy.no_watermarks()
+    env.from_source(SourceWithItsOwnStrategy([1]), given, "given")
+    assert env.pipelines[-1].strategy is given
+    env.from_source(CollectionSource([1]), None, "plain")
+    assert env.pipelines[-1].strategy.timestamp_assigner is None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 if TYPE_CHECKING:
     from streamplug.api.context import ReaderContext, SplitEnumeratorContext
     from streamplug.api.state import StateSerializer
+    from streamplug.api.watermarks import WatermarkStrategy
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -219,3 +220,12 @@ class Source(ABC, Generic[SplitT, EnumStateT]):
     def describe(self) -> Mapping[str, Any]:
         """A few facts for logs and ``streamplug checkpoints`` (never secrets)."""
         return {"type": type(self).__name__}
+
+    def get_watermark_strategy(self) -> WatermarkStrategy | None:
+        """The watermark strategy the source carries itself, used when ``from_source`` or
+        ``add_source`` is given none; None (the default) means no watermarks there.
+
+        For sources in the older style, where the strategy was set on the source (the
+        legacy ``FlinkKafkaConsumer.assign_timestamps_and_watermarks``). A strategy given
+        to ``from_source`` always wins."""
+        return None

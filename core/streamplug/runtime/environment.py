@@ -171,13 +171,25 @@ class StreamExecutionEnvironment:
         watermark_strategy: WatermarkStrategy | None = None,
         source_name: str | None = None,
     ) -> DataStream:
+        """A stream read from ``source``. Without ``watermark_strategy`` the source's own
+        (``Source.get_watermark_strategy``) applies, else no watermarks."""
         if not isinstance(source, Source):
             raise TypeError(f"from_source needs a streamplug Source, got {type(source).__name__}")
-        strategy = watermark_strategy or WatermarkStrategy.no_watermarks()
+        strategy = (
+            watermark_strategy
+            or source.get_watermark_strategy()
+            or WatermarkStrategy.no_watermarks()
+        )
         name = self._unique_name(source_name or type(source).__name__)
         pipeline = Pipeline(source, strategy, name)
         self.pipelines.append(pipeline)
         return DataStream(self, pipeline, pipeline.root)
+
+    def add_source(self, source: Source[Any, Any], source_name: str | None = None) -> DataStream:
+        """The older connectors' ``env.add_source(consumer)``: ``from_source`` with the
+        watermark strategy the source carries (``assign_timestamps_and_watermarks`` on the
+        legacy ``FlinkKafkaConsumer``), if any."""
+        return self.from_source(source, None, source_name)
 
     def from_collection(
         self, collection: Iterable[Any], *, num_splits: int | None = None, name: str = "collection"

@@ -19,6 +19,7 @@ from streamplug.api.context import ReaderContext, SplitEnumeratorContext
 from streamplug.api.serde import DeserializationSchema
 from streamplug.api.source import Boundedness, Source, SourceReader
 from streamplug.api.state import StateSerializer
+from streamplug.api.watermarks import WatermarkStrategy
 from streamplug.errors import ConfigError
 from streamplug_kafka_source import _config
 from streamplug_kafka_source.deserializer import KafkaRecordDeserializationSchema
@@ -111,6 +112,7 @@ class FlinkKafkaConsumer(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
         self._reset = KafkaOffsetResetStrategy.parse(_RESET_ALIASES.get(reset, reset))
         self._starting: KafkaOffsetsInitializer = CommittedOffsets(self._reset)
         self._commit_on_checkpoints = True
+        self._watermark_strategy: WatermarkStrategy | None = None
         self._source: KafkaSource | None = None
 
     # -- the older connector's setters -----------------------------------------------------
@@ -137,6 +139,18 @@ class FlinkKafkaConsumer(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
         self._commit_on_checkpoints = bool(commit_on_checkpoints)
         self._source = None
         return self
+
+    def assign_timestamps_and_watermarks(
+        self, watermark_strategy: WatermarkStrategy
+    ) -> FlinkKafkaConsumer:
+        """Event time and watermarks for this consumer's records, as the older connector
+        did it: ``env.add_source(consumer)`` (or ``from_source`` without a strategy) uses
+        this strategy, per partition like a ``KafkaSource``'s."""
+        self._watermark_strategy = watermark_strategy
+        return self
+
+    def get_watermark_strategy(self) -> WatermarkStrategy | None:
+        return self._watermark_strategy
 
     def _start(self, initializer: KafkaOffsetsInitializer) -> FlinkKafkaConsumer:
         self._starting = initializer
