@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from streamplug_kafka_common.admin import group_offsets
 from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import KafkaTopicPartition
 from streamplug_kafka_source.enumerator._admin import AdminOffsetsRetriever
@@ -60,3 +61,9 @@ def test_committed_offsets_give_up_when_the_coordinator_never_settles(
     cluster.push_request_errors(OFFSET_FETCH, *[KafkaError.NOT_COORDINATOR] * 100)
     with pytest.raises(RuntimeError, match=r"Not coordinator|NOT_COORDINATOR"):
         retriever(cluster, timeout_s=1).committed_offsets([P0])
+
+
+def test_kafka_common_group_offsets_wait_for_the_coordinator_too(cluster: MockCluster) -> None:
+    # The helper tests and users' tools share: the same path, no admin client involved.
+    cluster.push_request_errors(OFFSET_FETCH, KafkaError.NOT_COORDINATOR)
+    assert group_offsets(cluster.bootstrap_servers, GROUP, "t", 2) == {0: 7, 1: -1001}
