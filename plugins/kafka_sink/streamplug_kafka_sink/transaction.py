@@ -404,16 +404,22 @@ class TransactionManager:
     def _commit_log_end(self) -> int:
         consumer, errors = self._consumer()
         try:
-            try:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
-                )
-            except KafkaException:
-                errors.raise_pending()
-                raise
-            return max(0, high)
+            return max(0, self._log_end(consumer, errors))
         finally:
             consumer.close()
+
+    def _log_end(self, consumer: Consumer, errors: ChainedErrorCallback) -> int:
+        """The commit log's end as ``consumer``'s isolation level sees it. A failure a
+        chained error_cb reported (rejected credentials) is raised rather than the
+        lookup's own timeout."""
+        try:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.commit_log_topic, 0), timeout=30, cached=False
+            )
+        except KafkaException:
+            errors.raise_pending()
+            raise
+        return int(high)
 
     def _wait_until_stable(
         self, consumer: Consumer, errors: ChainedErrorCallback, deadline: float
@@ -425,23 +431,15 @@ class TransactionManager:
         last stable offset); if another producer shares this commit log, a decision record
         of ours behind its open transaction would look absent and a committed checkpoint
         would be dropped (duplicates). So: wait for the stable offset to reach the end."""
-        tp = TopicPartition(self.commit_log_topic, 0)
         raw, raw_errors = self._consumer("read_uncommitted")
         try:
-            _low, end = raw.get_watermark_offsets(tp, timeout=30, cached=False)
-        except KafkaException:
-            raw_errors.raise_pending()
-            raise
+            end = self._log_end(raw, raw_errors)
         finally:
             raw.close()
         while True:
-            try:
-                _low, stable = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
-            except KafkaException:
-                errors.raise_pending()
-                raise
+            stable = self._log_end(consumer, errors)
             if stable >= end:
-                return int(end)
+                return end
             if time.monotonic() > deadline:
                 raise CheckpointError(
                     f"the commit log {self.commit_log_topic!r} holds a transaction another "

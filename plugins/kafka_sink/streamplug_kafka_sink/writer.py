@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat, starmap
 from operator import length_hint
 from typing import Any
@@ -40,7 +40,7 @@ _FULL_QUEUE_POLL_S = 0.005
 
 # Runs an iterator to its end in C, keeping nothing: a deque of maxlen 0 never stores an
 # item, so one shared by every writer thread has no state to race on.
-_exhaust = deque(maxlen=0).extend
+_exhaust: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend
 
 
 class KafkaDeliveryError(StreamplugError):
@@ -332,7 +332,9 @@ class KafkaWriter(SinkWriter[Any, Any]):
         self._guarantee = guarantee
         self._metrics = metrics
         self._close_timeout_s = close_timeout_s
-        self._client_errors = client_errors
+        # Without a chain of its own (tests build writers directly), an empty one that
+        # never reports a failure.
+        self._client_errors = client_errors or ChainedErrorCallback(None, None)
         self._delivery_wait_s = delivery_wait_s
         self._emitter = RecordEmitter(
             producer,
@@ -355,11 +357,10 @@ class KafkaWriter(SinkWriter[Any, Any]):
         return self._metrics
 
     def _client_failure(self) -> BaseException | None:
-        return self._client_errors.failure if self._client_errors is not None else None
+        return self._client_errors.failure
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        if self._client_errors is not None:
-            self._client_errors.raise_pending()
+        self._client_errors.raise_pending()
         self._check_errors()
         self._emitter.emit(values, timestamps)
 
@@ -383,8 +384,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def flush(self, end_of_input: bool) -> None:
         if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
             self._producer.poll(0)
-            if self._client_errors is not None:
-                self._client_errors.raise_pending()
+            self._client_errors.raise_pending()
             self._check_errors()
             return
         try:
