@@ -168,6 +168,8 @@ class _Attempt:
         self.failed_checkpoints = 0
         # Subtasks whose reader's pending_records raised: the live view stops asking them.
         self.pending_unknown: set[tuple[str, int]] = set()
+        # Subtasks whose reader has said how many records it holds: 0 once they finish.
+        self.pending_known: set[tuple[str, int]] = set()
 
     # -- building and restoring --------------------------------------------------------------
 
@@ -416,6 +418,8 @@ class _Attempt:
         while True:
             self._raise_if_requested()
             if len(self.finished) == len(self.subtasks):
+                # The live view's last word: every input read, nothing pending.
+                self._update_watermarks()
                 self._final_checkpoint()
                 return "FINISHED"
             if self.run.stop_requested.is_set():
@@ -501,6 +505,11 @@ class _Attempt:
     def _pending_records(self) -> int | None:
         total: int | None = None
         for subtask in self.subtasks:
+            if subtask.key in self.finished and subtask.key in self.pending_known:
+                # Its reader reached the end of its input: nothing is pending there, even
+                # if the reader's last figure (from librdkafka statistics) was stale.
+                total = total or 0
+                continue
             if subtask.closed or subtask.key in self.pending_unknown:
                 continue
             try:
@@ -516,6 +525,7 @@ class _Attempt:
                 )
                 continue
             if pending is not None:
+                self.pending_known.add(subtask.key)
                 total = (total or 0) + pending
         return total
 
