@@ -30,7 +30,7 @@ def produce_numbers(bootstrap: str, topic: str, count: int, partitions: int = 1)
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i in range(count):
         producer.produce(topic, str(i).encode(), partition=i % partitions)
-    producer.flush(10)
+    assert producer.flush(30) == 0, "records still undelivered after 30 s"
 
 
 def group_source(bootstrap: str, topic: str, group: str, properties: dict[str, str]) -> KafkaSource:

@@ -6,6 +6,7 @@ tests/integration/test_kafka_source_*.)"""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from streamplug_kafka_source import (
     KafkaPartitionSplit,
     KafkaSource,
 )
+from streamplug_kafka_source import metrics as source_metrics
 from streamplug_kafka_source.split.split import EARLIEST_OFFSET
 
 BASE_TS = 1_600_000_000_000
@@ -210,7 +212,7 @@ def test_a_reader_without_splits_is_idle_and_ends_only_when_splits_can_finish(
 # -- pending records (the job's consumer lag) -----------------------------------------------
 
 
-def _statistics(partitions: dict[str, dict[str, int]]) -> str:
+def _statistics(partitions: dict[str, dict[str, Any]]) -> str:
     """librdkafka's statistics JSON, cut to what the reader reads, for partitions named
     like splits (``"a-0"``)."""
     topics: dict[str, Any] = {}
@@ -334,3 +336,45 @@ def test_fast_downstream_work_keeps_full_batches(cluster: MockCluster) -> None:
         reader.close()
     assert len(output.values) == 1000
     assert reader._batch_limit == 300  # poll.max.records, reached and kept
+
+
+# -- partitions librdkafka does not fetch -------------------------------------------------
+
+
+def test_a_partition_not_fetched_for_long_is_reported_once_and_its_recovery_too(
+    cluster: MockCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(source_metrics, "_monotonic", lambda: clock[0])
+    reader = reader_for(cluster.bootstrap_servers, **{"register.consumer.metrics": "false"})
+    caplog.set_level(logging.WARNING, logger=source_metrics.__name__)
+
+    def report(a0: str, a1: str) -> list[str]:
+        caplog.clear()
+        reader.metrics.on_stats(
+            _statistics(
+                {
+                    "a-0": {"fetch_state": a0, "leader": -1},
+                    "a-1": {"fetch_state": a1, "leader": 2},
+                }
+            )
+        )
+        return [r.getMessage() for r in caplog.records]
+
+    try:
+        reader.add_splits([KafkaPartitionSplit("a", 0, 0), KafkaPartitionSplit("a", 1, 0)])
+        assert report("offset-query", "active") == []  # just assigned
+        clock[0] += source_metrics.STALL_WARNING_S
+        (warning,) = report("offset-query", "active")
+        assert "a-0 has not been fetched for 15 s" in warning
+        assert "'offset-query', leader unknown" in warning
+        clock[0] += 60
+        assert report("offset-query", "active") == []  # said once
+        assert report("active", "validate-epoch-wait") == ["Kafka source: a-0 is fetching again"]
+        clock[0] += source_metrics.STALL_WARNING_S - 1
+        assert report("active", "validate-epoch-wait") == []  # a-1's wait is not long yet
+        clock[0] += 1
+        (warning,) = report("active", "validate-epoch-wait")
+        assert "a-1 has not been fetched" in warning and "leader 2" in warning
+    finally:
+        reader.close()

@@ -47,6 +47,17 @@ _CONSUMER_STATS = (
 _PARTITION_STATS = ("consumer_lag", "fetchq_cnt", "fetchq_size", "hi_offset", "ls_offset")
 
 
+# How long an assigned partition may go without librdkafka fetching it before the reader
+# says so. Leader elections and broker restarts take seconds; a partition still not
+# fetching after this is stuck on something the user has to look at (no leader, an
+# unreachable broker, an offset lookup that keeps failing), and without the warning a
+# reader that reads nothing looks like a topic that holds nothing.
+STALL_WARNING_S = 15.0
+
+
+_monotonic = time.monotonic  # a module attribute, so tests can move the clock
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -55,6 +66,10 @@ class _PartitionMetrics:
     def __init__(self, group: MetricGroup) -> None:
         self.group = group
         self.committed_offset: int | None = None
+        # Since when librdkafka has not been fetching this partition (monotonic s), or
+        # None while it fetches; a new assignment starts out not fetching.
+        self.not_fetching_since: float | None = _monotonic()
+        self.stall_reported = False
 
 
 class KafkaSourceReaderMetrics:
@@ -167,6 +182,36 @@ class KafkaSourceReaderMetrics:
                     partitions[(topic, p)] = pstats
         self._stats = stats
         self._partition_stats = partitions
+        self._check_fetching(partitions)
+
+    def _check_fetching(self, partitions: dict[tuple[str, int], dict[str, Any]]) -> None:
+        """Warn once about each assigned partition librdkafka has not fetched for
+        ``STALL_WARNING_S``, naming its fetch state and leader; say when it recovers."""
+        now = _monotonic()
+        for tp, metrics in self._partitions.items():
+            pstats = partitions.get((tp.topic, tp.partition), {})
+            state = pstats.get("fetch_state")
+            if state == "active":
+                if metrics.stall_reported:
+                    log.warning("Kafka source: %s is fetching again", tp)
+                metrics.not_fetching_since = None
+                metrics.stall_reported = False
+                continue
+            if metrics.not_fetching_since is None:
+                metrics.not_fetching_since = now
+            waited = now - metrics.not_fetching_since
+            if waited >= STALL_WARNING_S and not metrics.stall_reported:
+                metrics.stall_reported = True
+                leader = pstats.get("leader", -1)
+                log.warning(
+                    "Kafka source: %s has not been fetched for %.0f s (librdkafka fetch "
+                    "state %r, leader %s); check that the partition has a leader and that "
+                    "broker is reachable",
+                    tp,
+                    waited,
+                    state or "unknown",
+                    leader if isinstance(leader, int) and leader >= 0 else "unknown",
+                )
 
     def _stat_reader(self, name: str) -> Callable[[], int | None]:
         return lambda: self._stats.get(name)
