@@ -20,7 +20,7 @@ from streamplug.api import (
     SinkWriter,
     WatermarkStrategy,
 )
-from streamplug.api.watermarks import MAX_WATERMARK
+from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamplug.connectors import CollectionSource, CollectSink, TransactionalFileSink
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugins import build_plugin_host
@@ -417,3 +417,83 @@ def test_a_source_without_a_given_strategy_uses_its_own(env: StreamExecutionEnvi
     assert env.pipelines[-1].strategy is given
     env.from_source(CollectionSource([1]), None, "plain")
     assert env.pipelines[-1].strategy.timestamp_assigner is None
+
+
+class EventSink(Sink[Any, Any]):
+    """Records what reaches it in arrival order: ("record", value, event time) and
+    ("watermark", value)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def create_writer(self, context: Any, restored_state: Sequence[Any]) -> SinkWriter[Any, Any]:
+        events = self.events
+
+        class Writer(SinkWriter[Any, Any]):
+            def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+                stamps = timestamps if timestamps is not None else [None] * len(values)
+                events.extend(("record", v, t) for v, t in zip(values, stamps, strict=True))
+
+            def write_watermark(self, watermark: int) -> None:
+                events.append(("watermark", watermark))
+
+            def flush(self, end_of_input: bool) -> None:
+                pass
+
+        return Writer()
+
+    def records(self) -> list[tuple[Any, Any]]:
+        return [(e[1], e[2]) for e in self.events if e[0] == "record"]
+
+    def watermarks(self) -> list[int]:
+        return [e[1] for e in self.events if e[0] == "watermark"]
+
+
+def test_assign_timestamps_and_watermarks_after_a_map(env: StreamExecutionEnvironment) -> None:
+    lines = [json.dumps({"id": i, "ts": 10_000 + 10 * i}) for i in range(200)]
+    # The source's event time is a constant 7 for every record, so its watermark stays 6.
+    source_strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda v, t: 7
+    )
+    # 200 records over about 0.4 s, with a watermark every 20 ms.
+    source = CollectionSource(lines, num_splits=1, batch_size=10, records_per_second=500)
+    stream = env.set_auto_watermark_interval(20).from_source(source, source_strategy)
+    raw, parsed, kept = EventSink(), EventSink(), EventSink()
+    stream.sink_to(raw)
+    events = stream.map(json.loads).assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_bounded_out_of_orderness(5).with_timestamp_assigner(
+            lambda e, previous: e["ts"]
+        )
+    )
+    events.sink_to(parsed)
+    # Without an assigner, records keep the event time they came with (the source's 7).
+    stream.assign_timestamps_and_watermarks(WatermarkStrategy.for_monotonous_timestamps()).sink_to(
+        kept
+    )
+    env.execute("timestamps-after-map")
+
+    # Before the operator: the source's event times and watermarks.
+    assert {t for _, t in raw.records()} == {7}
+    assert set(raw.watermarks()) <= {6, MAX_WATERMARK} and raw.watermarks()[-1] == MAX_WATERMARK
+    # After it: the field's event times, and watermarks from its own generator only.
+    assert [t for _, t in parsed.records()] == [10_000 + 10 * i for i in range(200)]
+    marks = parsed.watermarks()
+    assert marks[-1] == MAX_WATERMARK and 6 not in marks
+    assert marks[:-1] == sorted(set(marks[:-1])) and len(marks) > 2
+    assert all(10_000 - 6 <= m <= 10_000 + 10 * 199 - 6 for m in marks[:-1])
+    # Event times only grow here, so no record may arrive at or below a watermark sent
+    # before it.
+    highest = MIN_WATERMARK
+    for event in parsed.events:
+        if event[0] == "watermark":
+            highest = event[1]
+        else:
+            assert event[2] > highest, (event, highest)
+    assert {t for _, t in kept.records()} == {7}
+    assert kept.watermarks()[-1] == MAX_WATERMARK and set(kept.watermarks()) <= {6, MAX_WATERMARK}
+
+
+def test_assign_timestamps_and_watermarks_needs_a_strategy(env: StreamExecutionEnvironment) -> None:
+    stream = env.from_collection([1])
+    with pytest.raises(TypeError, match="needs a WatermarkStrategy, got function"):
+        stream.assign_timestamps_and_watermarks(lambda v, t: v)  # type: ignore[arg-type]

@@ -27,12 +27,20 @@ __all__ = ["DataStream", "StreamExecutionEnvironment"]
 
 
 class _Node:
-    """One operator in a pipeline's tree; ``kind`` is source, map, filter or flat_map."""
+    """One operator in a pipeline's tree; ``kind`` is source, map, filter, flat_map or
+    timestamps (``assign_timestamps_and_watermarks``, which has a ``strategy``)."""
 
-    def __init__(self, kind: str, fn: Callable[[Any], Any] | None, name: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        fn: Callable[[Any], Any] | None,
+        name: str,
+        strategy: WatermarkStrategy | None = None,
+    ) -> None:
         self.kind = kind
         self.fn = fn
         self.name = name
+        self.strategy = strategy
         self.children: list[_Node] = []
         self.sinks: list[tuple[Sink[Any, Any], str]] = []
 
@@ -81,6 +89,29 @@ class DataStream:
 
     def flat_map(self, fn: Callable[[Any], Iterable[Any]], name: str | None = None) -> DataStream:
         return self._add("flat_map", fn, name)
+
+    def assign_timestamps_and_watermarks(
+        self, watermark_strategy: WatermarkStrategy, name: str | None = None
+    ) -> DataStream:
+        """A stream whose event times and watermarks come from ``watermark_strategy``.
+
+        For event time that only exists after a transformation (a field of a parsed
+        record). Each record's event time becomes what the strategy's timestamp assigner
+        returns (it is given the record's previous event time, or None), or stays as it is
+        without an assigner. The strategy's generator makes the watermarks the sinks below
+        this stream receive, per subtask; the source's watermarks stop here, except the
+        final one at the end of a bounded input. Idleness has nothing to act on here (the
+        operator has one input); set it on ``from_source`` instead. The job's watermark
+        metrics stay the source's.
+        """
+        if not isinstance(watermark_strategy, WatermarkStrategy):
+            raise TypeError(
+                "assign_timestamps_and_watermarks needs a WatermarkStrategy, "
+                f"got {type(watermark_strategy).__name__}"
+            )
+        node = _Node("timestamps", None, name or "Timestamps/Watermarks", watermark_strategy)
+        self._node.children.append(node)
+        return DataStream(self._env, self._pipeline, node)
 
     def sink_to(self, sink: Sink[Any, Any], name: str | None = None) -> DataStream:
         """Write this stream to ``sink``; returns this stream so further sinks can follow."""

@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,7 @@ import attrs
 
 from streamplug.api.sink import CommitOutcome, Committer, Sink
 from streamplug.api.state import StateSerializer
-from streamplug.api.watermarks import MIN_WATERMARK, WatermarkStrategy
+from streamplug.api.watermarks import MIN_WATERMARK
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import JobInfo
@@ -53,7 +52,7 @@ from streamplug.runtime.storage import (
     FileCheckpointStorage,
     now_ms,
 )
-from streamplug.runtime.task import Barrier, Emit, Subtask, SubtaskOutput, compile_tree
+from streamplug.runtime.task import Barrier, Subtask, SubtaskOutput, compile_tree
 
 if TYPE_CHECKING:
     from streamplug.runtime.environment import Pipeline, StreamExecutionEnvironment
@@ -113,12 +112,6 @@ class JobMetrics:
     pending_records: int | None = None
     """Records the sources hold beyond what they emitted (consumer lag): the sum of
     ``SourceReader.pending_records`` over the readers that can say; None if none can."""
-
-
-def _make_output(
-    strategy: WatermarkStrategy, on_watermark: Callable[[int], None], emit: Emit
-) -> SubtaskOutput:
-    return SubtaskOutput(strategy, emit, on_watermark)
 
 
 def _register_task_metrics(group: MetricGroup, subtask: Subtask) -> None:
@@ -349,20 +342,15 @@ class _Attempt:
                 writers[id(slot.sink)] = writer
                 ordered_writers.append(writer)
             records_out = [0]
-            emit = compile_tree(pipeline.root, writers, records_out)
+            chain = compile_tree(pipeline.root, writers, records_out)
             key = f"{pipeline.name}[{index}]"
-
-            def on_watermark(wm: int, _writers: list[Any] = ordered_writers) -> None:
-                for w in _writers:
-                    w.write_watermark(wm)
-
             subtask = Subtask(
                 pipeline.name,
                 index,
                 reader,
                 ordered_writers,
-                functools.partial(_make_output, pipeline.strategy, on_watermark),
-                emit,
+                SubtaskOutput(pipeline.strategy, chain.emit, chain.watermark),
+                chain.periodic,
                 self.env.auto_watermark_interval_ms / 1000,
                 self.events.put,
                 group,

@@ -212,8 +212,72 @@ class SubtaskOutput:
                 self._on_watermark(candidate)
 
 
-def compile_tree(node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter: list[int]) -> Emit:
-    """Turn an operator tree into one function applied to each batch."""
+@attrs.frozen
+class Chain:
+    """A pipeline's operator tree, compiled for one subtask."""
+
+    emit: Emit
+    """Push a batch (values, event times) from the source through the tree."""
+    watermark: Callable[[int], None]
+    """The source's watermark advanced: pass it down to the sinks."""
+    periodic: Callable[[], None]
+    """The auto-watermark interval passed: operators with a generator of their own ask it."""
+
+
+class _TimestampsAndWatermarks:
+    """``DataStream.assign_timestamps_and_watermarks`` in one subtask.
+
+    Records get new event times from the strategy's assigner (or keep theirs), and the
+    strategy's generator makes the watermarks of everything downstream. Watermarks from
+    upstream are dropped, except the end of input's, as in Flink's
+    ``TimestampsAndWatermarksOperator``. A watermark goes out after the batch it covers, so
+    no sink sees a record older than a watermark it already got from this operator.
+    """
+
+    def __init__(
+        self,
+        strategy: WatermarkStrategy,
+        forward: Emit,
+        forward_watermark: Callable[[int], None],
+        periodic_below: Callable[[], None],
+    ) -> None:
+        self._assigner = strategy.timestamp_assigner
+        self._generator = strategy.create_watermark_generator()
+        self._forward = forward
+        self._forward_watermark = forward_watermark
+        self._periodic_below = periodic_below
+        self.watermark = MIN_WATERMARK
+
+    def emit(self, values: list[Any], stamps: list[int] | None) -> None:
+        if self._assigner is not None:
+            extract = self._assigner.extract_timestamp
+            if stamps is None:
+                stamps = [extract(v, None) for v in values]
+            else:
+                stamps = [extract(v, t) for v, t in zip(values, stamps, strict=True)]
+        proposed = self._generator.on_batch(stamps) if stamps else None
+        self._forward(values, stamps)
+        self._advance(proposed)
+
+    def upstream_watermark(self, watermark: int) -> None:
+        if watermark >= MAX_WATERMARK:
+            self._advance(MAX_WATERMARK)
+
+    def periodic(self) -> None:
+        self._advance(self._generator.on_periodic_emit())
+        self._periodic_below()
+
+    def _advance(self, proposed: int | None) -> None:
+        if proposed is not None and proposed > self.watermark:
+            self.watermark = proposed
+            self._forward_watermark(proposed)
+
+
+def compile_tree(
+    node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter: list[int]
+) -> Chain:
+    """Turn an operator tree into the functions a subtask calls per batch, per source
+    watermark and per watermark interval."""
     children = [compile_tree(c, writers, counter) for c in node.children]
     sink_writers = [writers[id(sink)] for sink, _ in node.sinks]
 
@@ -225,17 +289,33 @@ def compile_tree(node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter:
         if sink_writers:
             counter[0] += len(values) * len(sink_writers)
         for child in children:
-            child(values, stamps)
+            child.emit(values, stamps)
+
+    def forward_watermark(watermark: int) -> None:
+        for writer in sink_writers:
+            writer.write_watermark(watermark)
+        for child in children:
+            child.watermark(watermark)
+
+    def periodic_below() -> None:
+        for child in children:
+            child.periodic()
 
     fn = node.fn
     if node.kind == "source":
-        return forward
+        return Chain(forward, forward_watermark, periodic_below)
+    if node.kind == "timestamps":
+        assert node.strategy is not None
+        operator = _TimestampsAndWatermarks(
+            node.strategy, forward, forward_watermark, periodic_below
+        )
+        return Chain(operator.emit, operator.upstream_watermark, operator.periodic)
     if node.kind == "map":
 
         def apply_map(values: list[Any], stamps: list[int] | None) -> None:
             forward([fn(v) for v in values], stamps)  # type: ignore[misc]
 
-        return apply_map
+        return Chain(apply_map, forward_watermark, periodic_below)
     if node.kind == "filter":
 
         def apply_filter(values: list[Any], stamps: list[int] | None) -> None:
@@ -245,7 +325,7 @@ def compile_tree(node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter:
             kept = [(v, t) for v, t in zip(values, stamps, strict=True) if fn(v)]  # type: ignore[misc]
             forward([v for v, _ in kept], [t for _, t in kept])
 
-        return apply_filter
+        return Chain(apply_filter, forward_watermark, periodic_below)
     if node.kind == "flat_map":
 
         def apply_flat_map(values: list[Any], stamps: list[int] | None) -> None:
@@ -255,7 +335,7 @@ def compile_tree(node: _Node, writers: dict[int, SinkWriter[Any, Any]], counter:
             pairs = [(out, t) for v, t in zip(values, stamps, strict=True) for out in fn(v)]  # type: ignore[misc]
             forward([v for v, _ in pairs], [t for _, t in pairs])
 
-        return apply_flat_map
+        return Chain(apply_flat_map, forward_watermark, periodic_below)
     raise ValueError(f"unknown operator kind {node.kind!r}")
 
 
@@ -268,8 +348,8 @@ class Subtask:
         index: int,
         reader: SourceReader[Any],
         writers: list[SinkWriter[Any, Any]],
-        output_factory: Callable[[Emit], SubtaskOutput],
-        emit: Emit,
+        output: SubtaskOutput,
+        periodic: Callable[[], None],
         watermark_interval_s: float,
         post: Callable[[tuple[Any, ...]], None],
         metric_group: MetricGroup,
@@ -278,7 +358,8 @@ class Subtask:
         self.index = index
         self.reader = reader
         self.writers = writers
-        self.output = output_factory(emit)
+        self.output = output
+        self._periodic = periodic
         self._watermark_interval = watermark_interval_s
         self._post = post
         self.control: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -334,6 +415,7 @@ class Subtask:
             now = time.monotonic()
             if now >= next_watermark:
                 self.output.periodic()
+                self._periodic()
                 next_watermark = now + self._watermark_interval
             if status is InputStatus.END_OF_INPUT:
                 for writer in self.writers:
