@@ -20,6 +20,7 @@ from streamplug.api.source import InputStatus, SourceReader
 from streamplug.api.watermarks import (
     MAX_WATERMARK,
     MIN_WATERMARK,
+    TimestampAssigner,
     WatermarkGenerator,
     WatermarkStrategy,
 )
@@ -85,6 +86,16 @@ class Barrier:
                 return
 
 
+def _assign(
+    assigner: TimestampAssigner, values: list[Any], timestamps: Sequence[int] | None
+) -> list[int]:
+    """Event times from ``assigner``, each given the record's previous one (or None)."""
+    extract = assigner.extract_timestamp
+    if timestamps is None:
+        return [extract(v, None) for v in values]
+    return [extract(v, t) for v, t in zip(values, timestamps, strict=True)]
+
+
 class _SplitClock:
     __slots__ = ("generator", "idle", "last_active", "watermark")
 
@@ -129,11 +140,7 @@ class SubtaskOutput:
         batch = values if isinstance(values, list) else list(values)
         stamps: list[int] | None = None
         if self._assigner is not None:
-            extract = self._assigner.extract_timestamp
-            if timestamps is None:
-                stamps = [extract(v, None) for v in batch]
-            else:
-                stamps = [extract(v, t) for v, t in zip(batch, timestamps, strict=True)]
+            stamps = _assign(self._assigner, batch, timestamps)
         elif timestamps is not None:
             stamps = timestamps if isinstance(timestamps, list) else list(timestamps)
         clock = self._clock(split_id or _DEFAULT_SPLIT)
@@ -250,11 +257,7 @@ class _TimestampsAndWatermarks:
 
     def emit(self, values: list[Any], stamps: list[int] | None) -> None:
         if self._assigner is not None:
-            extract = self._assigner.extract_timestamp
-            if stamps is None:
-                stamps = [extract(v, None) for v in values]
-            else:
-                stamps = [extract(v, t) for v, t in zip(values, stamps, strict=True)]
+            stamps = _assign(self._assigner, values, stamps)
         proposed = self._generator.on_batch(stamps) if stamps else None
         self._forward(values, stamps)
         self._advance(proposed)
