@@ -94,15 +94,23 @@ def _produce_plain(secured: SecuredKafka, topic: str) -> list[str]:
 
 
 def _read_plain(secured: SecuredKafka, topic: str) -> list[str]:
-    """Every value of ``topic`` up to its end, over the plain listener. (A loop of our own:
-    the shared helper uses settings the GSSAPI environment's librdkafka 2.0.2 lacks.)"""
+    """Every value of ``topic`` up to its end, over the plain listener, as a read_committed
+    consumer (librdkafka's default) sees it. (A loop of our own: the shared helper uses
+    settings the GSSAPI environment's librdkafka 2.0.2 lacks.)"""
     consumer = Consumer({**_internal(secured), "group.id": "verify", "enable.auto.commit": False})
+    # The end is the high watermark, not the last stable offset a read_committed consumer
+    # would report: right after an exactly-once job's last commit the commit markers may
+    # still be on their way, and the stable offset short of the records the job wrote.
+    raw = Consumer({**_internal(secured), "group.id": "raw", "isolation.level": "read_uncommitted"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        try:
+            ends = {
+                p: raw.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions
+            }
+        finally:
+            raw.close()
         assigned = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
         consumer.assign(assigned)
         values: list[str] = []

@@ -254,11 +254,25 @@ def end_offsets(
         consumer.close()
 
 
+def _wait_for_stable_end(client_config: ClientConfig, topic: str, settle_s: float) -> None:
+    """Wait up to ``settle_s`` until no transaction hides records written so far."""
+    end = end_offsets(client_config, topic, "read_uncommitted")
+    deadline = time.monotonic() + settle_s
+    while True:
+        stable = end_offsets(client_config, topic, "read_committed")
+        if all(stable.get(p, 0) >= offset for p, offset in end.items()):
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
+
+
 def read_all(
     client_config: ClientConfig,
     topic: str,
     isolation_level: IsolationLevel = "read_committed",
     timeout: float = 30.0,
+    settle_s: float = 2.0,
 ) -> list[Message]:
     """Read every record of ``topic`` from the beginning up to its current end and
     return them ordered by (partition, offset).
@@ -268,7 +282,15 @@ def read_all(
     and reading stops at the last stable offset. Raises TimeoutError if the end is
     not reached in time (e.g. an open transaction that never ends is fine — the LSO
     stops there — but an unreachable leader is not).
+
+    A transaction committed a moment ago can still be unreadable: the coordinator
+    answers the commit before its markers reach the partitions, so the last stable
+    offset lags for a few milliseconds. Where it is short of the end, ``read_committed``
+    reads first wait up to ``settle_s`` for it to catch up, so the whole output of a job
+    that has just finished is read; a transaction still open after that stays unread.
     """
+    if isolation_level == "read_committed" and settle_s > 0:
+        _wait_for_stable_end(client_config, topic, settle_s)
     conf = _config(
         client_config,
         **{
