@@ -497,3 +497,33 @@ def test_assign_timestamps_and_watermarks_needs_a_strategy(env: StreamExecutionE
     stream = env.from_collection([1])
     with pytest.raises(TypeError, match="needs a WatermarkStrategy, got function"):
         stream.assign_timestamps_and_watermarks(lambda v, t: v)  # type: ignore[arg-type]
+
+
+def test_watermark_lag_is_now_minus_the_subtasks_watermark(
+    env: StreamExecutionEnvironment,
+) -> None:
+    groups: list[Any] = []
+
+    class Source(CollectionSource):
+        def create_reader(self, context: Any) -> Any:
+            groups.append(context.metric_group)
+            return super().create_reader(context)
+
+    # Event times a minute old: the lag is about a minute while the job runs.
+    base = int(time.time() * 1000) - 60_000
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda v, t: base + v
+    )
+    source = Source(list(range(300)), num_splits=1, batch_size=10, records_per_second=500)
+    env.set_parallelism(1).set_auto_watermark_interval(20)
+    env.from_source(source, strategy, "old-events").sink_to(CollectSink())
+    client = env.execute_async("watermark-lag")
+    seen: list[int] = []
+    while not client.status.is_terminal:
+        if groups and (lag := groups[0].gauges["watermarkLag"].value) is not None:
+            seen.append(lag)
+        time.sleep(0.02)
+    client.wait(10)
+    assert seen, "no watermarkLag while the job ran"
+    assert all(59_000 < lag < 70_000 for lag in seen), seen
+    assert groups[0].gauges["watermarkLag"].value is None  # ended: MAX_WATERMARK, no lag

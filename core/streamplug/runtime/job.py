@@ -33,7 +33,7 @@ import attrs
 
 from streamplug.api.sink import CommitOutcome, Committer, Sink
 from streamplug.api.state import StateSerializer
-from streamplug.api.watermarks import MIN_WATERMARK
+from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamplug.errors import CheckpointError, ConfigError, JobCancelledError, JobFailedError
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import JobInfo
@@ -123,6 +123,15 @@ def _register_task_metrics(group: MetricGroup, subtask: Subtask) -> None:
         "currentOutputWatermark",
         lambda: None if output.idle or output.watermark == MIN_WATERMARK else output.watermark,
     )
+
+    def watermark_lag() -> int | None:
+        watermark = output.watermark
+        if output.idle or watermark == MIN_WATERMARK or watermark >= MAX_WATERMARK:
+            return None
+        return now_ms() - watermark
+
+    # Flink's source operator owns this one too: only the runtime knows the watermark.
+    group.gauge("watermarkLag", watermark_lag, "ms between now and the subtask's watermark")
 
 
 class _Stop(Exception):

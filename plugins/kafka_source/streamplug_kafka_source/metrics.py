@@ -1,9 +1,10 @@
 """The reader's metrics, named as Flink's Kafka source names them.
 
 On the reader's operator group (Flink's standard source metrics):
-``currentEmitEventTimeLag``, ``watermarkLag``, ``sourceIdleTime``, ``pendingRecords`` and
-the counter ``numRecordsInErrors`` (records that failed to deserialize). ``numRecordsIn``
-is the runtime's: it counts what the source emits.
+``currentEmitEventTimeLag``, ``sourceIdleTime``, ``pendingRecords`` and the counter
+``numRecordsInErrors`` (records that failed to deserialize). ``numRecordsIn`` and
+``watermarkLag`` are the runtime's: it counts what the source emits and knows the
+subtask's watermark.
 
 Under ``KafkaSourceReader``: ``commitsSucceeded``, ``commitsFailed``,
 ``deserializationErrors``, ``recordsSkipped``, ``recordsDeadLettered``, and per topic and
@@ -90,13 +91,9 @@ class KafkaSourceReaderMetrics:
         self.last_emit_event_time: int | None = None
         self.last_emit_lag: int | None = None
         self.last_record_time_ms = _now_ms()
-        self.min_split_event_time: Callable[[], int | None] = lambda: None
         self.pending_records: Callable[[], int | None] = lambda: None
         group.gauge(
             "currentEmitEventTimeLag", lambda: self.last_emit_lag, "ms from event time to emit"
-        )
-        group.gauge(
-            "watermarkLag", self._watermark_lag, "ms from the slowest split's event time to now"
         )
         group.gauge(
             "sourceIdleTime", lambda: _now_ms() - self.last_record_time_ms, "ms without records"
@@ -122,10 +119,6 @@ class KafkaSourceReaderMetrics:
         if last_event_time is not None and last_event_time >= 0:
             self.last_emit_event_time = last_event_time
             self.last_emit_lag = now - last_event_time
-
-    def _watermark_lag(self) -> int | None:
-        slowest = self.min_split_event_time()
-        return None if slowest is None else _now_ms() - slowest
 
     # -- per partition -------------------------------------------------------------------
 

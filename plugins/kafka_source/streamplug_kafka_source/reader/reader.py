@@ -130,10 +130,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._batch_limit = min(poll_max_records, _FIRST_BATCH)
         self._poll_timeout_s = poll_timeout_ms / 1000.0
         self._metrics = KafkaSourceReaderMetrics(context.metric_group, register_consumer_metrics)
-        self._metrics.min_split_event_time = self._min_split_event_time
         self._metrics.pending_records = self.pending_records
         self._splits: dict[tuple[str, int], KafkaPartitionSplitState] = {}
-        self._last_event_time: dict[tuple[str, int], int] = {}
         self._single_topic: str | None = None
         self._no_more_splits = False
         self._to_release: list[str] = []
@@ -469,9 +467,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         output: ReaderOutput[Any],
     ) -> None:
         output.collect_batch(values, timestamps, state.split_id)
-        last_ts = timestamps[-1]
-        self._last_event_time[(state.split.topic, state.split.partition)] = last_ts
-        self._metrics.record_emitted(len(values), last_ts)
+        self._metrics.record_emitted(len(values), timestamps[-1])
 
     def _bad_record(self, message: Message, exc: BaseException) -> None:
         error = locate(exc, message, self._deserializer.format_name)
@@ -494,7 +490,6 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         key = (split.topic, split.partition)
         self._splits.pop(key, None)
         self._finished_any = True
-        self._last_event_time.pop(key, None)
         self._finished_offsets[key] = state.current_offset
         try:
             self._consumer.incremental_unassign([TopicPartition(split.topic, split.partition)])
@@ -616,10 +611,6 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             return state.current_offset
 
         return read
-
-    def _min_split_event_time(self) -> int | None:
-        times = list(self._last_event_time.values())
-        return min(times) if times else None
 
     def pending_records(self) -> int | None:
         """Records left in this reader's splits, from librdkafka's last statistics (every
