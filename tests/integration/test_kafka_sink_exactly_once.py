@@ -380,3 +380,46 @@ def test_commit_that_cannot_complete_fails_undecided_and_resolve_decides(
         (CommitOutcome.COMMITTED, ["in-doubt"]),
     ]
     resolver.close()
+
+
+def _client_threads() -> int:
+    """librdkafka's threads in this process (named ``rdk:...``); Linux only."""
+    tasks = "/proc/self/task"
+    names = []
+    for task in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{task}/comm") as comm:
+                names.append(comm.read())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sum(name.startswith("rdk:") for name in names)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_a_finished_exactly_once_job_leaves_no_client_behind(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Any
+) -> None:
+    import gc
+
+    from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+
+    topic = topic_factory()
+    before = _client_threads()
+    # Without the collector, only reference counting can end the clients: a reference
+    # cycle holding the shared producer would keep its threads running.
+    gc.disable()
+    try:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(2).enable_checkpointing(200)
+        env.set_restart_strategy(RestartStrategies.no_restart())
+        env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path))
+        sink = _sink(kafka_bootstrap, topic, DeliveryGuarantee.EXACTLY_ONCE, _prefix())
+        env.from_collection([str(i) for i in range(100)]).sink_to(sink)
+        env.execute("no-leak")
+        deadline = time.monotonic() + 10
+        while _client_threads() > before:
+            assert time.monotonic() < deadline, f"{_client_threads() - before} client threads left"
+            time.sleep(0.1)
+    finally:
+        gc.enable()
+    assert _committed(kafka_bootstrap, topic) == sorted(str(i) for i in range(100))

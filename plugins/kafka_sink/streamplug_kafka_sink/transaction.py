@@ -673,6 +673,7 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
         self._metrics = metrics
         manager.acquire()
         self._closed = False
+        self._emitter: RecordEmitter | None = None
         try:
             manager.ensure_ready()
             self._emitter = RecordEmitter(
@@ -689,8 +690,11 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         self._manager.raise_client_failure()
+        emitter = self._emitter
+        if emitter is None:
+            raise RuntimeError(f"subtask {self._subtask}: write to a closed Kafka sink writer")
         try:
-            self._emitter.emit(values, timestamps)
+            emitter.emit(values, timestamps)
         except (KafkaException, SystemError) as exc:
             raise self._manager.producer_failure(exc, f"subtask {self._subtask}") from exc
 
@@ -724,5 +728,8 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
         if self._closed:
             return
         self._closed = True
+        # The emitter holds the shared producer: dropping it lets the manager's close end
+        # the client now, not when a garbage collection finds this writer.
+        self._emitter = None
         self._metrics.close()
         self._manager.release()

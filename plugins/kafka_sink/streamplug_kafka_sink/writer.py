@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat, starmap
@@ -92,6 +93,13 @@ class DeliveryErrors:
             )
 
 
+def _alive(method: weakref.WeakMethod[Any]) -> Callable[[str], list[int]]:
+    found: Callable[[str], list[int]] | None = method()
+    if found is None:
+        raise RuntimeError("the Kafka sink writer was closed")
+    return found
+
+
 class RecordEmitter:
     """Serializes a batch and hands it to the producer with as little Python per record as
     possible. A full librdkafka queue is waited out by polling (which also serves delivery
@@ -114,8 +122,15 @@ class RecordEmitter:
         self._metrics = metrics
         self._partitions: dict[str, tuple[float, list[int]]] = {}
         self.schema = schema.for_subtask()
+        # A weak reference back: the schema keeps the context, and a strong one would make
+        # a cycle that keeps this emitter, and the producer it holds, alive after the
+        # writer let go of it, until a garbage collection (measured: 4 client threads
+        # left per finished exactly-once job).
+        partitions_for = weakref.WeakMethod(self.partitions_for)
         self.sink_context = KafkaSinkContext(
-            context.subtask_index, context.parallelism, self.partitions_for
+            context.subtask_index,
+            context.parallelism,
+            lambda topic: _alive(partitions_for)(topic),
         )
         self.schema.open(self.sink_context)
         built = self.schema if isinstance(self.schema, _BuiltSchema) else None
