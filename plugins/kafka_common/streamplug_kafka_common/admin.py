@@ -232,7 +232,15 @@ def end_offsets(
 ) -> dict[int, int]:
     """Partition -> end offset: the high watermark, or with ``read_committed`` the
     last stable offset (where a transactional consumer stops)."""
-    consumer = Consumer(
+    consumer = _offsets_consumer(client_config, isolation_level)
+    try:
+        return _partition_ends(consumer, topic, timeout)
+    finally:
+        consumer.close()
+
+
+def _offsets_consumer(client_config: ClientConfig, isolation_level: IsolationLevel) -> Consumer:
+    return Consumer(
         _config(
             client_config,
             **{
@@ -241,30 +249,36 @@ def end_offsets(
             },
         )
     )
-    try:
-        tmeta = _topic_metadata(consumer.list_topics(topic, timeout=timeout), topic)
-        result: dict[int, int] = {}
-        for pid in sorted(tmeta.partitions):
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, pid), timeout=timeout, cached=False
-            )
-            result[pid] = high
-        return result
-    finally:
-        consumer.close()
+
+
+def _partition_ends(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
+    """Each partition's end as ``consumer``'s isolation level sees it, asked of the broker."""
+    tmeta = _topic_metadata(consumer.list_topics(topic, timeout=timeout), topic)
+    result: dict[int, int] = {}
+    for pid in sorted(tmeta.partitions):
+        _low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, pid), timeout=timeout, cached=False
+        )
+        result[pid] = high
+    return result
 
 
 def _wait_for_stable_end(client_config: ClientConfig, topic: str, settle_s: float) -> None:
     """Wait up to ``settle_s`` until no transaction hides records written so far."""
     end = end_offsets(client_config, topic, "read_uncommitted")
     deadline = time.monotonic() + settle_s
-    while True:
-        stable = end_offsets(client_config, topic, "read_committed")
-        if all(stable.get(p, 0) >= offset for p, offset in end.items()):
-            return
-        if time.monotonic() >= deadline:
-            return
-        time.sleep(0.05)
+    # One consumer asked again, not a new client every 50 ms.
+    consumer = _offsets_consumer(client_config, "read_committed")
+    try:
+        while True:
+            stable = _partition_ends(consumer, topic, timeout=10.0)
+            if all(stable.get(p, 0) >= offset for p, offset in end.items()):
+                return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
+    finally:
+        consumer.close()
 
 
 def read_all(
