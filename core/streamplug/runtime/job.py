@@ -119,14 +119,15 @@ def _register_task_metrics(group: MetricGroup, subtask: Subtask) -> None:
     output = subtask.output
     group.gauge("numRecordsIn", lambda: output.records)
     group.gauge("numRecordsOut", lambda: subtask.records_out[0])
-    group.gauge(
-        "currentOutputWatermark",
-        lambda: None if output.idle or output.watermark == MIN_WATERMARK else output.watermark,
-    )
+
+    def output_watermark() -> int | None:
+        return None if output.idle or output.watermark == MIN_WATERMARK else output.watermark
+
+    group.gauge("currentOutputWatermark", output_watermark)
 
     def watermark_lag() -> int | None:
-        watermark = output.watermark
-        if output.idle or watermark == MIN_WATERMARK or watermark >= MAX_WATERMARK:
+        watermark = output_watermark()
+        if watermark is None or watermark >= MAX_WATERMARK:
             return None
         return now_ms() - watermark
 
