@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from streamplug.api import DeserializationSchema, WatermarkStrategy
 from streamplug.api.sink import DeliveryGuarantee
 from streamplug.errors import ConfigError, JobFailedError
 from streamplug.plugins import PluginHost, build_plugin_host
 from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_security import KafkaAuthenticationError, librdkafka_capabilities
 from streamplug_kafka_security.testing import STORE_PASSWORD, SecuredKafka, kdc_available
 
@@ -95,40 +96,9 @@ def _produce_plain(secured: SecuredKafka, topic: str) -> list[str]:
 
 def _read_plain(secured: SecuredKafka, topic: str) -> list[str]:
     """Every value of ``topic`` up to its end, over the plain listener, as a read_committed
-    consumer (librdkafka's default) sees it. (A loop of our own: the shared helper uses
-    settings the GSSAPI environment's librdkafka 2.0.2 lacks.)"""
-    consumer = Consumer({**_internal(secured), "group.id": "verify", "enable.auto.commit": False})
-    # The end is the high watermark, not the last stable offset a read_committed consumer
-    # would report: right after an exactly-once job's last commit the commit markers may
-    # still be on their way, and the stable offset short of the records the job wrote.
-    raw = Consumer({**_internal(secured), "group.id": "raw", "isolation.level": "read_uncommitted"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        try:
-            ends = {
-                p: raw.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions
-            }
-        finally:
-            raw.close()
-        assigned = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
-        consumer.assign(assigned)
-        values: list[str] = []
-        deadline = time.monotonic() + 30
-
-        def at_end() -> bool:
-            # position() moves past transaction markers too, unlike the last record seen.
-            done = consumer.position([TopicPartition(topic, p) for p in partitions])
-            return all(ends[tp.partition] == 0 or tp.offset >= ends[tp.partition] for tp in done)
-
-        while not at_end():
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for message in consumer.consume(500, 0.5):
-                assert message.error() is None, message.error()
-                values.append((message.value() or b"").decode())
-        return sorted(values)
-    finally:
-        consumer.close()
+    consumer sees it (``read_all`` also waits for the commit markers of an exactly-once
+    job's last transaction)."""
+    return sorted((m.value() or b"").decode() for m in read_all(_internal(secured), topic))
 
 
 def _properties(secured: SecuredKafka, kind: str) -> dict[str, str]:
