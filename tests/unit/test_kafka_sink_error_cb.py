@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from streamplug.api.sink import DeliveryGuarantee
+from streamplug.errors import CheckpointError
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import hookimpl
 from streamplug.testing import sink_context
@@ -182,6 +183,7 @@ class FakeTransactionalProducer:
         self.fail_init = fail_init
         self.produced = 0
         self.stuck = False
+        self.fenced = False
 
     def init_transactions(self, timeout: float) -> None:
         if self.fail_init:
@@ -189,7 +191,10 @@ class FakeTransactionalProducer:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "init timed out"))
 
     def begin_transaction(self) -> None:
-        pass
+        if self.fenced:
+            raise KafkaException(
+                KafkaError(KafkaError._FENCED, "producer fenced by newer instance", fatal=True)
+            )
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
         self.produced += 1
@@ -198,6 +203,11 @@ class FakeTransactionalProducer:
         return 0
 
     def flush(self, timeout: float = -1) -> int:
+        if self.fenced:
+            # What confluent-kafka does after fencing: the queued record is purged, and
+            # flush returns NULL before error_cb has seen the fatal error.
+            self.conf["on_delivery"](KafkaError(KafkaError._PURGE_QUEUE), None)
+            raise SystemError("<method 'flush'> returned NULL without setting an exception")
         if self.stuck:
             self.conf["error_cb"](KafkaError(KafkaError._SSL, "certificate verify failed"))
             return self.produced
@@ -265,6 +275,24 @@ def test_exactly_once_flush_ends_with_the_hooks_exception(monkeypatch: pytest.Mo
         with pytest.raises(CredentialsRejected, match="certificate verify failed"):
             writer.flush(False)
         with pytest.raises(CredentialsRejected):
+            manager.commit(1, [])
+    finally:
+        writer.close()
+
+
+def test_a_fencing_that_error_cb_never_saw_is_reported_as_fencing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manager, producers = _manager(monkeypatch, RaisingHook(), fail_init=False)
+    writer = ExactlyOnceWriter(manager, _schema(), sink_context(), _metrics_for(manager))
+    try:
+        writer.write(["late"], None)
+        producers[0].fenced = True
+        # Not "Purged in queue": the user learns that another producer took over.
+        with pytest.raises(KafkaDeliveryError, match=r"was fenced.*newer producer initialised"):
+            writer.flush(False)
+        assert manager.state == "FAILED"
+        with pytest.raises(CheckpointError, match="was fenced"):
             manager.commit(1, [])
     finally:
         writer.close()

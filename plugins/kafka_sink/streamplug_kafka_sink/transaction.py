@@ -575,6 +575,7 @@ class TransactionManager:
     def producer_failure(self, exc: BaseException, what: str) -> KafkaDeliveryError:
         """The error to raise when a producer call failed: a fatal producer error (fencing
         above all) explains itself; confluent-kafka may then raise a bare SystemError."""
+        self._recover_lost_fatal_error()
         err = self.fatal_error or self.errors.last
         if err is None:
             # A SystemError ("returned a result with an exception set") carries the
@@ -588,6 +589,31 @@ class TransactionManager:
         if err is not None and err.code() in _FENCED_CODES:
             return KafkaDeliveryError(f"{what}: {self._fenced_reason()} ({text})")
         return KafkaDeliveryError(f"{what}: transactional producer failed: {text}")
+
+    def _recover_lost_fatal_error(self) -> None:
+        """confluent-kafka can lose a fatal error: after fencing, ``flush`` returns a bare
+        SystemError and ``error_cb`` never sees the error. The delivery reports then say
+        only "Purged in queue" when the fencing hit before the record was sent. librdkafka
+        still knows: in its fatal state every transactional call fails with the fatal
+        error. ``begin_transaction`` is asked because inside an open transaction it can
+        only fail, so the question changes nothing."""
+        with self._lock:
+            producer = self._producer
+            if (
+                self.fatal_error is not None
+                or producer is None
+                or self._state != TransactionState.IN_TRANSACTION
+            ):
+                return
+            try:
+                producer.begin_transaction()
+            except KafkaException as exc:
+                err = _kafka_error(exc)
+                if err is not None and err.fatal():
+                    self.fatal_error = err
+                    self._state = TransactionState.FAILED
+            except SystemError:
+                pass
 
     def _fenced_reason(self) -> str:
         """Explains a fencing error. Since KIP-890 (Kafka 4) a broker that aborts a
