@@ -68,7 +68,11 @@ def test_a_split_given_after_the_consumer_started_is_read_at_once(
     for i in range(RECORDS):
         producer.produce(topic, str(i).encode(), partition=0)
     assert producer.flush(10) == 0
-    # Where the one-second scan falls relative to the assignment varies; several readers
-    # with different delays each would have hit it in most runs.
-    times = [seconds_to_first_record(kafka_bootstrap, topic, s) for s in (0.1, 0.2, 0.35)]
-    assert max(times) < FIRST_RECORD_WITHIN_S, times
+    # Whether a reader without the metadata request waits for the scan varies from start to
+    # start: measured on 36 readers, a quarter waited 0.65-0.9 s, the rest read at once. Of
+    # sixteen such readers, two or more wait in 94% of runs. With the request a late reader
+    # is a pause of the loaded machine or the broker's JVM (CI once saw 0.54 s beside two
+    # readers at 0.02 s), which one reader is allowed.
+    times = [seconds_to_first_record(kafka_bootstrap, topic, 0.1 + i * 0.02) for i in range(16)]
+    late = [t for t in times if t >= FIRST_RECORD_WITHIN_S]
+    assert len(late) <= 1, [round(t, 3) for t in times]
