@@ -591,12 +591,15 @@ class TransactionManager:
         return KafkaDeliveryError(f"{what}: transactional producer failed: {text}")
 
     def _recover_lost_fatal_error(self) -> None:
-        """confluent-kafka can lose a fatal error: after fencing, ``flush`` returns a bare
-        SystemError and ``error_cb`` never sees the error. The delivery reports then say
-        only "Purged in queue" when the fencing hit before the record was sent. librdkafka
-        still knows: in its fatal state every transactional call fails with the fatal
-        error. ``begin_transaction`` is asked because inside an open transaction it can
-        only fail, so the question changes nothing."""
+        """Find the fatal error confluent-kafka lost. It never passes a fatal error to
+        ``error_cb``: ``poll`` and ``flush`` raise it. But when the same call then serves
+        delivery reports (the records a fenced producer purges), the exception is still
+        pending while those callbacks run, and ``flush`` ends in a bare SystemError
+        (confluent-kafka 2.16.1, error_cb in confluent_kafka.c). The reports say only
+        "Purged in queue" if the fencing came before the record was sent. librdkafka still
+        knows: in its fatal state every transactional call fails with the fatal error.
+        ``begin_transaction`` is asked because inside an open transaction it can only fail,
+        so asking changes nothing."""
         with self._lock:
             producer = self._producer
             if (
