@@ -28,6 +28,7 @@ checkpoint's committables, so resolve asks about exactly the transaction in ques
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -139,6 +140,21 @@ class TransactionState:
 def _kafka_error(exc: KafkaException) -> KafkaError | None:
     err = exc.args[0] if exc.args else None
     return err if isinstance(err, KafkaError) else None
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Clear the locals of the finished frames on a bare SystemError's traceback.
+
+    When confluent-kafka loses a fatal error (see ``_recover_lost_fatal_error``) it also
+    keeps a reference to the traceback for good, and the frames on it keep their locals:
+    the producer among them, whose four threads then never stop (measured: 4 threads left
+    per fenced writer, even after gc; none with the frames cleared). A frame still running
+    (the caller's) cannot be cleared and is skipped."""
+    tb = exc.__traceback__
+    while tb is not None:
+        with contextlib.suppress(RuntimeError):
+            tb.tb_frame.clear()
+        tb = tb.tb_next
 
 
 class TransactionManager:
@@ -575,6 +591,8 @@ class TransactionManager:
     def producer_failure(self, exc: BaseException, what: str) -> KafkaDeliveryError:
         """The error to raise when a producer call failed: a fatal producer error (fencing
         above all) explains itself; confluent-kafka may then raise a bare SystemError."""
+        if isinstance(exc, SystemError):
+            _release_frames(exc)
         self._recover_lost_fatal_error()
         err = self.fatal_error or self.errors.last
         if err is None:
