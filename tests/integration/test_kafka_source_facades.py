@@ -95,7 +95,7 @@ def test_legacy_consumer_assigns_timestamps_and_watermarks_for_add_source(
 ) -> None:
     topic = topic_factory(partitions=2)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
-    base = 1_700_000_000_000
+    base = int(time.time() * 1000) - 3_600_000  # within retention: see test_kafka_source_offsets
     for i in range(20):
         producer.produce(topic, str(i).encode(), partition=i % 2, timestamp=base + i)
     assert producer.flush(10) == 0
