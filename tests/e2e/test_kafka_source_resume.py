@@ -101,11 +101,8 @@ def test_restart_resumes_from_checkpointed_offsets_not_committed_ones(
     # Offsets of a completed checkpoint reach the group while the job runs.
     seen = kill_once_committed(kafka_bootstrap, topic, group, tmp_path)
 
-    complete = [
-        c
-        for c in FileCheckpointStorage(tmp_path / "chk", "kafka-source-resume").list()
-        if c.status == "COMPLETE"
-    ]
+    checkpoints = FileCheckpointStorage(tmp_path / "chk", "kafka-source-resume").list()
+    complete = [c for c in checkpoints if c.status == "COMPLETE"]
     assert complete, "the job died before its first checkpoint: slow it down"
     latest = complete[0]
     checkpointed = {
@@ -136,7 +133,10 @@ def test_restart_resumes_from_checkpointed_offsets_not_committed_ones(
     resumed = run_job(kafka_bootstrap, topic, group, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     report = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert report["restored_from"] == latest.checkpoint_id
+    # A newer checkpoint the kill left PENDING (state written, commits not all done) is
+    # restored if its sink commit took effect, and dropped otherwise.
+    pending = [c.checkpoint_id for c in checkpoints if c.checkpoint_id > latest.checkpoint_id]
+    assert report["restored_from"] in (latest.checkpoint_id, *pending), (report, checkpoints)
 
     # Exactly once: resuming at committed offset 0 would duplicate partition 0's prefix,
     # resuming at the end of partition 1 would lose its tail.
