@@ -242,6 +242,10 @@ def test_bounded_read_of_transactional_data_ends_past_markers_and_aborted_record
         for i in range(5):
             producer.produce(topic, f"0:{batch * 5 + i}".encode())
         if batch == 1:
+            # Aborting with records still in flight fails now and then with librdkafka
+            # 2.3.0 on Kafka 4 (INVALID_TXN_STATE, fatal); the records must be written for
+            # the test anyway.
+            assert producer.flush(10) == 0
             producer.abort_transaction()
         else:
             producer.commit_transaction()
