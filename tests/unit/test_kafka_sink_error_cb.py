@@ -204,8 +204,9 @@ class FakeTransactionalProducer:
 
     def flush(self, timeout: float = -1) -> int:
         if self.fenced:
-            # What confluent-kafka does after fencing: the queued record is purged, and
-            # flush returns NULL before error_cb has seen the fatal error.
+            # What confluent-kafka 2.16.1 does after fencing: the queued record is purged,
+            # and flush ends in a bare SystemError; the fatal error itself is lost (it
+            # never reaches error_cb).
             self.conf["on_delivery"](KafkaError(KafkaError._PURGE_QUEUE), None)
             raise SystemError("<method 'flush'> returned NULL without setting an exception")
         if self.stuck:
