@@ -119,12 +119,20 @@ def create_topic(bootstrap: str, topic: str, log_append_time: bool = True) -> No
     from streamplug_kafka_common import admin
 
     config = {"message.timestamp.type": "LogAppendTime"} if log_append_time else None
-    admin.create_topic(bootstrap, topic, PARTITIONS, config=config)
+    admin.create_topic(
+        {"bootstrap.servers": bootstrap, "log_level": 4}, topic, PARTITIONS, config=config
+    )
+
+
+_admins: dict[str, AdminClient] = {}
 
 
 def delete_topic(bootstrap: str, topic: str) -> None:
     """Outputs are deleted once checked: 100 runs of 1M records would fill the disk."""
-    futures = AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])
+    if bootstrap not in _admins:
+        # One client for the whole run (a client per call logs a purge notice as it goes).
+        _admins[bootstrap] = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    futures = _admins[bootstrap].delete_topics([topic])
     for future in futures.values():
         # A topic left behind only costs disk space.
         with contextlib.suppress(Exception):
