@@ -30,6 +30,7 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "PluginLoadFailure",
+    "RuntimeSpec",
     "build_plugin_host",
     "hookimpl",
 ]
@@ -83,6 +84,16 @@ class CommandSpec:
 
 
 @attrs.frozen
+class RuntimeSpec:
+    """A named runtime (where a job's worker slots run): ``factory(**options)`` builds one
+    ``streamplug.runtime.runtimes.Runtime`` per job run."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@attrs.frozen
 class JobInfo:
     """What lifecycle hooks learn about a job attempt."""
 
@@ -126,6 +137,7 @@ _KINDS: dict[str, str] = {
     "partitioner": "streamplug_register_partitioners",
     "offsets initializer": "streamplug_register_offsets_initializers",
     "command": "streamplug_register_commands",
+    "runtime": "streamplug_register_runtimes",
 }
 
 
@@ -234,6 +246,10 @@ class PluginHost:
         """The source or sink registered under ``name``."""
         spec: ConnectorSpec = self.lookup(kind, name)
         return spec
+
+    def runtimes(self) -> list[RuntimeSpec]:
+        """Every runtime plugins registered (the built-in ones are the runtime's own)."""
+        return [entry.spec for entry in self._registry("runtime").values()]
 
     def format(self, name: str) -> FormatSpec:
         spec: FormatSpec = self.lookup("format", name)

@@ -18,6 +18,7 @@ from streamplug.plugins import (
     ConnectorSpec,
     OffsetsInitializerSpec,
     PartitionerSpec,
+    RuntimeSpec,
     build_plugin_host,
     hookimpl,
 )
@@ -73,6 +74,13 @@ class RecordingPlugin:
     def streamplug_register_commands(self, register: Any) -> None:
         self.calls.append("streamplug_register_commands")
         register(CommandSpec("rec", "a test command", lambda p: None, lambda a: 0))
+
+    @hookimpl
+    def streamplug_register_runtimes(self, register: Any) -> None:
+        from streamplug.runtime.runtimes import ThreadsRuntime
+
+        self.calls.append("streamplug_register_runtimes")
+        register(RuntimeSpec("rec-runtime", ThreadsRuntime, "threads under another name"))
 
     @hookimpl
     def streamplug_configure_client(self, properties: Any, role: str, connector: str) -> None:
@@ -131,7 +139,7 @@ def test_every_hook_is_exercised(tmp_path: Any) -> None:
         return x
 
     env = StreamExecutionEnvironment.get_execution_environment(host)
-    env.set_parallelism(2).enable_checkpointing(50)
+    env.set_parallelism(2).enable_checkpointing(50).set_runtime("rec-runtime")
     env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(2, 10))
     source = CollectionSource(list(range(3000)), batch_size=50, records_per_second=5000)

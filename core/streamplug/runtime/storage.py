@@ -72,17 +72,22 @@ class FileCheckpointStorage:
         """Atomically write the checkpoint with ``status``; returns its path."""
         doc = dict(document, format=FORMAT_VERSION, checkpoint_id=checkpoint_id, status=status)
         data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.path_for(checkpoint_id)
         fault_point("checkpoint.before_write")
+        return self._replace(self.path_for(checkpoint_id), data, torn_write_fault=True)
+
+    def _replace(self, final: Path, data: bytes, torn_write_fault: bool = False) -> Path:
+        """Write ``data`` to a temporary file, fsync it, rename it over ``final`` and fsync
+        the directory: readers see the old file or the new one, never a mix."""
+        self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 half = len(data) // 2
                 f.write(data[:half])
                 f.flush()
-                # A crash here leaves a torn temporary file, which recovery must ignore.
-                fault_point("checkpoint.during_write")
+                if torn_write_fault:
+                    # A crash here leaves a torn temporary file, which recovery must ignore.
+                    fault_point("checkpoint.during_write")
                 f.write(data[half:])
                 f.flush()
                 os.fsync(f.fileno())
@@ -93,6 +98,22 @@ class FileCheckpointStorage:
             raise
         _fsync_directory(self.directory)
         return final
+
+    def write_record(self, name: str, value: dict[str, Any]) -> None:
+        """A small JSON record of the job beside its checkpoints, written atomically (the
+        worker slots its attempts used, for fencing after a crash)."""
+        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        self._replace(self.directory / f"{name}.json", data)
+
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        """A record written by ``write_record``, or None if there is none."""
+        try:
+            value = json.loads((self.directory / f"{name}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {name}.json in {self.directory}: {exc}") from exc
+        return value if isinstance(value, dict) else None
 
     def mark(self, checkpoint: CheckpointFile, status: str) -> CheckpointFile:
         path = self.write(checkpoint.checkpoint_id, status, checkpoint.document)
@@ -124,7 +145,7 @@ class FileCheckpointStorage:
         if not self.directory.is_dir():
             return
         for entry in self.directory.iterdir():
-            if entry.name.startswith(".chk-") and entry.name.endswith(".tmp"):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 entry.unlink(missing_ok=True)
 
     # -- reading ---------------------------------------------------------------------------
