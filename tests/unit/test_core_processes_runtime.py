@@ -110,9 +110,11 @@ def test_an_in_memory_collect_sink_is_refused_with_the_fix(tmp_path: Path) -> No
 
 def test_an_unknown_runtime_names_the_known_ones() -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
-    with pytest.raises(ConfigError, match=r"unknown runtime 'proceses'; did you mean 'processes'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown runtime 'proceses'; did you mean 'processes'\?"
+    ):
         env.set_runtime("proceses")
-    with pytest.raises(ConfigError, match="install streamplug-ray"):
+    with pytest.raises(ConfigError, match="Install streamplug-ray"):
         env.set_runtime("ray")
 
 

@@ -15,12 +15,13 @@ A third party adds a runtime through the ``streamplug_register_runtimes`` hook.
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from streamplug.errors import ConfigError
-from streamplug.plugins import RuntimeSpec
+from streamplug.plugin.records import RuntimeSpec
 from streamplug.runtime.messages import ControlMessage, Progress, WorkerEvent
 from streamplug.runtime.worker import JobGraph, WorkerSlot
 
@@ -149,33 +150,29 @@ BUILTIN_RUNTIMES: Sequence[RuntimeSpec] = (
 )
 
 
-def runtime_specs(host: PluginHost | None) -> dict[str, RuntimeSpec]:
-    """Every runtime by name: the built-in ones and those plugins register."""
-    specs = {spec.name: spec for spec in BUILTIN_RUNTIMES}
+def runtime_names(host: PluginHost | None) -> list[str]:
+    """Every runtime a job can name: the built-in ones and those plugins register."""
+    names = {spec.name for spec in BUILTIN_RUNTIMES}
     if host is not None:
-        for spec in host.runtimes():
-            if spec.name in specs and specs[spec.name] is not spec:
-                raise ConfigError(
-                    f"runtime {spec.name!r} is registered twice; uninstall one of the plugins",
-                    option="runtime",
-                )
-            specs[spec.name] = spec
-    return specs
+        names.update(host.names("runtime"))
+    return sorted(names)
 
 
 def create_runtime(
     name: str, host: PluginHost | None, options: dict[str, Any] | None = None
 ) -> Runtime:
-    specs = runtime_specs(host)
-    spec = specs.get(name)
-    if spec is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, specs, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        install = " (install streamplug-ray for 'ray')" if name == "ray" else ""
+    """A new runtime named ``name``, built with ``options``."""
+    builtin = {spec.name: spec for spec in BUILTIN_RUNTIMES}
+    if name in builtin:
+        return builtin[name].factory(**(options or {}))
+    known = runtime_names(host)
+    if host is None or name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        install = " Install streamplug-ray for 'ray'." if name == "ray" else ""
         raise ConfigError(
-            f"unknown runtime {name!r}{hint} Known runtimes: {', '.join(sorted(specs))}{install}",
+            f"unknown runtime {name!r}{hint} Known runtimes: {', '.join(known)}.{install}",
             option="runtime",
         )
+    spec: RuntimeSpec = host.lookup("runtime", name)
     return spec.factory(**(options or {}))
