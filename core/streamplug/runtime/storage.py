@@ -137,13 +137,12 @@ def parse_storage_location(location: str | os.PathLike[str]) -> Path | str:
             option="checkpoint storage dir",
         )
     _require_extra(scheme)
-    url = text.rstrip("/")
-    if not url.split("://", 1)[1]:
+    if not text.split("://", 1)[1].strip("/"):
         raise ConfigError(
             f"checkpoint storage {text!r} names no bucket: write {scheme}://BUCKET/PREFIX",
             option="checkpoint storage dir",
         )
-    return url
+    return text.rstrip("/")
 
 
 def _require_extra(scheme: str) -> None:
@@ -639,17 +638,19 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
 
     def write_bytes(self, name: str, data: bytes) -> str:
         fs, _ = self._filesystem()
+        path = self._path(name)
         try:
-            fs.pipe_file(self._path(name), data)
+            fs.pipe_file(path, data)
         except Exception as exc:
             raise self._error("cannot write", self.location_of(name), exc) from None
         return self.location_of(name)
 
     def create_bytes(self, name: str, data: bytes) -> bool:
         fs, _ = self._filesystem()
+        path = self._path(name)
         try:
             # S3: PutObject with If-None-Match: *, refused (412) when the key exists.
-            fs.pipe_file(self._path(name), data, mode="create")
+            fs.pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
         except Exception as exc:
@@ -669,8 +670,9 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
         if not self.exists(name):
             return False
         fs, _ = self._filesystem()
+        path = self._path(name)
         try:
-            fs.rm_file(self._path(name))
+            fs.rm_file(path)
         except FileNotFoundError:
             return False
         except Exception as exc:
