@@ -19,6 +19,7 @@ by slot (``runtime.recovery``) before any worker starts.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
@@ -58,7 +59,13 @@ from streamplug.runtime.messages import (
 )
 from streamplug.runtime.recovery import merge_partially_committed, resolve_workers
 from streamplug.runtime.runtimes import WorkerHandle
-from streamplug.runtime.storage import COMPLETE, PENDING, CheckpointFile, FileCheckpointStorage
+from streamplug.runtime.storage import (
+    COMPLETE,
+    PENDING,
+    CheckpointFile,
+    CheckpointStorage,
+    read_checkpoint,
+)
 
 if TYPE_CHECKING:
     from streamplug.runtime.environment import Pipeline
@@ -66,7 +73,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKERS_RECORD = "workers"
+WORKERS_RECORD = "workers.json"
 
 
 class Stop(Exception):
@@ -220,28 +227,31 @@ class Attempt:
             for name, slots in self.sinks.items()
         }
 
-    def _fence_earlier_workers(self, storage: FileCheckpointStorage, workers: int) -> None:
+    def _fence_earlier_workers(self, storage: CheckpointStorage, workers: int) -> None:
         """Fence the slots an earlier attempt recorded and this one will not start, then
         record this attempt's slots before any of them can open a transaction."""
         committers = [s.committer for slots in self.sinks.values() for s in slots if s.committer]
         if not committers:
             return
-        recorded = int((storage.read_record(WORKERS_RECORD) or {}).get("workers", 0))
+        try:
+            recorded = int(json.loads(storage.read_bytes(WORKERS_RECORD)).get("workers", 0))
+        except FileNotFoundError:
+            recorded = 0
         if recorded > workers:
             stale = list(range(workers, recorded))
             log.info("fencing worker slots %s of an earlier attempt", stale)
             for committer in committers:
                 committer.fence_workers(stale)
         if recorded != workers:
-            storage.write_record(WORKERS_RECORD, {"workers": workers})
+            storage.write_bytes(WORKERS_RECORD, json.dumps({"workers": workers}).encode())
 
-    def _choose_restore(self, storage: FileCheckpointStorage) -> CheckpointFile | None:
+    def _choose_restore(self, storage: CheckpointStorage) -> CheckpointFile | None:
         restore = self.checkpoint_cfg.restore
         if restore is None and self.number == 0:
             return None
         storage.remove_temporaries()
         if restore not in (None, "latest") and self.number == 0:
-            chosen = FileCheckpointStorage.read(Path(str(restore)))
+            chosen = read_checkpoint(str(restore), self.checkpoint_cfg.storage_options)
             if chosen.status != COMPLETE:
                 raise CheckpointError(
                     f"checkpoint {chosen.path} is {chosen.status}, not COMPLETE; restore from "
@@ -260,7 +270,7 @@ class Attempt:
         return None
 
     def _resolve(
-        self, storage: FileCheckpointStorage, checkpoint: CheckpointFile
+        self, storage: CheckpointStorage, checkpoint: CheckpointFile
     ) -> CheckpointFile | None:
         """A PENDING checkpoint as Kafka holds it: promoted, merged, or dropped (None)."""
         cid = checkpoint.checkpoint_id
@@ -284,7 +294,7 @@ class Attempt:
             sorted(set(outcomes) - committed),
         )
         storage.write(cid, COMPLETE, merged)
-        return FileCheckpointStorage.read(storage.path_for(cid))
+        return storage.read_checkpoint(cid)
 
     def _restore_pipeline(
         self,
@@ -574,7 +584,7 @@ class Attempt:
                 acks=[acks[w] for w in sorted(acks)],
                 base=self.base.document(),
             )
-            path: Path | None = None
+            path: Path | str | None = None
             if persist:
                 path = self.run.storage.write(cid, PENDING, document)
                 fault_point("checkpoint.after_pending")

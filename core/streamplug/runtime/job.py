@@ -25,7 +25,7 @@ from streamplug.runtime.coordinator import Attempt as _Attempt
 from streamplug.runtime.coordinator import Stop as _Stop
 from streamplug.runtime.restart import fresh
 from streamplug.runtime.runtimes import Runtime
-from streamplug.runtime.storage import FileCheckpointStorage
+from streamplug.runtime.storage import CheckpointStorage, open_checkpoint_storage
 from streamplug.runtime.worker import JobGraph
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class _JobRun:
         self.last_checkpoint_path: str | None = None
         self.attempts = 0
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        storage_dir = env.checkpoint_config.storage_dir
+        storage_dir: Path | str | None = env.checkpoint_config.storage_dir
         if storage_dir is None:
             # Like Flink's in-memory default: checkpoints work, but die with the process.
             self._tmpdir = tempfile.TemporaryDirectory(prefix="streamplug-checkpoints-")
@@ -128,7 +128,9 @@ class _JobRun:
                     "call get_checkpoint_config().set_checkpoint_storage_dir(...) to resume after a crash",
                     storage_dir,
                 )
-        self.storage = FileCheckpointStorage(storage_dir, job_name)
+        self.storage = open_checkpoint_storage(
+            storage_dir, job_name, env.checkpoint_config.storage_options
+        )
         self.next_checkpoint_id = self.storage.latest_id() + 1
         self.started = time.monotonic()
         self.graph = JobGraph(
@@ -269,7 +271,7 @@ class JobClient:
         return self._run.worker_pids()
 
     @property
-    def checkpoint_storage(self) -> FileCheckpointStorage:
+    def checkpoint_storage(self) -> CheckpointStorage:
         return self._run.storage
 
     def metrics(self) -> JobMetrics:
