@@ -476,6 +476,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             except Exception as exc:
                 self._bad_record(message, exc)
                 continue
+            if element is None:
+                continue
             values_out.append(element)
             kept.append(timestamp)
         if values_out:
