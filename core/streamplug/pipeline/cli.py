@@ -12,11 +12,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
-from streamplug.plugins import CommandSpec
+from streamplug.plugin.records import CommandSpec
+from streamplug.plugin.spec import hookimpl
 from streamplug.secrets import redact
 
 if TYPE_CHECKING:
@@ -259,10 +261,15 @@ def _locate_failure(built: BuiltPipeline, exc: BaseException) -> str | None:
 
 
 def run_command() -> CommandSpec:
-    """The ``run`` subcommand, registered by the core's plugin module."""
+    """The ``run`` subcommand, which this module registers as one of the core's plugins."""
     return CommandSpec(
         "run",
         "run a pipeline file (TOML): source, transforms and sinks by registered name",
         _configure,
         _run,
     )
+
+
+@hookimpl
+def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
+    register(run_command())
