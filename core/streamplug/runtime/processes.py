@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from streamplug.errors import ConfigError
+from streamplug.runtime import faults
 from streamplug.runtime.messages import (
     ControlMessage,
     Progress,
@@ -58,11 +59,20 @@ def _configured_log_levels() -> dict[str, int]:
 
 
 def _worker_main(
-    conn: Connection, payload: bytes, worker: int, indices: list[int], levels: dict[str, int]
+    conn: Connection,
+    payload: bytes,
+    worker: int,
+    indices: list[int],
+    levels: dict[str, int],
+    generation: int,
 ) -> None:
     """A slot process: serve control messages until the driver says goodbye or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.environ[faults.SLOT_ENV] = str(worker)
+    if generation > 0:
+        os.environ.pop(faults.ENV, None)
+    faults.reset()
     logging.basicConfig(
         level=levels.get("", logging.WARNING),
         format=f"%(asctime)s worker-{worker} %(name)s %(levelname)s %(message)s",
@@ -130,7 +140,9 @@ def _worker_main(
 class _ProcessWorker(WorkerHandle):
     """The driver's end of one slot process."""
 
-    def __init__(self, worker: int, indices: list[int], payload: bytes, post: Post) -> None:
+    def __init__(
+        self, worker: int, indices: list[int], payload: bytes, post: Post, generation: int
+    ) -> None:
         self.worker = worker
         self.subtask_indices = indices
         self.post = post
@@ -142,7 +154,7 @@ class _ProcessWorker(WorkerHandle):
         self._conn: Connection = parent
         self.process: BaseProcess = context.Process(
             target=_worker_main,
-            args=(child, payload, worker, indices, _configured_log_levels()),
+            args=(child, payload, worker, indices, _configured_log_levels(), generation),
             name=f"streamplug-worker-{worker}",
             daemon=True,
         )
@@ -232,6 +244,8 @@ class ProcessesRuntime(Runtime):
         self._max_workers = workers
         self.handles: list[_ProcessWorker] = []
         self._payload: bytes | None = None
+        # How many processes each slot had so far in this run.
+        self._generations: dict[int, int] = {}
 
     def worker_count(self, parallelism: int) -> int:
         return min(parallelism, self._max_workers or parallelism)
@@ -268,7 +282,9 @@ class ProcessesRuntime(Runtime):
             if old is not None:
                 old.shutdown()
             indices = self.subtask_indices(worker, graph.parallelism)
-            fresh.append(_ProcessWorker(worker, indices, payload, post))
+            generation = self._generations.get(worker, 0)
+            self._generations[worker] = generation + 1
+            fresh.append(_ProcessWorker(worker, indices, payload, post, generation))
         self.handles = fresh
         return list(fresh)
 
