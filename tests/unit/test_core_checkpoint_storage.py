@@ -312,8 +312,9 @@ def test_an_unsupported_scheme_and_a_missing_extra_say_what_to_do(
         env.get_checkpoint_config().set_checkpoint_storage_dir("s3://bucket/chk")
 
 
+@pytest.mark.parametrize("runtime", ["threads", "processes"])
 def test_a_job_checkpoints_to_s3_and_a_new_run_resumes_there(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, runtime: str
 ) -> None:
     url = f"s3://{s3_server.new_bucket()}/checkpoints"
 
@@ -321,7 +322,8 @@ def test_a_job_checkpoints_to_s3_and_a_new_run_resumes_there(
         env = StreamExecutionEnvironment.get_execution_environment(
             build_plugin_host(autoload=False)
         )
-        env.set_parallelism(2).enable_checkpointing(50)
+        # Under "processes" the workers are other processes; the driver alone writes S3.
+        env.set_parallelism(2).enable_checkpointing(50).set_runtime(runtime)
         env.get_checkpoint_config().set_checkpoint_storage_dir(url, s3_server.options)
         # 3000 records per subtask at 2000/s: the stop below lands mid-run.
         source = CollectionSource(list(range(6000)), batch_size=50, records_per_second=2000)
