@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -385,6 +387,18 @@ def test_checkpoints_command_lists_and_shows_an_s3_storage(
     assert code == 2 and "chk-00000009.json" in err
     code, out, err = cli("checkpoints", "list", f"s3://{bucket}/nothing", endpoint)
     assert (code, out.strip()) == (0, f"no checkpoints under s3://{bucket}/nothing")
+    # As a user runs it, with -vv: debug logs of streamplug, none of the S3 wire.
+    run = subprocess.run(
+        [sys.executable, "-m", "streamplug.cli", "-vv", "checkpoints", "list", url, endpoint],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, **s3_server.env),
+    )
+    assert run.returncode == 0 and "job orders:" in run.stdout, run.stderr
+    assert "DEBUG" in run.stderr, "-vv shows streamplug's debug log"
+    assert s3_server.key not in run.stdout + run.stderr
+    assert s3_server.secret not in run.stdout + run.stderr
     code, out, err = cli("checkpoints", "list", url, "--storage-option", "endpoint_url")
     assert code == 2 and "KEY=VALUE" in err
 
