@@ -18,6 +18,7 @@ from streamplug.api import DeserializationSchema
 from streamplug.api.serde import DeserializationError
 from streamplug.api.source import InputStatus
 from streamplug.testing import RecordingOutput, reader_context
+from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     BadRecordPolicy,
@@ -219,3 +220,18 @@ def test_whole_record_schema_gets_every_field(cluster: MockCluster) -> None:
 def test_key_value_rejects_what_is_not_a_schema() -> None:
     with pytest.raises(TypeError, match="key schema, got int"):
         KafkaRecordDeserializationSchema.key_value(3, None)  # type: ignore[arg-type]
+
+
+def test_a_bad_key_is_dead_lettered_with_its_original_bytes(cluster: MockCluster) -> None:
+    produce(cluster, "dlq-in", [(b"a", b"1"), (b"\xff", b"2", [("h", b"x")]), (b"c", b"3")])
+    cluster.create_topic("dlq", partitions=1)
+    schema = KafkaRecordDeserializationSchema.key_value(CountingUtf8(), CountingUtf8())
+    output, reader = read(cluster, "dlq-in", 3, schema, BadRecordPolicy.dead_letter("dlq"))
+    assert output.values == [("a", "1"), ("c", "3")]
+    assert reader.metrics.records_dead_lettered.value == 1
+    (dead,) = read_all(cluster.bootstrap_servers, "dlq", "read_uncommitted")
+    assert (dead.key(), dead.value(), dead.timestamp()[1]) == (b"\xff", b"2", BASE_TS + 1)
+    headers = dict(dead.headers() or [])
+    assert headers["h"] == b"x"
+    assert headers["streamplug.error"].startswith(b"key: not utf-8")
+    assert headers["streamplug.source.offset"] == b"1"
