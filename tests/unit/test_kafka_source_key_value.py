@@ -6,6 +6,7 @@ bad-record policy one record at a time."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -91,6 +92,21 @@ def read(
         reader.close()
     assert not output.collected, "the keyed path emits batches only"
     return output, reader
+
+
+def _client_threads() -> int:
+    """librdkafka's threads in this process (named ``rdk:...``); 0 where /proc is missing."""
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        return 0
+    names = []
+    for task in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{task}/comm") as comm:
+                names.append(comm.read())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sum(name.startswith("rdk:") for name in names)
 
 
 @pytest.fixture
@@ -226,7 +242,15 @@ def test_a_bad_key_is_dead_lettered_with_its_original_bytes(cluster: MockCluster
     produce(cluster, "dlq-in", [(b"a", b"1"), (b"\xff", b"2", [("h", b"x")]), (b"c", b"3")])
     cluster.create_topic("dlq", partitions=1)
     schema = KafkaRecordDeserializationSchema.key_value(CountingUtf8(), CountingUtf8())
+    threads = _client_threads()
     output, reader = read(cluster, "dlq-in", 3, schema, BadRecordPolicy.dead_letter("dlq"))
+    # The closed reader's dead-letter producer ended its client threads (it kept
+    # reconnecting to the cluster until a garbage collection before), with the reader
+    # object still referenced here.
+    deadline = time.monotonic() + 10
+    while _client_threads() > threads:
+        assert time.monotonic() < deadline, f"{_client_threads() - threads} client threads left"
+        time.sleep(0.05)
     assert output.values == [("a", "1"), ("c", "3")]
     assert reader.metrics.records_dead_lettered.value == 1
     (dead,) = read_all(cluster.bootstrap_servers, "dlq", "read_uncommitted")
