@@ -499,6 +499,16 @@ def test_streamplug_run_without_the_s3_extra_names_the_line_and_the_install(
     assert "--checkpoint-dir" in err and 'pip install "streamplug[s3]"' in err
 
 
+def test_a_memory_storage_warns_that_it_dies_with_the_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("fsspec", reason='needs pip install "streamplug[s3]"')
+    storage = open_checkpoint_storage("memory://warned/chk", "job")
+    with caplog.at_level(logging.WARNING, logger="streamplug.runtime.storage"):
+        storage.ids()
+    assert "memory://warned/chk/job lives in this process only" in caplog.text
+
+
 def test_the_checkpoint_dir_variable_takes_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("s3fs", reason='needs pip install "streamplug[s3]"')
     monkeypatch.setenv("STREAMPLUG_CHECKPOINT_DIR", "s3://bucket/chk/")
