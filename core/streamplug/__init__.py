@@ -2,6 +2,7 @@
 
 from streamplug.api import DeliveryGuarantee, WatermarkStrategy
 from streamplug.errors import ConfigError, JobFailedError, StreamplugError
+from streamplug.plugin.spec import hookimpl
 
 __all__ = [
     "ConfigError",
@@ -9,4 +10,5 @@ __all__ = [
     "JobFailedError",
     "StreamplugError",
     "WatermarkStrategy",
+    "hookimpl",
 ]

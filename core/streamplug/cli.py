@@ -1,5 +1,6 @@
 """The ``streamplug`` command. Subcommands come from plugins (``streamplug_register_commands``);
-the core contributes ``plugins`` and ``checkpoints``."""
+this module is itself one of the core's plugins and contributes ``plugins`` and
+``checkpoints``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streamplug.errors import StreamplugError
-from streamplug.plugins import CommandSpec, PluginHost, build_plugin_host
+from streamplug.errors import ConfigError, StreamplugError
+from streamplug.plugin import CommandSpec, PluginHost, build_plugin_host, hookimpl
 
 
 def _version() -> str:
@@ -38,28 +39,52 @@ def _run_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [
-                    {
-                        "name": i.name,
-                        "distribution": i.distribution,
-                        "version": i.version,
-                        "registers": i.names,
-                    }
-                    for i in infos
-                ],
+                {
+                    "plugins": [
+                        {
+                            "name": i.name,
+                            "distribution": i.distribution,
+                            "version": i.version,
+                            "registers": i.names,
+                        }
+                        for i in infos
+                    ],
+                    "conflicts": [
+                        {
+                            "kind": c.kind,
+                            "name": c.name,
+                            "claimed_by": [
+                                {"distribution": d, "plugin": p} for d, p in c.claimants
+                            ],
+                        }
+                        for c in host.conflicts()
+                    ],
+                    "failures": [
+                        {
+                            "distribution": f.distribution,
+                            "entry_point": f.entry_point,
+                            "hook": f.hook,
+                            "error": f"{type(f.error).__name__}: {f.error}",
+                        }
+                        for f in host.failures
+                    ],
+                },
                 indent=2,
             )
         )
-        return 0
+        return 1 if host.failures or host.conflicts() else 0
     for info in infos:
         print(f"{info.distribution} {info.version}".rstrip() + f"  (plugin {info.name})")
         if not info.names:
             print("    (registers no names; implements lifecycle or configuration hooks)")
         for kind, names in sorted(info.names.items()):
             print(f"    {kind + 's:':<22} {', '.join(names)}")
+    conflicts = host.conflicts()
+    for conflict in conflicts:
+        print(f"CONFLICT: {conflict}")
     for failure in host.failures:
-        print(f"FAILED TO LOAD: {failure}")
-    return 1 if host.failures else 0
+        print(f"FAILED: {failure}")
+    return 1 if host.failures or conflicts else 0
 
 
 # -- streamplug checkpoints ----------------------------------------------------------------
@@ -67,17 +92,50 @@ def _run_plugins(args: argparse.Namespace) -> int:
 
 def _configure_checkpoints(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    listing = sub.add_parser("list", help="one line per checkpoint in a storage directory")
-    listing.add_argument("directory", help="checkpoint storage dir, or one job's directory in it")
+    listing = sub.add_parser("list", help="one line per checkpoint in a checkpoint storage")
+    listing.add_argument(
+        "directory",
+        help="checkpoint storage (a directory or s3://bucket/prefix), or one job's directory in it",
+    )
     show = sub.add_parser("show", help="everything one checkpoint holds")
-    show.add_argument("path", help="a chk-*.json file, or a job directory (shows the newest)")
+    show.add_argument(
+        "path", help="a chk-*.json file or object, or a job's directory (shows the newest)"
+    )
     show.add_argument("--json", action="store_true", help="print the raw JSON document")
+    for p in (listing, show):
+        p.add_argument(
+            "--storage-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an fsspec option of an object store, e.g. endpoint_url=http://127.0.0.1:9000 "
+            "(repeatable; give credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "rather than here, where other users of the machine can see them)",
+        )
 
 
-def _job_dirs(directory: Path) -> list[Path]:
-    if any(directory.glob("chk-*.json")):
-        return [directory]
-    return sorted(p for p in directory.iterdir() if p.is_dir() and any(p.glob("chk-*.json")))
+def _storage_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--storage-option {key or pair!r}: write KEY=VALUE, e.g. endpoint_url=http://host:9000",
+                option="storage option",
+            )
+        parsed: Any = value
+        if value in ("true", "false"):
+            parsed = value == "true"
+        elif value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"--storage-option {key}: the value is not a JSON object ({exc})",
+                    option="storage option",
+                ) from None
+        options[key] = parsed
+    return options
 
 
 def _when(ms: int | None) -> str:
@@ -111,19 +169,29 @@ def _count_committables(doc: dict[str, Any]) -> int:
 
 
 def _run_checkpoints(args: argparse.Namespace) -> int:
-    from streamplug.runtime.storage import FileCheckpointStorage
+    try:
+        return _checkpoints(args)
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from streamplug.runtime.storage import (
+        FileCheckpointStorage,
+        ObjectStoreCheckpointStorage,
+        job_storages,
+        parse_storage_location,
+        read_checkpoint,
+    )
+
+    options = _storage_options(args.storage_option)
     if args.action == "list":
-        directory = Path(args.directory)
-        if not directory.is_dir():
-            print(f"error: {directory} is not a directory", file=sys.stderr)
-            return 2
-        dirs = _job_dirs(directory)
-        if not dirs:
-            print(f"no checkpoints under {directory}")
+        storages = job_storages(args.directory, options)
+        if not storages:
+            print(f"no checkpoints under {args.directory}")
             return 0
-        for job_dir in dirs:
-            storage = FileCheckpointStorage(job_dir.parent, job_dir.name)
+        for storage in storages:
             rows = [
                 [
                     str(c.checkpoint_id),
@@ -132,11 +200,11 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
                     str(c.document.get("parallelism", "?")),
                     str(_count_splits(c.document)),
                     str(_count_committables(c.document)),
-                    c.path.name,
+                    c.name,
                 ]
                 for c in storage.list()
             ]
-            print(f"job {job_dir.name}:")
+            print(f"job {storage.location.rstrip('/').rsplit('/', 1)[-1]}:")
             print(
                 _table(
                     rows,
@@ -152,14 +220,21 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    path = Path(args.path)
-    if path.is_dir():
-        ids = FileCheckpointStorage(path.parent, path.name).ids()
+    location = parse_storage_location(args.path)
+    job_dir: FileCheckpointStorage | ObjectStoreCheckpointStorage | None = None
+    if isinstance(location, Path):
+        if location.is_dir():
+            job_dir = FileCheckpointStorage.at(location)
+    elif not location.endswith(".json"):
+        job_dir = ObjectStoreCheckpointStorage.at(location, options)
+    if job_dir is not None:
+        ids = job_dir.ids()
         if not ids:
-            print(f"error: no checkpoints in {path}", file=sys.stderr)
+            print(f"error: no checkpoints in {job_dir.location}", file=sys.stderr)
             return 2
-        path = path / f"chk-{ids[0]:08d}.json"
-    checkpoint = FileCheckpointStorage.read(path)
+        checkpoint = job_dir.read_checkpoint(ids[0])
+    else:
+        checkpoint = read_checkpoint(location, options)
     doc = checkpoint.document
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -206,21 +281,24 @@ def _split_columns(split: Any) -> list[str]:
     return [ident, str(position), "" if until is None else str(until)]
 
 
-def core_commands() -> list[CommandSpec]:
-    return [
+@hookimpl
+def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
+    register(
         CommandSpec(
             "plugins",
-            "list installed plugins and the names they register",
+            "list installed plugins, the names they register, and conflicts and failures",
             _configure_plugins,
             _run_plugins,
-        ),
+        )
+    )
+    register(
         CommandSpec(
             "checkpoints",
-            "list or show checkpoints in a storage directory",
+            "list or show checkpoints in a checkpoint storage (directory or s3://)",
             _configure_checkpoints,
             _run_checkpoints,
-        ),
-    ]
+        )
+    )
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -236,6 +314,7 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # A command two plugins claim is left out here; `streamplug plugins` shows the conflict.
     specs: list[CommandSpec] = [host.lookup("command", name) for name in host.names("command")]
     for spec in specs:
         p = sub.add_parser(spec.name, help=spec.help, description=spec.help)
@@ -244,7 +323,21 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
     return parser
 
 
+def _verbosity(argv: Sequence[str] | None) -> int:
+    """``-v`` counted before the full parser exists: plugin loading already logs."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-v", "--verbose", action="count", default=0)
+    known, _ = pre.parse_known_args(argv)
+    return int(known.verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    level = logging.WARNING - 10 * min(_verbosity(argv), 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # -vv debugs streamplug, not the wire: botocore's debug log of every S3 request carries
+    # the access key id in its headers (never the secret) and drowns everything else.
+    for wire in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3"):
+        logging.getLogger(wire).setLevel(max(level, logging.INFO))
     host = build_plugin_host()
     try:
         parser = build_parser(host)
@@ -252,8 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamplugError(Exception):
     """Base of every error streamplug raises on purpose."""
@@ -17,6 +19,14 @@ class ConfigError(StreamplugError, ValueError):
     def __init__(self, message: str, *, option: str | None = None) -> None:
         self.option = option
         super().__init__(message)
+
+    # A worker process reports it to the driver pickled; the option must survive the trip.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_config_error, (str(self), self.option), self.__dict__)
+
+
+def _config_error(message: str, option: str | None) -> ConfigError:
+    return ConfigError(message, option=option)
 
 
 class PluginError(StreamplugError):
@@ -35,13 +45,17 @@ class UnknownNameError(PluginError, LookupError):
 
 
 class DuplicateNameError(PluginError):
-    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+    """Two or more installed plugins register one name of one kind."""
+
+    def __init__(self, kind: str, name: str, *claimed_by: str) -> None:
         self.kind = kind
         self.name = name
-        self.claimed_by = (first, second)
+        self.claimed_by = claimed_by
+        both = "both " if len(claimed_by) == 2 else ""
         super().__init__(
-            f"{kind} name {name!r} is registered by both {first} and {second}; "
-            f"uninstall one of them or disable it with STREAMPLUG_DISABLED_PLUGINS"
+            f"{kind} name {name!r} is registered by {both}{' and '.join(claimed_by)}; "
+            f"uninstall all but one of them or disable the others with "
+            f"STREAMPLUG_DISABLED_PLUGINS=<entry point name>"
         )
 
 
