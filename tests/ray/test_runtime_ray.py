@@ -12,6 +12,7 @@ import random
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -211,6 +212,48 @@ def test_a_plugin_missing_on_a_node_fails_the_job_naming_it_and_the_node(
     assert "pip install" in message or "install streamplug-needed==1.2" in message
     assert time.monotonic() - started < 60
     del sys.modules["needed_plugin"]
+
+
+def test_killing_the_driver_ends_its_actors(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """Ray ends the actors a driver owns when the driver dies, so a slot can never go on
+    writing (or commit) without its coordinator."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys, time\n"
+        "import ray\n"
+        "from streamplug.connectors import CollectionSource\n"
+        "from streamplug.connectors.files import TransactionalFileSink\n"
+        "from streamplug.runtime import StreamExecutionEnvironment\n"
+        "ray.init(address=sys.argv[1])\n"
+        "env = StreamExecutionEnvironment.get_execution_environment()\n"
+        "env.set_parallelism(2).set_runtime('ray')\n"
+        "source = CollectionSource(list(range(10**6)), records_per_second=100)\n"
+        f"env.from_source(source, None, 'n').sink_to(TransactionalFileSink({str(tmp_path / 'out')!r}))\n"
+        "client = env.execute_async('forever')\n"
+        "while len(client.worker_pids()) < 2:\n"
+        "    time.sleep(0.05)\n"
+        "print(' '.join(map(str, client.worker_pids())), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, str(script), ray_cluster.address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None
+        pids = [int(p) for p in driver.stdout.readline().split()]
+        assert len(pids) == 2 and all(_pid_alive(p) for p in pids)
+        driver.kill()
+        driver.wait(10)
+        killed = time.monotonic()
+        _wait_for(lambda: not any(_pid_alive(p) for p in pids), 60, "the actors to end")
+        print(f"\nactors gone {time.monotonic() - killed:.1f} s after their driver was killed")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
 
 
 # -- Kafka -> map -> Kafka EXACTLY_ONCE with actors and a node lost ----------------------------

@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -389,7 +389,7 @@ class RayRuntime(Runtime):
         for worker, ref in waiting.items():
             handle = self.handles[worker]
             try:
-                facts: SlotFacts = ray.get(ref, timeout=max(0.1, deadline - time.monotonic()))
+                facts = self._ready(handle, ref, deadline)
             except GetTimeoutError:
                 raise WorkerError(
                     "WorkerLost",
@@ -413,6 +413,20 @@ class RayRuntime(Runtime):
             if facts.error is not None:
                 raise facts.error
             handle.attach(facts, post)
+
+    @staticmethod
+    def _ready(handle: _ActorWorker, ref: Any, deadline: float) -> SlotFacts:
+        """The slot's facts once its actor is up; while Ray is still restarting it (its
+        node died and the placement group bundle moves), ask again until ``deadline``."""
+        while True:
+            try:
+                facts: SlotFacts = ray.get(ref, timeout=max(0.1, deadline - time.monotonic()))
+                return facts
+            except ActorUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise GetTimeoutError() from None
+                time.sleep(0.2)
+                ref = handle.actor.ready.remote()
 
     # -- the run's end -----------------------------------------------------------------------
 
