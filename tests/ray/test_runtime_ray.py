@@ -35,7 +35,7 @@ from streamplug.api.sink import DeliveryGuarantee  # noqa: E402
 from streamplug.connectors import CollectionSource  # noqa: E402
 from streamplug.connectors.files import TransactionalFileSink  # noqa: E402
 from streamplug.errors import ConfigError, JobFailedError  # noqa: E402
-from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment  # noqa: E402
+from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, faults  # noqa: E402
 from streamplug_kafka_common.admin import create_topic, read_all  # noqa: E402
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink  # noqa: E402
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource  # noqa: E402
@@ -295,19 +295,22 @@ def _topics(bootstrap: str, records: int, partitions: int) -> tuple[str, str]:
     return source, sink
 
 
-def test_exactly_once_with_actors_killed_and_a_node_removed(
-    ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    records = 30_000
-    source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
+def _kafka_job(
+    bootstrap: str,
+    source_topic: str,
+    sink_topic: str,
+    tmp_path: Path,
+    rate: int,
+    **runtime_options: Any,
+) -> StreamExecutionEnvironment:
     prefix = f"ray-eos-{uuid.uuid4().hex[:8]}"
     env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(2).enable_checkpointing(300).set_runtime("ray")
+    env.set_parallelism(2).enable_checkpointing(300).set_runtime("ray", **runtime_options)
     env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "checkpoints")
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(20, 200))
     source = (
         KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
+        .set_bootstrap_servers(bootstrap)
         .set_topics(source_topic)
         .set_group_id(f"{prefix}-reader")
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
@@ -318,7 +321,7 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
     )
     sink = (
         KafkaSink.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
+        .set_bootstrap_servers(bootstrap)
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(sink_topic)
@@ -329,7 +332,50 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
         .set_transactional_id_prefix(prefix)
         .build()
     )
-    env.from_source(source, None, "in").map(Slow(700)).sink_to(sink)
+    env.from_source(source, None, "in").map(Slow(rate)).sink_to(sink)
+    return env
+
+
+def _check_exact(bootstrap: str, sink_topic: str, records: int) -> None:
+    got = [
+        m.value().decode() for m in read_all(bootstrap, sink_topic, "read_committed", timeout=120)
+    ]
+    counts = collections.Counter(got)
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    missing = records - len(counts)
+    assert (missing, duplicates) == (0, 0), f"{missing} missing, {duplicates} duplicated"
+    assert set(got) == {f"{i}:mapped" for i in range(records)}
+
+
+def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exact(
+    ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path, caplog: Any
+) -> None:
+    """Slot 1's actor dies right before its third commit (a named fault point) while
+    slot 0 commits: recovery keeps slot 0's progress and rewinds only slot 1's splits."""
+    records = 8_000
+    source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
+    env = _kafka_job(
+        kafka_bootstrap,
+        source_topic,
+        sink_topic,
+        tmp_path,
+        1000,
+        runtime_env={"env_vars": {faults.ENV: "kafka_sink.before_commit@1:3"}},
+    )
+    caplog.set_level("INFO", logger="streamplug.runtime")
+    result = env.execute("ray-merge")
+    assert result.attempts == 2, "slot 1 was never killed at its commit"
+    merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
+    assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
+    _check_exact(kafka_bootstrap, sink_topic, records)
+
+
+def test_exactly_once_with_actors_killed_and_a_node_removed(
+    ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    records = 30_000
+    source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
+    env = _kafka_job(kafka_bootstrap, source_topic, sink_topic, tmp_path, 700)
     client = env.execute_async("ray-eos")
     rng = random.Random(11)
     kills: list[int] = []
@@ -406,15 +452,7 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
     assert not errors, errors
     assert len(kills) == 3 and len(moves) == 1, (kills, moves)
     assert result.attempts >= 5, result.attempts
-    got = [
-        m.value().decode()
-        for m in read_all(kafka_bootstrap, sink_topic, "read_committed", timeout=120)
-    ]
-    counts = collections.Counter(got)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    missing = records - len(counts)
-    assert (missing, duplicates) == (0, 0), f"{missing} missing, {duplicates} duplicated"
-    assert set(got) == {f"{i}:mapped" for i in range(records)}
+    _check_exact(kafka_bootstrap, sink_topic, records)
     print(
         f"\n{records} records, {len(kills)} actor kills and a node removed, "
         f"{result.attempts} attempts, {elapsed:.1f} s; slot back after "

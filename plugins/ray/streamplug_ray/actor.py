@@ -164,6 +164,24 @@ def _configure_logging(worker: int, levels: dict[str, int]) -> None:
             logging.getLogger(name).setLevel(level)
 
 
+def _arm_fault_points(worker: int) -> None:
+    """Fault points (crash tests) as in a ``processes`` slot: ``name@W`` matches slot
+    ``W``, and only in the slot's first incarnation, or a restarted actor would die at the
+    same point forever."""
+    import ray
+
+    from streamplug.runtime import faults
+
+    os.environ[faults.SLOT_ENV] = str(worker)
+    try:
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+    except Exception:
+        restarted = False
+    if restarted:
+        os.environ.pop(faults.ENV, None)
+    faults.reset()
+
+
 class SlotActor:
     """One worker slot as a Ray actor (wrapped with ``ray.remote`` by the runtime)."""
 
@@ -176,6 +194,7 @@ class SlotActor:
         requirements: Requirements,
     ) -> None:
         _configure_logging(worker, levels)
+        _arm_fault_points(worker)
         self.worker = worker
         self._events: list[WorkerEvent] = []
         self._cond = threading.Condition()

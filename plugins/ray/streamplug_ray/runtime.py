@@ -220,8 +220,10 @@ class RayRuntime(Runtime):
     CPUs each slot reserves (default 1); ``max_restarts``: how often Ray restarts a dead
     slot actor (default -1, without limit: the job's restart strategy decides when to
     give up); ``start_timeout_s``: how long the slots may take to be placed and started
-    (default 120); ``namespace``, ``runtime_env`` and ``init_options`` (any other
-    ``ray.init`` argument) go to ``ray.init`` when this runtime connects.
+    (default 120); ``runtime_env``: Ray's runtime environment for the slot actors
+    (``pip``, ``py_modules``, ``env_vars``...; not for secrets, which Ray shows with the
+    actor's options); ``namespace`` and ``init_options`` (any other ``ray.init``
+    argument) go to ``ray.init`` when this runtime connects.
     """
 
     name = "ray"
@@ -261,10 +263,12 @@ class RayRuntime(Runtime):
         self.max_restarts = int(options.get("max_restarts", -1))
         self.start_timeout_s = float(options.get("start_timeout_s", 120.0))
         init_options = dict(options.get("init_options") or {})
-        for key in ("namespace", "runtime_env"):
-            if options.get(key) is not None:
-                init_options[key] = options[key]
+        if options.get("namespace") is not None:
+            init_options["namespace"] = options["namespace"]
         self._init_options = init_options
+        # Given to the actors themselves, so it applies on a Ray the caller connected to
+        # as well: pip packages, py_modules, env_vars for the slots.
+        self._runtime_env: dict[str, Any] | None = options.get("runtime_env")
         self.handles: list[_ActorWorker] = []
         self._pg: PlacementGroup | None = None
         self._payload_ref: Any = None
@@ -371,6 +375,7 @@ class RayRuntime(Runtime):
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
                         pg, placement_group_bundle_index=worker
                     ),
+                    **({"runtime_env": self._runtime_env} if self._runtime_env else {}),
                 ).remote(payload, worker, indices, levels, requirements)
                 self.handles.append(_ActorWorker(actor, worker, indices, post))
             handle = self.handles[worker]
