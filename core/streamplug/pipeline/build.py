@@ -28,10 +28,12 @@ from streamplug.pipeline.config import (
     WatermarkSettings,
     did_you_mean,
 )
+from streamplug.pipeline.errors import PipelineConfigError
 from streamplug.pipeline.locate import PathElement
 from streamplug.plugin import PluginHost
 from streamplug.plugin.options import OptionsError
 from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
+from streamplug.runtime.storage import parse_storage_location, storage_scheme
 
 __all__ = ["BuiltPipeline", "build_pipeline", "import_function"]
 
@@ -246,16 +248,26 @@ def build_pipeline(
     bootstrap_servers: str | None = None,
     restore: str | None = "latest",
     checkpoint_storage: str | Path | None = None,
+    runtime: str | None = None,
 ) -> BuiltPipeline:
     """Build ``config`` into a job on a fresh environment.
 
     ``bootstrap_servers`` overrides the option of that name on every source and sink whose
     connector declares it. ``restore`` is ``"latest"`` (resume from this job's newest usable
     checkpoint, if any), ``"none"`` (start fresh) or the path of a checkpoint file.
-    ``checkpoint_storage`` overrides ``[checkpointing] storage``.
+    ``checkpoint_storage`` overrides ``[checkpointing] storage``; ``runtime`` overrides
+    ``[job] runtime``.
     """
     env = StreamExecutionEnvironment.get_execution_environment(host)
     env.set_parallelism(config.job.parallelism)
+    try:
+        env.set_runtime(runtime or config.job.runtime)
+    except ConfigError as exc:
+        if runtime:
+            raise
+        raise PipelineConfigError(
+            str(exc), path=("job", "runtime"), fix='runtime = "threads"'
+        ) from exc
     if config.job.auto_watermark_interval_ms:
         env.set_auto_watermark_interval(config.job.auto_watermark_interval_ms)
     checkpoint_config = env.get_checkpoint_config()
@@ -271,13 +283,22 @@ def build_pipeline(
         if cp.tolerable_failures is not None:
             checkpoint_config.set_tolerable_checkpoint_failure_number(cp.tolerable_failures)
         if cp.storage is not None:
-            checkpoint_config.set_checkpoint_storage_dir(cp.storage)
+            checkpoint_config.set_checkpoint_storage_dir(cp.storage, cp.storage_options)
     if checkpoint_storage is not None:
-        checkpoint_config.set_checkpoint_storage_dir(checkpoint_storage)
+        # The file's object store options (an endpoint, say) go with an object store override.
+        options = cp.storage_options if cp is not None else {}
+        override = parse_storage_location(checkpoint_storage)
+        checkpoint_config.set_checkpoint_storage_dir(
+            override, options if isinstance(override, str) else None
+        )
     if restore in (None, "none"):
         checkpoint_config.set_restore(None)
     elif restore == "latest":
         checkpoint_config.set_restore("latest")
+    elif storage_scheme(restore) is not None:
+        # An object: opening it needs the storage options, and a missing one fails the
+        # restore with its URL in the message.
+        checkpoint_config.set_restore(restore)
     else:
         chosen = Path(restore)
         if not chosen.is_file():

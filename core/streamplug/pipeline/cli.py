@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugin.records import CommandSpec
 from streamplug.plugin.spec import hookimpl
+from streamplug.runtime.storage import redact_storage_options
 from streamplug.secrets import redact
 
 if TYPE_CHECKING:
@@ -45,8 +46,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint-dir",
-        metavar="DIR",
-        help="checkpoint storage, instead of [checkpointing] storage",
+        metavar="DIR|URL",
+        help="checkpoint storage (a directory, or s3://bucket/prefix), instead of [checkpointing] storage",
+    )
+    parser.add_argument(
+        "--runtime",
+        metavar="NAME",
+        help="where the worker slots run, instead of [job] runtime: threads, processes, or a "
+        "runtime a plugin registers (ray with streamplug-ray)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -88,11 +95,13 @@ def _describe(built: BuiltPipeline) -> dict[str, Any]:
     return {
         "job": built.job_name,
         "parallelism": env.get_parallelism(),
+        "runtime": env.get_runtime(),
         "checkpointing": (
             {
                 "interval_ms": cp.interval_ms,
                 "timeout_ms": cp.timeout_ms,
                 "storage": str(cp.storage_dir) if cp.storage_dir else None,
+                "storage_options": redact_storage_options(cp.storage_options),
                 "restore": cp.restore,
             }
             if cp.enabled
@@ -141,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             bootstrap_servers=args.bootstrap_servers,
             restore=args.restore,
             checkpoint_storage=args.checkpoint_dir,
+            runtime=args.runtime,
         )
         if args.dry_run:
             print(json.dumps(_describe(built), indent=2, default=str))

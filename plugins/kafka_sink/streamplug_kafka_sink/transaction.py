@@ -158,6 +158,25 @@ def _release_frames(exc: BaseException) -> None:
         tb = tb.tb_next
 
 
+# Start-up of an exactly-once writer opens three clients one after another (admin, the
+# transactional producer, a consumer for the commit log's end). librdkafka waits
+# reconnect.backoff.ms / 2 (50 ms by default) before opening the connection to a broker it
+# has just learned from the bootstrap metadata, and each of these clients does that once:
+# 10 ms keeps the start quick (the backoff still doubles on every failure, up to
+# reconnect.backoff.max.ms). A value the user set wins.
+_START_UP_DEFAULTS = {"reconnect.backoff.ms": "10"}
+# How long to wait for the producer's first connection to a broker learned from metadata,
+# and how often to look; past it init_transactions goes on without (see
+# TransactionManager._connect). The list_topics request is for the commit log, which exists
+# by then, so it can never create a topic.
+_CONNECT_TIMEOUT_S = 1.0
+_CONNECT_POLL_S = 0.002
+
+
+def _with_start_up_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_START_UP_DEFAULTS, **config}
+
+
 class TransactionManager:
     """The shared transactional producer of one sink in one process, for one job attempt.
 
@@ -279,7 +298,7 @@ class TransactionManager:
                     f"the transactional producer {self.transactional_id!r} is closed"
                 )
             self._ensure_commit_log()
-            conf = finalize_client_config(self._producer_config)
+            conf = finalize_client_config(_with_start_up_defaults(self._producer_config))
             # Chained, not replaced: a configure_client hook's error_cb keeps working.
             client_errors = ChainedErrorCallback.install(conf, self._on_error)
             self._client_errors = client_errors
@@ -288,6 +307,7 @@ class TransactionManager:
             producer = self._producer_factory(conf)
             started = time.monotonic()
             try:
+                self._connect(producer)
                 producer.init_transactions(self._init_timeout_s)
             except KafkaException as exc:
                 self._state = TransactionState.FAILED
@@ -302,6 +322,35 @@ class TransactionManager:
             self._producer = producer
             self._log_offset = self._commit_log_end()
             self._begin()
+
+    def _connect(self, producer: Producer) -> None:
+        """Have a broker connection that librdkafka's transactions may use up before
+        ``init_transactions``.
+
+        ``init_transactions`` first asks any broker for the transaction coordinator, and
+        only a broker learned from metadata qualifies, never the bootstrap connection. A
+        producer created a moment ago has none up yet, and librdkafka then retries from a
+        fixed 500 ms timer, not when the connection comes up (its debug log: "No brokers
+        available for Transactions (2 broker(s) known)", the next query 500 ms later).
+        Measured on a local broker: ``init_transactions`` right after creating the
+        producer took ~505 ms in half the jobs or more; after this wait 2-3 ms, the wait
+        itself ~14 ms. Metadata answered by a broker with a node id (not the bootstrap
+        address, id -1) proves such a connection is up. Bounded: past
+        _CONNECT_TIMEOUT_S ``init_transactions`` goes on as before."""
+        deadline = time.monotonic() + _CONNECT_TIMEOUT_S
+        while True:
+            try:
+                metadata = producer.list_topics(self.commit_log_topic, timeout=_CONNECT_TIMEOUT_S)
+            except (KafkaException, AttributeError) as exc:
+                log.debug(
+                    "transactional producer %s: metadata before init: %s",
+                    self.transactional_id,
+                    exc,
+                )
+                return
+            if getattr(metadata, "orig_broker_id", 0) >= 0 or time.monotonic() > deadline:
+                return
+            time.sleep(_CONNECT_POLL_S)
 
     def _init_error(self, exc: KafkaException) -> Exception:
         err = _kafka_error(exc)
@@ -354,7 +403,7 @@ class TransactionManager:
     # -- commit log ------------------------------------------------------------------------
 
     def _ensure_commit_log(self) -> None:
-        admin = AdminClient(dict(self._admin_config))
+        admin = AdminClient(_with_start_up_defaults(self._admin_config))
         metadata = admin.list_topics(timeout=30)
         topic = metadata.topics.get(self.commit_log_topic)
         if topic is not None and topic.error is None:
@@ -404,7 +453,7 @@ class TransactionManager:
             time.sleep(0.1)
 
     def _consumer(self, isolation: str = "read_committed") -> tuple[Consumer, ChainedErrorCallback]:
-        conf: dict[str, Any] = dict(self._consumer_config)
+        conf: dict[str, Any] = _with_start_up_defaults(self._consumer_config)
         conf.update(
             {
                 "group.id": f"streamplug-commit-log-{uuid.uuid4().hex}",
@@ -675,13 +724,48 @@ class TransactionManager:
     def resolve(
         self, checkpoint_id: int, committables: Sequence[KafkaCommittable]
     ) -> CommitOutcome:
-        tokens = {(c.token, c.commit_log_topic, c.commit_log_offset) for c in committables}
-        if not tokens:
+        """This process's own producer fences the crashed one (aborting its open
+        transaction, or completing a commit already under way), then the commit log says
+        whether the checkpoint's decision record is there."""
+        if not committables:
             # No writer took part, so nothing of this checkpoint is in Kafka either way.
             return CommitOutcome.COMMITTED
-        # Fences the crashed producer: its open transaction is aborted, and a commit it had
-        # already asked for is completed before this returns.
         self.ensure_ready()
+        return self.decide(checkpoint_id, committables)
+
+    def fence(self, transactional_id: str) -> None:
+        """Fence every producer with ``transactional_id``: a short-lived producer with that
+        id initialises (the broker aborts an open transaction of the old one, or finishes
+        a commit it had already asked for) and is dropped again. The coordinator does this
+        for worker slots it does not run itself."""
+        conf = finalize_client_config(self._producer_config)
+        conf["transactional.id"] = transactional_id
+        conf["client.id"] = f"streamplug-{self.job_name}-fence"
+        for key in ("on_delivery", "stats_cb", "statistics.interval.ms"):
+            conf.pop(key, None)
+        client_errors = ChainedErrorCallback.install(conf, None)
+        producer = self._producer_factory(conf)
+        started = time.monotonic()
+        try:
+            producer.init_transactions(self._init_timeout_s)
+        except KafkaException as exc:
+            if client_errors.failure is not None:
+                raise client_errors.failure from exc
+            raise self._init_error(exc) from exc
+        finally:
+            del producer
+        log.info(
+            "fenced transactional id %s in %.0f ms",
+            transactional_id,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def decide(self, checkpoint_id: int, committables: Sequence[KafkaCommittable]) -> CommitOutcome:
+        """COMMITTED if the decision record of one of ``committables`` is in the commit log.
+        Every producer that wrote them must be fenced first."""
+        tokens = {(c.token, c.commit_log_topic, c.commit_log_offset) for c in committables}
+        if not tokens:
+            return CommitOutcome.COMMITTED
         outcome = CommitOutcome.ABORTED
         for token, topic, offset in sorted(tokens):
             if topic != self.commit_log_topic:
@@ -694,10 +778,9 @@ class TransactionManager:
                 )
             decision = self.find_decision(token, offset)
             log.info(
-                "checkpoint %d (transaction %s of %s): decision record %s",
+                "checkpoint %d (transaction %s): decision record %s",
                 checkpoint_id,
                 token,
-                self.transactional_id,
                 "found -> COMMITTED" if decision else "absent -> ABORTED",
             )
             if decision is not None:
