@@ -287,7 +287,10 @@ def build_pipeline(
     if checkpoint_storage is not None:
         # The file's object store options (an endpoint, say) go with an object store override.
         options = cp.storage_options if cp is not None else {}
-        override = parse_storage_location(checkpoint_storage)
+        try:
+            override = parse_storage_location(checkpoint_storage)
+        except ImportError as exc:
+            raise ConfigError(f"--checkpoint-dir: {exc}", option="checkpoint storage") from None
         checkpoint_config.set_checkpoint_storage_dir(
             override, options if isinstance(override, str) else None
         )
