@@ -525,3 +525,34 @@ def test_an_s3_storage_survives_pickling(s3_server: S3Server) -> None:
     storage.write(1, COMPLETE, {})
     copy = pickle.loads(pickle.dumps(storage))
     assert copy.ids() == [1] and copy.location == storage.location
+
+
+def test_a_failed_complete_write_does_not_hold_the_subtasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that refuses one write (S3 answering 503, say) after the commits took effect.
+    real = FileCheckpointStorage.write
+    refused: list[int] = []
+
+    def refuse_first_complete(
+        self: FileCheckpointStorage, cid: int, status: str, doc: dict[str, Any]
+    ) -> Path:
+        if status == COMPLETE and not refused:
+            refused.append(cid)
+            raise CheckpointError(f"injected: cannot write COMPLETE {cid}")
+        return real(self, cid, status, doc)
+
+    monkeypatch.setattr(FileCheckpointStorage, "write", refuse_first_complete)
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.set_parallelism(2).enable_checkpointing(100)
+    cp = env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    cp.set_tolerable_checkpoint_failure_number(1).set_checkpoint_timeout(60_000)
+    source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=2000)
+    env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+    started = time.monotonic()
+    result = env.execute("refused-once")
+    # Before: the subtasks waited at the barrier until the next checkpoint timed out (60 s)
+    # and the attempt restarted.
+    assert result.attempts == 1 and time.monotonic() - started < 30
+    assert refused and result.checkpoints_completed >= 2
+    assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))
