@@ -466,3 +466,93 @@ def test_streamplug_run_checkpoints_to_s3_from_the_pipeline_file(
     assert moved.ids(), "the run checkpointed under the prefix of --checkpoint-dir"
     assert not (tmp_path / "s3:").exists()
     assert s3_server.secret not in out + err
+
+
+def test_streamplug_run_without_the_s3_extra_names_the_line_and_the_install(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "s3fs" else real(name, *args),
+    )
+    monkeypatch.setenv("STREAMPLUG_DISABLE_PLUGIN_AUTOLOAD", "1")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        '[checkpointing]\ninterval = "1 s"\nstorage = "s3://bucket/chk"\n'
+        '[source]\nconnector = "collection"\nelements = [1]\n[sink]\nconnector = "discard"\n'
+    )
+    code, _, err = cli("run", str(job), "--dry-run")
+    assert code == 2
+    assert "job.toml:3: checkpointing.storage" in err
+    assert 'pip install "streamplug[s3]"' in err and "Traceback" not in err
+    job.write_text(
+        '[source]\nconnector = "collection"\nelements = [1]\n[sink]\nconnector = "discard"\n'
+    )
+    code, _, err = cli("run", str(job), "--dry-run", "--checkpoint-dir", "s3://bucket/chk")
+    assert code == 2
+    assert "--checkpoint-dir" in err and 'pip install "streamplug[s3]"' in err
+
+
+def test_a_memory_storage_warns_that_it_dies_with_the_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("fsspec", reason='needs pip install "streamplug[s3]"')
+    storage = open_checkpoint_storage("memory://warned/chk", "job")
+    with caplog.at_level(logging.WARNING, logger="streamplug.runtime.storage"):
+        storage.ids()
+    assert "memory://warned/chk/job lives in this process only" in caplog.text
+
+
+def test_the_checkpoint_dir_variable_takes_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("s3fs", reason='needs pip install "streamplug[s3]"')
+    monkeypatch.setenv("STREAMPLUG_CHECKPOINT_DIR", "s3://bucket/chk/")
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    assert env.get_checkpoint_config().storage_dir == "s3://bucket/chk"
+
+
+def test_an_s3_storage_survives_pickling(s3_server: S3Server) -> None:
+    import pickle
+
+    storage = open_checkpoint_storage(
+        f"s3://{s3_server.new_bucket()}/chk", "job", s3_server.options
+    )
+    storage.write(1, COMPLETE, {})
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.ids() == [1] and copy.location == storage.location
+
+
+def test_a_failed_complete_write_does_not_hold_the_subtasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that refuses one write (S3 answering 503, say) after the commits took effect.
+    real = FileCheckpointStorage.write
+    refused: list[int] = []
+
+    def refuse_first_complete(
+        self: FileCheckpointStorage, cid: int, status: str, doc: dict[str, Any]
+    ) -> Path:
+        if status == COMPLETE and not refused:
+            refused.append(cid)
+            raise CheckpointError(f"injected: cannot write COMPLETE {cid}")
+        return real(self, cid, status, doc)
+
+    monkeypatch.setattr(FileCheckpointStorage, "write", refuse_first_complete)
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.set_parallelism(2).enable_checkpointing(100)
+    cp = env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    cp.set_tolerable_checkpoint_failure_number(1).set_checkpoint_timeout(60_000)
+    source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=2000)
+    env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+    started = time.monotonic()
+    result = env.execute("refused-once")
+    # Before: the subtasks waited at the barrier until the next checkpoint timed out (60 s)
+    # and the attempt restarted.
+    assert result.attempts == 1 and time.monotonic() - started < 30
+    assert refused and result.checkpoints_completed >= 2
+    assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))

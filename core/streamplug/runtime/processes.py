@@ -21,8 +21,10 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,7 @@ from streamplug.runtime import faults
 from streamplug.runtime.messages import (
     ControlMessage,
     Progress,
+    StartAttempt,
     WorkerError,
     WorkerEvent,
     WorkerFailed,
@@ -102,8 +105,14 @@ def _worker_main(
 
     from streamplug.plugins import build_plugin_host
 
-    graph: JobGraph = cloudpickle.loads(payload)
-    slot = WorkerSlot(graph, worker, indices, build_plugin_host(), post)
+    try:
+        graph: JobGraph = cloudpickle.loads(payload)
+        slot = WorkerSlot(graph, worker, indices, build_plugin_host(), post)
+    except Exception as exc:
+        # Most often a module of the job (a plugin, the job script's own) that this node
+        # does not have: answer every attempt with that, naming the node.
+        _refuse_attempts(conn, post, worker, exc)
+        return
     done = threading.Event()
 
     def report_progress() -> None:
@@ -135,6 +144,27 @@ def _worker_main(
     # Past every subtask thread already joined: skip interpreter teardown, which could wait
     # on a stuck client thread.
     os._exit(0)
+
+
+def _refuse_attempts(
+    conn: Connection, post: Callable[[WorkerEvent], None], worker: int, exc: Exception
+) -> None:
+    # Not worth a restart: the same node would fail the same way.
+    error = ConfigError(
+        f"worker slot {worker} on host {socket.gethostname()} could not load the job: "
+        f"{type(exc).__name__}: {exc}; install the same distributions (plugins, the job's "
+        "modules) on every node",
+        option="runtime",
+    )
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(1)
+        if message is None:
+            os._exit(0)
+        if isinstance(message, StartAttempt):
+            post(WorkerFailed(message.attempt, worker, error))
 
 
 class _ProcessWorker(WorkerHandle):
