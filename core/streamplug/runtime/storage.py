@@ -284,7 +284,9 @@ class CheckpointStorage(abc.ABC):
     @abc.abstractmethod
     def create_bytes(self, name: str, data: bytes) -> bool:
         """Create the document atomically unless it exists: True if this call created it,
-        False if it was already there (its content untouched). For locks."""
+        False if it was already there (its content untouched). For locks. On an object
+        store this is a conditional PUT (``If-None-Match: *``); a store that ignores the
+        condition overwrites instead."""
 
     @abc.abstractmethod
     def exists(self, name: str) -> bool:
