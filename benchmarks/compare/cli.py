@@ -16,6 +16,7 @@ import datetime
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 import uuid
@@ -136,12 +137,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput.sort(key=configs.THROUGHPUT.index)
     latency_runs = args.latency_runs or args.runs
 
-    # Prepare every environment before the first measured run.
+    # Prepare every environment before the first measured run. One that cannot be made
+    # (no Maven, no registry) leaves its jobs out, said in the report, not the whole run.
+    not_run: dict[str, str] = {}
     for env in sorted({c.env for c in throughput + latency if c.env}):
-        if env == "maven":
-            envs.flink_command()
-        else:
-            envs.python_for(env)
+        try:
+            if env == "maven":
+                envs.flink_command()
+            else:
+                envs.python_for(env)
+        except (SystemExit, OSError, subprocess.CalledProcessError) as e:
+            not_run[env] = str(e) or type(e).__name__
+            print(f"  left out: the jobs that need {env} ({not_run[env]})", flush=True)
+    throughput = [c for c in throughput if c.env not in not_run]
+    latency = [c for c in latency if c.env not in not_run]
 
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)
@@ -294,22 +303,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             *report.latency_table(lat),
         ]
+    if not_run:
+        lines += [
+            "",
+            "Left out of this run: "
+            + "; ".join(f"jobs needing {env} ({why})" for env, why in not_run.items())
+            + ".",
+        ]
     text = "\n".join(lines)
     print()
     print(text)
     if not args.no_write:
         report.write_json(payload)
-        plots = report.plot(
-            {
-                "throughput": report.BENCHMARKS / "compare-throughput.png",
-                **({"latency": report.BENCHMARKS / "compare-latency.png"} if lat else {}),
-            }
-        )
-        text += (
-            "\n\nPlots: "
-            + ", ".join(f"[{p}]({p})" for p in plots)
-            + "; raw figures: [compare-results.json](compare-results.json)."
-        )
+        try:
+            plots = report.plot(
+                {
+                    "throughput": report.BENCHMARKS / "compare-throughput.png",
+                    **({"latency": report.BENCHMARKS / "compare-latency.png"} if lat else {}),
+                }
+            )
+        except (SystemExit, OSError, subprocess.CalledProcessError) as e:
+            print(f"no plots: {e}", flush=True)
+            plots = []
+        if plots:
+            text += (
+                "\n\nPlots: "
+                + ", ".join(f"[{p}]({p})" for p in plots)
+                + "; raw figures: [compare-results.json](compare-results.json)."
+            )
         report.update_results_md(text)
         print(f"\nwritten: {report.RESULTS_MD}, {report.RESULTS_JSON}, {', '.join(plots)}")
     wrong = sum(1 for o in outcomes if o.wrong) + sum(1 for o in lat if o.wrong)
