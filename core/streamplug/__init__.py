@@ -2,6 +2,7 @@
 
 from streamplug.api import DeliveryGuarantee, WatermarkStrategy
 from streamplug.errors import ConfigError, JobFailedError, StreamplugError, UnrecoverableError
+from streamplug.plugin.spec import hookimpl
 
 __all__ = [
     "ConfigError",
@@ -10,4 +11,5 @@ __all__ = [
     "StreamplugError",
     "UnrecoverableError",
     "WatermarkStrategy",
+    "hookimpl",
 ]

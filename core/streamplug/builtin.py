@@ -1,11 +1,13 @@
-"""The core's own components, registered through the same hooks as any plugin."""
+"""The core's own connectors, registered through the same hooks as any plugin. (The core's
+commands register themselves: ``streamplug.cli`` and ``streamplug.pipeline.cli``.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from streamplug.plugins import CommandSpec, ConnectorSpec, hookimpl
+from streamplug.plugin.records import ConnectorSpec
+from streamplug.plugin.spec import hookimpl
 
 
 def _collection_source(**options: Any) -> Any:
@@ -35,13 +37,3 @@ def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) ->
     )
     register(ConnectorSpec("print", "sink", _print_sink, "prints each record to stdout"))
     register(ConnectorSpec("discard", "sink", _discard_sink, "drops every record (benchmarks)"))
-
-
-@hookimpl
-def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
-    from streamplug import cli
-    from streamplug.pipeline import run_command
-
-    for spec in cli.core_commands():
-        register(spec)
-    register(run_command())

@@ -1,5 +1,6 @@
 """The ``streamplug`` command. Subcommands come from plugins (``streamplug_register_commands``);
-the core contributes ``plugins`` and ``checkpoints``."""
+this module is itself one of the core's plugins and contributes ``plugins`` and
+``checkpoints``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from streamplug.errors import StreamplugError
-from streamplug.plugins import CommandSpec, PluginHost, build_plugin_host
+from streamplug.plugin import CommandSpec, PluginHost, build_plugin_host, hookimpl
 
 
 def _version() -> str:
@@ -38,28 +39,52 @@ def _run_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [
-                    {
-                        "name": i.name,
-                        "distribution": i.distribution,
-                        "version": i.version,
-                        "registers": i.names,
-                    }
-                    for i in infos
-                ],
+                {
+                    "plugins": [
+                        {
+                            "name": i.name,
+                            "distribution": i.distribution,
+                            "version": i.version,
+                            "registers": i.names,
+                        }
+                        for i in infos
+                    ],
+                    "conflicts": [
+                        {
+                            "kind": c.kind,
+                            "name": c.name,
+                            "claimed_by": [
+                                {"distribution": d, "plugin": p} for d, p in c.claimants
+                            ],
+                        }
+                        for c in host.conflicts()
+                    ],
+                    "failures": [
+                        {
+                            "distribution": f.distribution,
+                            "entry_point": f.entry_point,
+                            "hook": f.hook,
+                            "error": f"{type(f.error).__name__}: {f.error}",
+                        }
+                        for f in host.failures
+                    ],
+                },
                 indent=2,
             )
         )
-        return 0
+        return 1 if host.failures or host.conflicts() else 0
     for info in infos:
         print(f"{info.distribution} {info.version}".rstrip() + f"  (plugin {info.name})")
         if not info.names:
             print("    (registers no names; implements lifecycle or configuration hooks)")
         for kind, names in sorted(info.names.items()):
             print(f"    {kind + 's:':<22} {', '.join(names)}")
+    conflicts = host.conflicts()
+    for conflict in conflicts:
+        print(f"CONFLICT: {conflict}")
     for failure in host.failures:
-        print(f"FAILED TO LOAD: {failure}")
-    return 1 if host.failures else 0
+        print(f"FAILED: {failure}")
+    return 1 if host.failures or conflicts else 0
 
 
 # -- streamplug checkpoints ----------------------------------------------------------------
@@ -206,21 +231,24 @@ def _split_columns(split: Any) -> list[str]:
     return [ident, str(position), "" if until is None else str(until)]
 
 
-def core_commands() -> list[CommandSpec]:
-    return [
+@hookimpl
+def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
+    register(
         CommandSpec(
             "plugins",
-            "list installed plugins and the names they register",
+            "list installed plugins, the names they register, and conflicts and failures",
             _configure_plugins,
             _run_plugins,
-        ),
+        )
+    )
+    register(
         CommandSpec(
             "checkpoints",
             "list or show checkpoints in a storage directory",
             _configure_checkpoints,
             _run_checkpoints,
-        ),
-    ]
+        )
+    )
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -236,6 +264,7 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # A command two plugins claim is left out here; `streamplug plugins` shows the conflict.
     specs: list[CommandSpec] = [host.lookup("command", name) for name in host.names("command")]
     for spec in specs:
         p = sub.add_parser(spec.name, help=spec.help, description=spec.help)
@@ -244,7 +273,17 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
     return parser
 
 
+def _verbosity(argv: Sequence[str] | None) -> int:
+    """``-v`` counted before the full parser exists: plugin loading already logs."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-v", "--verbose", action="count", default=0)
+    known, _ = pre.parse_known_args(argv)
+    return int(known.verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    level = logging.WARNING - 10 * min(_verbosity(argv), 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = build_plugin_host()
     try:
         parser = build_parser(host)
@@ -252,8 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

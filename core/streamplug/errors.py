@@ -69,13 +69,17 @@ class UnknownNameError(PluginError, LookupError):
 
 
 class DuplicateNameError(PluginError):
-    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+    """Two or more installed plugins register one name of one kind."""
+
+    def __init__(self, kind: str, name: str, *claimed_by: str) -> None:
         self.kind = kind
         self.name = name
-        self.claimed_by = (first, second)
+        self.claimed_by = claimed_by
+        both = "both " if len(claimed_by) == 2 else ""
         super().__init__(
-            f"{kind} name {name!r} is registered by both {first} and {second}; "
-            f"uninstall one of them or disable it with STREAMPLUG_DISABLED_PLUGINS"
+            f"{kind} name {name!r} is registered by {both}{' and '.join(claimed_by)}; "
+            f"uninstall all but one of them or disable the others with "
+            f"STREAMPLUG_DISABLED_PLUGINS=<entry point name>"
         )
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streamplug import hookspecs
 from streamplug.pipeline import config as pipeline_config
 from streamplug.pipeline import load_pipeline
+from streamplug.plugin import spec as hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -30,7 +30,11 @@ def test_every_hook_is_documented_in_the_plugin_guide() -> None:
         if n.startswith("streamplug_")
     ]
     assert len(hooks) >= 12
-    missing = [h for h in hooks if f"`{h}(" not in guide]
+    # With its full signature: every argument, in the hookspec's order.
+    signatures = [
+        f"`{h}({', '.join(inspect.signature(getattr(hookspecs, h)).parameters)})`" for h in hooks
+    ]
+    missing = [s for s in signatures if s not in guide]
     assert not missing, f"docs/plugins.md does not document {missing}"
 
 

@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
-from streamplug.plugins import CommandSpec
+from streamplug.plugin.records import CommandSpec
+from streamplug.plugin.spec import hookimpl
 from streamplug.runtime.signals import stop_on_signals
 from streamplug.secrets import redact
 
@@ -232,10 +234,15 @@ def _locate_failure(built: BuiltPipeline, exc: BaseException) -> str | None:
 
 
 def run_command() -> CommandSpec:
-    """The ``run`` subcommand, registered by the core's plugin module."""
+    """The ``run`` subcommand, which this module registers as one of the core's plugins."""
     return CommandSpec(
         "run",
         "run a pipeline file (TOML): source, transforms and sinks by registered name",
         _configure,
         _run,
     )
+
+
+@hookimpl
+def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
+    register(run_command())

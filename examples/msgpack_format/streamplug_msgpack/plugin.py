@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from streamplug.api.serde import FormatSpec
-from streamplug.plugins import hookimpl
+from streamplug.plugin import hookimpl
 from streamplug_msgpack.schemas import MsgPackDeserializationSchema, MsgPackSerializationSchema
 
 
