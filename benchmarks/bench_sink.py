@@ -19,8 +19,13 @@ min-max range is reported next to the median ratio so the figure's noise is visi
 Results go to stdout and to the "## Kafka sink" section of benchmarks/RESULTS.md (with
 --write-results).
 
+With ``--keyed`` every input record carries a key (``key-<n>``, 6-10 bytes); the hand
+loops produce each record's key with its value, and the streamplug job reads ``(key,
+value)`` tuples (``KafkaRecordDeserializationSchema.key_value``) and writes them with
+``set_key_value_serialization_schemas``: the keyed fast path.
+
     python benchmarks/bench_sink.py [--records 1000000] [--runs 7] [--partitions 2]
-                                    [--parallelism 1,2]
+                                    [--parallelism 1,2] [--keyed]
                                     [--bootstrap-servers host:port] [--write-results]
                                     [--writer-only]
 """
@@ -50,7 +55,11 @@ from streamplug.api.sink import DeliveryGuarantee
 from streamplug.runtime import StreamExecutionEnvironment
 from streamplug_kafka_common import admin
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
+from streamplug_kafka_source import (
+    KafkaOffsetsInitializer,
+    KafkaRecordDeserializationSchema,
+    KafkaSource,
+)
 
 VALUE_BYTES = 100
 CHECKPOINT_MS = 1000
@@ -118,15 +127,18 @@ class Run:
     startup: float
 
 
-def produce_input(bootstrap: str, topic: str, records: int, partitions: int) -> None:
+def produce_input(
+    bootstrap: str, topic: str, records: int, partitions: int, keyed: bool = False
+) -> None:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 2_000_000}
     )
     value = b"x" * VALUE_BYTES
     for i in range(records):
+        key = f"key-{i}".encode() if keyed else None
         while True:
             try:
-                producer.produce(topic, value, partition=i % partitions)
+                producer.produce(topic, value, key, partition=i % partitions)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -148,7 +160,13 @@ def _consumer(bootstrap: str, topic: str, partitions: int) -> Consumer:
 
 
 def hand_loop(
-    guarantee: str, bootstrap: str, source: str, sink: str, records: int, partitions: int
+    guarantee: str,
+    bootstrap: str,
+    source: str,
+    sink: str,
+    records: int,
+    partitions: int,
+    keyed: bool = False,
 ) -> Run:
     """The fastest loop we can write for the guarantee."""
     start = time.perf_counter()
@@ -198,13 +216,14 @@ def hand_loop(
             if msg.error() is not None:
                 continue
             value = msg.value()
+            key = msg.key() if keyed else None
             try:
-                produce(sink, value)
+                produce(sink, value, key)
             except BufferError:
                 while True:
                     poll(0.005)
                     try:
-                        produce(sink, value)
+                        produce(sink, value, key)
                         break
                     except BufferError:
                         continue
@@ -237,6 +256,7 @@ def streamplug_job(
     records: int,
     partitions: int,
     parallelism: int,
+    keyed: bool = False,
 ) -> Run:
     out = PassThroughOut()
     env = StreamExecutionEnvironment.get_execution_environment()
@@ -252,18 +272,22 @@ def streamplug_job(
         .set_group_id(f"bench-sink-{uuid.uuid4().hex}")
         .set_starting_offsets(KafkaOffsetsInitializer.earliest())
         .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(PassThroughIn())
+        .set_deserializer(
+            KafkaRecordDeserializationSchema.key_value(PassThroughIn(), PassThroughIn())
+            if keyed
+            else KafkaRecordDeserializationSchema.value_only(PassThroughIn())
+        )
         .build()
     )
+    record_schema = KafkaRecordSerializationSchema.builder().set_topic(sink)
+    if keyed:
+        record_schema.set_key_value_serialization_schemas(out, out)
+    else:
+        record_schema.set_value_serialization_schema(out)
     builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink)
-            .set_value_serialization_schema(out)
-            .build()
-        )
+        .set_record_serializer(record_schema.build())
         .set_delivery_guarantee(DeliveryGuarantee[guarantee])
     )
     if guarantee == "EXACTLY_ONCE":
@@ -279,13 +303,22 @@ def streamplug_job(
     return Run(time.perf_counter() - start, time.process_time() - cpu, (first or start) - start)
 
 
-def count_output(bootstrap: str, topic: str, guarantee: str) -> int:
+def count_output(bootstrap: str, topic: str, guarantee: str, keyed: bool = False) -> int:
+    """Records in the output; with keys, distinct keys (every input key is unique, so a
+    duplicate or a lost key shows), and every record must carry one."""
     level = "read_committed" if guarantee == "EXACTLY_ONCE" else "read_uncommitted"
-    return (
-        sum(admin.end_offsets(bootstrap, topic, level).values())
-        if guarantee == "NONE"
-        else len(admin.read_all(bootstrap, topic, level, timeout=300))
-    )
+    if guarantee == "NONE" and not keyed:
+        return sum(admin.end_offsets(bootstrap, topic, level).values())
+    messages = admin.read_all(bootstrap, topic, level, timeout=300)
+    if not keyed:
+        return len(messages)
+    keys = [m.key() for m in messages]
+    if None in keys:
+        raise SystemExit(f"{topic}: {keys.count(None)} records lost their key")
+    distinct = len(set(keys))
+    if distinct != len(keys) and guarantee == "EXACTLY_ONCE":
+        raise SystemExit(f"{topic}: {len(keys) - distinct} duplicate keys under EXACTLY_ONCE")
+    return distinct
 
 
 def measure(
@@ -295,11 +328,12 @@ def measure(
     guarantee: str,
     records: int,
     partitions: int,
+    keyed: bool = False,
 ) -> Run:
     sink = f"bench-sink-out-{uuid.uuid4().hex[:8]}"
     admin.create_topic(bootstrap, sink, partitions)
     run = fn(sink)
-    written = count_output(bootstrap, sink, guarantee)
+    written = count_output(bootstrap, sink, guarantee, keyed)
     if written < records:
         raise SystemExit(f"{name} {guarantee}: only {written} of {records} records reached {sink}")
     print(
@@ -336,9 +370,15 @@ def pair_ratios(hand_runs: Sequence[Run], job_runs: Sequence[Run]) -> list[float
 
 
 def _hand(
-    guarantee: str, bootstrap: str, source: str, records: int, partitions: int, sink: str
+    guarantee: str,
+    bootstrap: str,
+    source: str,
+    records: int,
+    partitions: int,
+    keyed: bool,
+    sink: str,
 ) -> Run:
-    return hand_loop(guarantee, bootstrap, source, sink, records, partitions)
+    return hand_loop(guarantee, bootstrap, source, sink, records, partitions, keyed)
 
 
 def _job(
@@ -348,9 +388,12 @@ def _job(
     records: int,
     partitions: int,
     parallelism: int,
+    keyed: bool,
     sink: str,
 ) -> Run:
-    return streamplug_job(guarantee, bootstrap, source, sink, records, partitions, parallelism)
+    return streamplug_job(
+        guarantee, bootstrap, source, sink, records, partitions, parallelism, keyed
+    )
 
 
 def writer_only(bootstrap: str, records: int, partitions: int, runs: int) -> None:
@@ -484,6 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap-servers", default=os.environ.get("STREAMPLUG_KAFKA_BOOTSTRAP"))
     parser.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
     parser.add_argument(
+        "--keyed", action="store_true", help="keyed records, read and written as (key, value)"
+    )
+    parser.add_argument(
         "--writer-only",
         action="store_true",
         help="measure the AT_LEAST_ONCE writer alone against a bare produce loop, then exit",
@@ -506,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"producing {args.records:,} records of {VALUE_BYTES} bytes into {source}", flush=True
         )
-        produce_input(bootstrap, source, args.records, args.partitions)
+        produce_input(bootstrap, source, args.records, args.partitions, args.keyed)
         parallelisms = [int(p) for p in str(args.parallelism).split(",")]
         rows = []
         for guarantee in args.guarantees.split(","):
@@ -517,7 +563,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hand_step = (
                     "hand-loop",
                     functools.partial(
-                        _hand, guarantee, bootstrap, source, args.records, args.partitions
+                        _hand,
+                        guarantee,
+                        bootstrap,
+                        source,
+                        args.records,
+                        args.partitions,
+                        args.keyed,
                     ),
                     hand_runs,
                 )
@@ -525,7 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (
                         f"streamplug{par}",
                         functools.partial(
-                            _job, guarantee, bootstrap, source, args.records, args.partitions, par
+                            _job,
+                            guarantee,
+                            bootstrap,
+                            source,
+                            args.records,
+                            args.partitions,
+                            par,
+                            args.keyed,
                         ),
                         job_runs[par],
                     )
@@ -536,8 +595,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 steps = [hand_step, *job_steps] if run % 2 == 0 else [*job_steps, hand_step]
                 for name, fn, runs in steps:
                     runs.append(
-                        measure(name, fn, bootstrap, guarantee, args.records, args.partitions)
+                        measure(
+                            name,
+                            fn,
+                            bootstrap,
+                            guarantee,
+                            args.records,
+                            args.partitions,
+                            args.keyed,
+                        )
                     )
+                    print(f"    load average {os.getloadavg()[0]:.2f}", flush=True)
             hand = Summary.of(hand_runs, args.records)
             jobs = {p: Summary.of(r, args.records) for p, r in job_runs.items()}
             pairs = {p: pair_ratios(hand_runs, r) for p, r in job_runs.items()}

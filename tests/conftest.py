@@ -64,3 +64,97 @@ def broker_command() -> Callable[..., AbstractContextManager[BrokerCommand]]:
                 proc.wait()
 
     return run
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible server (moto's, over HTTP on a loopback port) and the options that
+    reach it. The secret is random per session, so a test can search logs and stored
+    documents for it."""
+
+    endpoint_url: str
+    key: str
+    secret: str
+    log_path: str = ""
+
+    def requests(self, bucket: str) -> list[tuple[str, str]]:
+        """(method, path) of every request the server answered for ``bucket`` so far, in
+        order, read from its request log."""
+        import re
+
+        with open(self.log_path, errors="replace") as log:
+            found = re.findall(r'"([A-Z]+) (/[^ ?"]*)[^ "]* HTTP/', log.read())
+        return [(m, p) for m, p in found if p == f"/{bucket}" or p.startswith(f"/{bucket}/")]
+
+    @property
+    def options(self) -> dict[str, str]:
+        return {"endpoint_url": self.endpoint_url, "key": self.key, "secret": self.secret}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The same, as the environment variables boto and s3fs read."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def new_bucket(self) -> str:
+        import uuid
+
+        import s3fs
+
+        name = f"chk-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(skip_instance_cache=True, **self.options).mkdir(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server as a subprocess on a free loopback port, for the session. Skips the
+    test where the S3 extras are missing, naming what to install."""
+    import os
+    import secrets
+    import socket
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+
+    for module, install in (("moto", '"moto[server]"'), ("s3fs", '"streamplug[s3]"')):
+        pytest.importorskip(module, reason=f"the S3 checkpoint tests need pip install {install}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # The server logs every request: into a file, which (unlike a pipe) never fills up.
+    with tempfile.NamedTemporaryFile(prefix="moto-s3-", suffix=".log") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # moto checks no signature; the region only has to be one it knows.
+            env=dict(os.environ, AWS_DEFAULT_REGION="us-east-1"),
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(
+                            f"moto's S3 server did not start on {url}: {log.read().decode()[-2000:]}"
+                        ) from None
+                    time.sleep(0.1)
+            yield S3Server(url, "streamplug-test", f"s3cr3t-{secrets.token_hex(8)}", log.name)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streamplug.errors import StreamplugError
+from streamplug.errors import ConfigError, StreamplugError
 from streamplug.plugin import CommandSpec, PluginHost, build_plugin_host, hookimpl
 
 
@@ -92,17 +92,50 @@ def _run_plugins(args: argparse.Namespace) -> int:
 
 def _configure_checkpoints(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    listing = sub.add_parser("list", help="one line per checkpoint in a storage directory")
-    listing.add_argument("directory", help="checkpoint storage dir, or one job's directory in it")
+    listing = sub.add_parser("list", help="one line per checkpoint in a checkpoint storage")
+    listing.add_argument(
+        "directory",
+        help="checkpoint storage (a directory or s3://bucket/prefix), or one job's directory in it",
+    )
     show = sub.add_parser("show", help="everything one checkpoint holds")
-    show.add_argument("path", help="a chk-*.json file, or a job directory (shows the newest)")
+    show.add_argument(
+        "path", help="a chk-*.json file or object, or a job's directory (shows the newest)"
+    )
     show.add_argument("--json", action="store_true", help="print the raw JSON document")
+    for p in (listing, show):
+        p.add_argument(
+            "--storage-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="an fsspec option of an object store, e.g. endpoint_url=http://127.0.0.1:9000 "
+            "(repeatable; give credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "rather than here, where other users of the machine can see them)",
+        )
 
 
-def _job_dirs(directory: Path) -> list[Path]:
-    if any(directory.glob("chk-*.json")):
-        return [directory]
-    return sorted(p for p in directory.iterdir() if p.is_dir() and any(p.glob("chk-*.json")))
+def _storage_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--storage-option {key or pair!r}: write KEY=VALUE, e.g. endpoint_url=http://host:9000",
+                option="storage option",
+            )
+        parsed: Any = value
+        if value in ("true", "false"):
+            parsed = value == "true"
+        elif value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"--storage-option {key}: the value is not a JSON object ({exc})",
+                    option="storage option",
+                ) from None
+        options[key] = parsed
+    return options
 
 
 def _when(ms: int | None) -> str:
@@ -136,19 +169,29 @@ def _count_committables(doc: dict[str, Any]) -> int:
 
 
 def _run_checkpoints(args: argparse.Namespace) -> int:
-    from streamplug.runtime.storage import FileCheckpointStorage
+    try:
+        return _checkpoints(args)
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from streamplug.runtime.storage import (
+        FileCheckpointStorage,
+        ObjectStoreCheckpointStorage,
+        job_storages,
+        parse_storage_location,
+        read_checkpoint,
+    )
+
+    options = _storage_options(args.storage_option)
     if args.action == "list":
-        directory = Path(args.directory)
-        if not directory.is_dir():
-            print(f"error: {directory} is not a directory", file=sys.stderr)
-            return 2
-        dirs = _job_dirs(directory)
-        if not dirs:
-            print(f"no checkpoints under {directory}")
+        storages = job_storages(args.directory, options)
+        if not storages:
+            print(f"no checkpoints under {args.directory}")
             return 0
-        for job_dir in dirs:
-            storage = FileCheckpointStorage(job_dir.parent, job_dir.name)
+        for storage in storages:
             rows = [
                 [
                     str(c.checkpoint_id),
@@ -157,11 +200,11 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
                     str(c.document.get("parallelism", "?")),
                     str(_count_splits(c.document)),
                     str(_count_committables(c.document)),
-                    c.path.name,
+                    c.name,
                 ]
                 for c in storage.list()
             ]
-            print(f"job {job_dir.name}:")
+            print(f"job {storage.location.rstrip('/').rsplit('/', 1)[-1]}:")
             print(
                 _table(
                     rows,
@@ -177,14 +220,21 @@ def _run_checkpoints(args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    path = Path(args.path)
-    if path.is_dir():
-        ids = FileCheckpointStorage(path.parent, path.name).ids()
+    location = parse_storage_location(args.path)
+    job_dir: FileCheckpointStorage | ObjectStoreCheckpointStorage | None = None
+    if isinstance(location, Path):
+        if location.is_dir():
+            job_dir = FileCheckpointStorage.at(location)
+    elif not location.endswith(".json"):
+        job_dir = ObjectStoreCheckpointStorage.at(location, options)
+    if job_dir is not None:
+        ids = job_dir.ids()
         if not ids:
-            print(f"error: no checkpoints in {path}", file=sys.stderr)
+            print(f"error: no checkpoints in {job_dir.location}", file=sys.stderr)
             return 2
-        path = path / f"chk-{ids[0]:08d}.json"
-    checkpoint = FileCheckpointStorage.read(path)
+        checkpoint = job_dir.read_checkpoint(ids[0])
+    else:
+        checkpoint = read_checkpoint(location, options)
     doc = checkpoint.document
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -244,7 +294,7 @@ def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> Non
     register(
         CommandSpec(
             "checkpoints",
-            "list or show checkpoints in a storage directory",
+            "list or show checkpoints in a checkpoint storage (directory or s3://)",
             _configure_checkpoints,
             _run_checkpoints,
         )

@@ -287,13 +287,40 @@ def test_a_bad_duration_names_the_units() -> None:
     assert "ms, s, min, h, d" in err.problem
 
 
-def test_checkpointing_needs_an_interval_and_local_storage() -> None:
+def test_checkpointing_needs_an_interval_and_a_supported_storage() -> None:
     err = _error_in('[checkpointing]\ntimeout = "1 s"\n')
     assert (err.line, err.key) == (5, "checkpointing")
     assert err.fix is not None and "interval" in err.fix
-    err = _error_in('[checkpointing]\ninterval = 1000\nstorage = "s3://bucket/chk"\n')
+    err = _error_in('[checkpointing]\ninterval = 1000\nstorage = "ftp://host/chk"\n')
     assert (err.line, err.key) == (7, "checkpointing.storage")
-    assert "not a local path" in err.problem
+    assert "ftp://host/chk" in err.problem and "s3://" in err.problem
+    err = _error_in(
+        '[checkpointing]\ninterval = 1000\nstorage = "/var/chk"\n'
+        '[checkpointing.storage_options]\nendpoint_url = "http://minio:9000"\n'
+    )
+    assert err.key == "checkpointing.storage_options"
+    assert err.fix is not None and "s3://" in err.fix
+
+
+def test_checkpointing_to_s3_takes_storage_options_and_masks_credentials() -> None:
+    pytest.importorskip("s3fs", reason='needs pip install "streamplug[s3]"')
+    config = parse_pipeline(
+        MINIMAL
+        + '[checkpointing]\ninterval = 1000\nstorage = "s3://bucket/chk/"\n'
+        + "[checkpointing.storage_options]\n"
+        + 'endpoint_url = "http://minio:9000"\nkey = "AKIDEXAMPLE"\nsecret = "${S3_SECRET}"\n',
+        environ={"S3_SECRET": "wJalrXUtnFEMI-example"},
+    )
+    cp = config.checkpointing
+    assert cp is not None and cp.storage == "s3://bucket/chk"
+    assert cp.storage_options == {
+        "endpoint_url": "http://minio:9000",
+        "key": "AKIDEXAMPLE",
+        "secret": "wJalrXUtnFEMI-example",
+    }
+    shown = repr(config)
+    assert "http://minio:9000" in shown
+    assert "wJalrXUtnFEMI-example" not in shown and "AKIDEXAMPLE" not in shown
 
 
 def test_missing_source_and_sink_say_what_to_add() -> None:

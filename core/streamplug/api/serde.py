@@ -45,6 +45,33 @@ class DeserializationSchema(ABC, Generic[T]):
         return [deserialize(m) for m in messages]
 
 
+def map_present(batch: Callable[[list[Any]], list[Any]], items: list[Any]) -> list[Any]:
+    """``batch`` applied to the items that are not None, None kept in place: how a keyed
+    path runs a column (keys, values) with nulls in it through a schema's batch method.
+
+    One call of ``batch`` per column whatever the mix; a column of only nulls (a topic
+    without keys) never calls it. The checks run in C (``all``, ``list.count``); only a
+    column that mixes nulls and data pays a Python step per item to put them back.
+
+    >>> map_present(lambda xs: [x.upper() for x in xs], [b"a", None, b"c"])
+    [b'A', None, b'C']
+    """
+    if all(items):
+        return batch(items)
+    nulls = items.count(None)
+    if nulls == 0:
+        return batch(items)  # falsy but not null (empty bytes or text)
+    if nulls == len(items):
+        return items
+    present = batch([item for item in items if item is not None])
+    if len(present) != len(items) - nulls:
+        raise ValueError(
+            f"a batch method returned {len(present)} results for {len(items) - nulls} items"
+        )
+    it = iter(present)
+    return [None if item is None else next(it) for item in items]
+
+
 EXCERPT_BYTES = 32
 
 

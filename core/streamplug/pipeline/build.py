@@ -39,6 +39,7 @@ from streamplug.pipeline.config import (
 from streamplug.pipeline.locate import PathElement
 from streamplug.plugins import PluginHost
 from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
+from streamplug.runtime.storage import parse_storage_location, storage_scheme
 
 __all__ = ["BuiltPipeline", "build_pipeline", "import_function"]
 
@@ -397,13 +398,22 @@ def build_pipeline(
         if cp.tolerable_failures is not None:
             checkpoint_config.set_tolerable_checkpoint_failure_number(cp.tolerable_failures)
         if cp.storage is not None:
-            checkpoint_config.set_checkpoint_storage_dir(cp.storage)
+            checkpoint_config.set_checkpoint_storage_dir(cp.storage, cp.storage_options)
     if checkpoint_storage is not None:
-        checkpoint_config.set_checkpoint_storage_dir(checkpoint_storage)
+        # The file's object store options (an endpoint, say) go with an object store override.
+        options = cp.storage_options if cp is not None else {}
+        override = parse_storage_location(checkpoint_storage)
+        checkpoint_config.set_checkpoint_storage_dir(
+            override, options if isinstance(override, str) else None
+        )
     if restore in (None, "none"):
         checkpoint_config.set_restore(None)
     elif restore == "latest":
         checkpoint_config.set_restore("latest")
+    elif storage_scheme(restore) is not None:
+        # An object: opening it needs the storage options, and a missing one fails the
+        # restore with its URL in the message.
+        checkpoint_config.set_restore(restore)
     else:
         chosen = Path(restore)
         if not chosen.is_file():

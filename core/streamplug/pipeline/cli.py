@@ -17,6 +17,7 @@ from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugin.records import CommandSpec
 from streamplug.plugin.spec import hookimpl
 from streamplug.runtime.signals import stop_on_signals
+from streamplug.runtime.storage import redact_storage_options
 from streamplug.secrets import redact
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint-dir",
-        metavar="DIR",
-        help="checkpoint storage, instead of [checkpointing] storage",
+        metavar="DIR|URL",
+        help="checkpoint storage (a directory, or s3://bucket/prefix), instead of [checkpointing] storage",
     )
     parser.add_argument(
         "--metrics-port",
@@ -91,6 +92,7 @@ def _describe(built: BuiltPipeline) -> dict[str, Any]:
                 "interval_ms": cp.interval_ms,
                 "timeout_ms": cp.timeout_ms,
                 "storage": str(cp.storage_dir) if cp.storage_dir else None,
+                "storage_options": redact_storage_options(cp.storage_options),
                 "restore": cp.restore,
             }
             if cp.enabled

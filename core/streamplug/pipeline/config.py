@@ -46,8 +46,10 @@ from typing import Any, Literal
 
 import attrs
 
+from streamplug.errors import ConfigError
 from streamplug.pipeline.errors import PipelineConfigError
 from streamplug.pipeline.locate import KeyLocator, PathElement
+from streamplug.runtime.storage import parse_storage_location, redact_storage_options
 
 __all__ = [
     "CheckpointSettings",
@@ -72,6 +74,7 @@ CHECKPOINT_KEYS = (
     "min_pause",
     "max_retained",
     "storage",
+    "storage_options",
     "tolerable_failures",
 )
 RESTART_KEYS: dict[str, tuple[str, ...]] = {
@@ -166,14 +169,21 @@ class JobSettings:
     auto_watermark_interval_ms: int | None = None
 
 
+def _redacted_options(options: dict[str, Any]) -> str:
+    return repr(redact_storage_options(options))
+
+
 @attrs.frozen
 class CheckpointSettings:
     interval_ms: int
     timeout_ms: int | None = None
     min_pause_ms: int | None = None
     max_retained: int | None = None
-    storage: Path | None = None
+    # A Path for a directory, the URL for an object store (s3://bucket/prefix).
+    storage: Path | str | None = None
     tolerable_failures: int | None = None
+    # fsspec options of an object store; credentials are masked in the repr.
+    storage_options: dict[str, Any] = attrs.field(factory=dict, repr=_redacted_options)
 
 
 @attrs.frozen
@@ -417,19 +427,32 @@ def _checkpointing(data: dict[str, Any]) -> CheckpointSettings | None:
         raise PipelineConfigError(
             "must be positive", path=(*path, "timeout"), fix='timeout = "10 min"'
         )
-    storage = None
+    storage: Path | str | None = None
     if "storage" in raw:
         text = _str(raw["storage"], (*path, "storage"), 'storage = "./checkpoints"')
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        elif "://" in text:
+        try:
+            storage = parse_storage_location(text)
+        except ConfigError as exc:
             raise PipelineConfigError(
-                f"checkpoint storage {text!r} is not a local path: the embedded runtime keeps checkpoints "
-                "on the local filesystem",
+                str(exc),
                 path=(*path, "storage"),
-                fix='storage = "/var/lib/streamplug/checkpoints" (a directory or file:// URI)',
+                fix='storage = "/var/lib/streamplug/checkpoints" or storage = "s3://bucket/prefix"',
+            ) from None
+    storage_options: dict[str, Any] = {}
+    if "storage_options" in raw:
+        storage_options = dict(
+            _table(
+                raw["storage_options"],
+                (*path, "storage_options"),
+                '[checkpointing.storage_options] with endpoint_url = "http://minio:9000"',
             )
-        storage = Path(text).expanduser()
+        )
+        if isinstance(storage, Path):
+            raise PipelineConfigError(
+                "storage options apply to an object store storage (s3://...) only",
+                path=(*path, "storage_options"),
+                fix='storage = "s3://bucket/prefix", or remove [checkpointing.storage_options]',
+            )
     return CheckpointSettings(
         interval_ms=interval,
         timeout_ms=timeout,
@@ -440,6 +463,7 @@ def _checkpointing(data: dict[str, Any]) -> CheckpointSettings | None:
             else None
         ),
         storage=storage,
+        storage_options=storage_options,
         tolerable_failures=(
             _int(
                 raw["tolerable_failures"],

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from streamplug.errors import ConfigError
+from streamplug.runtime.storage import parse_storage_location, redact_storage_options
 
 DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
 CHECKPOINT_DIR_ENV = "STREAMPLUG_CHECKPOINT_DIR"
@@ -19,17 +22,28 @@ class CheckpointConfig:
         self.timeout_ms = DEFAULT_TIMEOUT_MS
         self.min_pause_ms = 0
         self.max_retained = 3
-        self.storage_dir: Path | None = (
-            Path(os.environ[CHECKPOINT_DIR_ENV]) if os.environ.get(CHECKPOINT_DIR_ENV) else None
+        # A Path for a directory, the URL for an object store (s3://bucket/prefix).
+        self.storage_dir: Path | str | None = (
+            parse_storage_location(os.environ[CHECKPOINT_DIR_ENV])
+            if os.environ.get(CHECKPOINT_DIR_ENV)
+            else None
         )
+        self._storage_options: dict[str, Any] = {}
         self.restore: str | None = "latest"
         self.tolerable_failures = 0
 
     def __repr__(self) -> str:
         return (
             f"CheckpointConfig(interval_ms={self.interval_ms}, timeout_ms={self.timeout_ms}, "
-            f"min_pause_ms={self.min_pause_ms}, storage_dir={self.storage_dir}, restore={self.restore!r})"
+            f"min_pause_ms={self.min_pause_ms}, storage_dir={self.storage_dir}, "
+            f"storage_options={redact_storage_options(self._storage_options)}, restore={self.restore!r})"
         )
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options of an object store (credentials included): for code that opens
+        the storage, never for printing (``repr`` of this config masks them)."""
+        return dict(self._storage_options)
 
     @property
     def enabled(self) -> bool:
@@ -81,20 +95,30 @@ class CheckpointConfig:
         self.tolerable_failures = max(0, int(n))
         return self
 
-    def set_checkpoint_storage_dir(self, path: str | os.PathLike[str]) -> CheckpointConfig:
-        """Directory for checkpoints (Flink: ``set_checkpoint_storage_dir``). A ``file://``
-        URI is accepted. Without it, checkpoints go to a temporary directory and a crashed
-        process cannot resume."""
-        text = os.fspath(path)
-        if text.startswith("file://"):
-            text = text[len("file://") :]
-        elif "://" in text:
+    def set_checkpoint_storage_dir(
+        self,
+        path: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> CheckpointConfig:
+        """Where checkpoints go (Flink: ``set_checkpoint_storage_dir``): a directory (a
+        ``file://`` URI is accepted; on a file system every node mounts when the job's
+        driver may move), or an object store URL, ``s3://bucket/prefix`` (needs
+        ``pip install "streamplug[s3]"``). ``storage_options`` go to the object store's
+        fsspec file system, e.g. ``{"endpoint_url": "http://minio:9000", "key": ...,
+        "secret": ...}``; without them s3fs finds credentials the way boto does
+        (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ~/.aws, instance roles). Without a
+        storage dir, checkpoints go to a temporary directory and a crashed process cannot
+        resume."""
+        location = parse_storage_location(path)
+        if isinstance(location, Path) and storage_options:
             raise ConfigError(
-                f"checkpoint storage {text!r} is not a local path; the embedded runtime "
-                "stores checkpoints on the local filesystem: pass a directory or file:// URI",
-                option="checkpoint storage dir",
+                f"storage options ({', '.join(sorted(storage_options))}) were given for the "
+                f"directory {str(location)!r}; they apply to object stores (s3://...) only: "
+                "drop them or pass an s3:// URL",
+                option="checkpoint storage options",
             )
-        self.storage_dir = Path(text)
+        self.storage_dir = location
+        self._storage_options = dict(storage_options or {})
         return self
 
     def set_restore(self, restore: str | os.PathLike[str] | None) -> CheckpointConfig:

@@ -55,8 +55,10 @@ from streamplug.runtime.storage import (
     COMPLETE,
     PENDING,
     CheckpointFile,
-    FileCheckpointStorage,
+    CheckpointStorage,
     now_ms,
+    open_checkpoint_storage,
+    read_checkpoint,
 )
 from streamplug.runtime.task import Barrier, Subtask, SubtaskOutput, compile_tree
 
@@ -235,13 +237,13 @@ class _Attempt:
         for pipeline in self.env.pipelines:
             self._build_pipeline(pipeline)
 
-    def _choose_restore(self, storage: FileCheckpointStorage) -> CheckpointFile | None:
+    def _choose_restore(self, storage: CheckpointStorage) -> CheckpointFile | None:
         restore = self.checkpoint_cfg.restore
         if restore is None and self.number == 0:
             return None
         storage.remove_temporaries()
         if restore not in (None, "latest") and self.number == 0:
-            chosen = FileCheckpointStorage.read(Path(str(restore)))
+            chosen = read_checkpoint(str(restore), self.checkpoint_cfg.storage_options)
             if chosen.status != COMPLETE:
                 raise CheckpointError(
                     f"checkpoint {chosen.path} is {chosen.status}, not COMPLETE; restore from "
@@ -590,7 +592,7 @@ class _Attempt:
             )
         try:
             document = self._document(cid, final, enum_states, barrier)
-            path: Path | None = None
+            path: Path | str | None = None
             if persist:
                 path = self.run.storage.write(cid, PENDING, document)
                 fault_point("checkpoint.after_pending")
@@ -768,7 +770,7 @@ class _JobRun:
         self.last_checkpoint_path: str | None = None
         self.attempts = 0
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        storage_dir = env.checkpoint_config.storage_dir
+        storage_dir: Path | str | None = env.checkpoint_config.storage_dir
         if storage_dir is None:
             # Like Flink's in-memory default: checkpoints work, but die with the process.
             self._tmpdir = tempfile.TemporaryDirectory(prefix="streamplug-checkpoints-")
@@ -779,7 +781,9 @@ class _JobRun:
                     "call get_checkpoint_config().set_checkpoint_storage_dir(...) to resume after a crash",
                     storage_dir,
                 )
-        self.storage = FileCheckpointStorage(storage_dir, job_name)
+        self.storage = open_checkpoint_storage(
+            storage_dir, job_name, env.checkpoint_config.storage_options
+        )
         self.next_checkpoint_id = self.storage.latest_id() + 1
         self.started = time.monotonic()
         self._register_job_metrics()
@@ -940,7 +944,7 @@ class JobClient:
         return self._run.status
 
     @property
-    def checkpoint_storage(self) -> FileCheckpointStorage:
+    def checkpoint_storage(self) -> CheckpointStorage:
         return self._run.storage
 
     def metrics(self) -> JobMetrics:

@@ -9,6 +9,17 @@ Build one with ``KafkaRecordSerializationSchema.builder()``::
         .build()
     )
 
+For keyed streams whose elements are ``(key, value)`` tuples (what the source's
+``KafkaRecordDeserializationSchema.key_value`` yields), give both schemas at once; keys and
+values are then serialized batch by batch and produced with no object per record::
+
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic("orders-out")
+        .set_key_value_serialization_schemas(SimpleStringSchema(), JsonRowSchema())
+        .build()
+    )
+
 or implement ``KafkaRecordSerializationSchema.serialize`` for full control.
 """
 
@@ -17,12 +28,13 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 import attrs
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka.serialization import MessageField, SerializationContext, Serializer
 
-from streamplug.api.serde import SerializationSchema
+from streamplug.api.serde import SerializationSchema, map_present
 from streamplug.errors import ConfigError
 from streamplug_kafka_sink.partitioner import KafkaPartitioner, PartitionFunction, partitioner_from
 
@@ -136,6 +148,61 @@ class _KafkaSerializerAdapter(SerializationSchema[Any]):
         raise TypeError("a Kafka serializer needs the topic: use serialize_for")
 
 
+class _Column:
+    """Serializes one column (keys or values) of ``(key, value)`` elements with one schema:
+    a streamplug ``SerializationSchema``, a function of the element, a confluent-kafka
+    ``Serializer`` (called with the record's topic), or None for bytes as they are."""
+
+    def __init__(self, schema: Any, field: str) -> None:
+        self.field = field
+        self.schema: SerializationSchema[Any] | None = None
+        self.kafka: _KafkaSerializerAdapter | None = None
+        if schema is None:
+            pass
+        elif isinstance(schema, SerializationSchema):
+            self.schema = schema
+        elif isinstance(schema, Serializer):
+            self.kafka = _KafkaSerializerAdapter(schema, field)
+        elif callable(schema):
+            self.schema = _FunctionSchema(schema)
+        else:
+            raise ConfigError(
+                f"{field} serialization schema {schema!r} is not a SerializationSchema, a "
+                "confluent_kafka Serializer, a function or None",
+                option=f"{field}.serialization",
+            )
+        self.raw = self.schema is None and self.kafka is None
+
+    def __repr__(self) -> str:
+        inner = self.schema if self.schema is not None else self.kafka
+        return "bytes" if inner is None else type(inner).__name__
+
+    def open(self) -> None:
+        if self.schema is not None:
+            self.schema.open()
+
+    def one(self, item: Any, topic: str, headers: Any) -> bytes | None:
+        if item is None or self.raw:
+            return item
+        if self.schema is not None:
+            return self.schema.serialize(item)
+        return self.kafka.serialize_for(item, topic, headers)  # type: ignore[union-attr]
+
+    def batch(self, items: list[Any], topic: str) -> list[Any]:
+        """The column serialized in order, None kept (a record without key, a tombstone)."""
+        if self.raw:
+            return items
+        if self.schema is not None:
+            return map_present(self.schema.serialize_batch, items)
+        kafka = self.kafka
+        assert kafka is not None
+        return map_present(lambda xs: [kafka.serialize_for(x, topic, None) for x in xs], items)
+
+
+_first = itemgetter(0)
+_second = itemgetter(1)
+
+
 class KafkaRecordSerializationSchemaBuilder(Generic[T]):
     """Builds the usual schema: a topic (fixed or chosen per element), a value serializer,
     optionally a key serializer, a partitioner, headers and a timestamp from the element.
@@ -153,6 +220,8 @@ class KafkaRecordSerializationSchemaBuilder(Generic[T]):
         self._partitioner: KafkaPartitioner | None = None
         self._headers: Callable[[Any], Headers | None] | None = None
         self._timestamp: Callable[[Any], int | None] | None = None
+        self._key_value: tuple[_Column, _Column] | None = None
+        self._element_headers = False
 
     def set_topic(self, topic: str) -> KafkaRecordSerializationSchemaBuilder[T]:
         if not isinstance(topic, str) or not topic:
@@ -179,6 +248,27 @@ class KafkaRecordSerializationSchemaBuilder(Generic[T]):
         self, schema: SerializationSchema[Any] | Callable[[Any], bytes]
     ) -> KafkaRecordSerializationSchemaBuilder[T]:
         self._key = _from_schema(schema, "key")
+        return self
+
+    def set_key_value_serialization_schemas(
+        self,
+        key_schema: SerializationSchema[Any] | Serializer | Callable[[Any], bytes] | None,
+        value_schema: SerializationSchema[Any] | Serializer | Callable[[Any], bytes] | None,
+        *,
+        include_headers: bool = False,
+    ) -> KafkaRecordSerializationSchemaBuilder[T]:
+        """Elements are ``(key, value)`` tuples (``(key, value, headers)`` with
+        ``include_headers``): the key is serialized with ``key_schema``, the value with
+        ``value_schema``, each a ``SerializationSchema``, a confluent-kafka ``Serializer``, a
+        function, or None for elements that are bytes already. A None key writes a record
+        without key, a None value a tombstone; neither reaches its schema.
+
+        With a fixed topic and no partitioner, header provider or timestamp extractor, a
+        batch's keys and values each go through one ``serialize_batch`` call and straight to
+        the producer. The record timestamp is the element's event time (the source
+        record's timestamp), as for any element."""
+        self._key_value = (_Column(key_schema, "key"), _Column(value_schema, "value"))
+        self._element_headers = include_headers
         return self
 
     def set_kafka_value_serializer(
@@ -241,7 +331,30 @@ class KafkaRecordSerializationSchemaBuilder(Generic[T]):
             raise ConfigError(
                 "both set_topic and set_topic_selector were called: use one of them", option="topic"
             )
-        if self._value is None and self._kafka_value is None:
+        if self._key_value is not None:
+            given = [
+                name
+                for name, value in (
+                    ("set_value_serialization_schema", self._value),
+                    ("set_kafka_value_serializer", self._kafka_value),
+                    ("set_key_serialization_schema", self._key),
+                    ("set_kafka_key_serializer", self._kafka_key),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ConfigError(
+                    f"set_key_value_serialization_schemas serializes (key, value) elements and "
+                    f"cannot be combined with {', '.join(given)}: use one or the other",
+                    option="key.serialization",
+                )
+            if self._element_headers and self._headers is not None:
+                raise ConfigError(
+                    "headers come from the elements (include_headers=True) and from "
+                    "set_header_provider: use one of them",
+                    option="headers",
+                )
+        elif self._value is None and self._kafka_value is None:
             raise ConfigError(
                 "no value serializer: call set_value_serialization_schema(schema) or "
                 "set_kafka_value_serializer(serializer)",
@@ -269,6 +382,8 @@ class KafkaRecordSerializationSchemaBuilder(Generic[T]):
             partitioner=self._partitioner,
             headers=self._headers,
             timestamp=self._timestamp,
+            key_value=self._key_value,
+            element_headers=self._element_headers,
         )
 
 
@@ -291,6 +406,8 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
         partitioner: KafkaPartitioner | None,
         headers: Callable[[Any], Headers | None] | None,
         timestamp: Callable[[Any], int | None] | None,
+        key_value: tuple[_Column, _Column] | None = None,
+        element_headers: bool = False,
     ) -> None:
         self.topic = topic
         self.topic_selector = topic_selector
@@ -301,6 +418,8 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
         self.partitioner = partitioner
         self.headers = headers
         self.timestamp = timestamp
+        self.key_value = key_value
+        self.element_headers = element_headers
         self._context: KafkaSinkContext | None = None
 
     def __repr__(self) -> str:
@@ -321,6 +440,36 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
             and self.timestamp is None
         )
 
+    @property
+    def fixed_topic_key_value(self) -> bool:
+        """True when elements are (key, value) pairs for one fixed topic with nothing else
+        per record: the writer then serializes both columns in bulk."""
+        return (
+            self.topic is not None
+            and self.key_value is not None
+            and not self.element_headers
+            and self.partitioner is None
+            and self.headers is None
+            and self.timestamp is None
+        )
+
+    def key_value_columns(self, elements: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """Keys and values of a batch of (key, value) elements, each serialized in one
+        call (see ``fixed_topic_key_value``)."""
+        assert self.key_value is not None and self.topic is not None
+        key_column, value_column = self.key_value
+        # Elements of a stream share a shape: checking the ends catches a stream that was
+        # not mapped to pairs without a step per record (a str would split into letters).
+        if elements and not (_is_pair(elements[0]) and _is_pair(elements[-1])):
+            raise _not_a_pair(elements[0] if not _is_pair(elements[0]) else elements[-1])
+        try:
+            keys = list(map(_first, elements))
+            values = list(map(_second, elements))
+        except (TypeError, IndexError, KeyError):
+            bad = next(e for e in elements if not _is_pair(e))
+            raise _not_a_pair(bad) from None
+        return key_column.batch(keys, self.topic), value_column.batch(values, self.topic)
+
     def for_subtask(self) -> _BuiltSchema:
         mine = copy.copy(self)
         # Partitioners keep per-subtask state (round robin position, fixed index).
@@ -332,6 +481,9 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
         for schema in (self.value, self.key):
             if schema is not None:
                 schema.open()
+        if self.key_value is not None:
+            for column in self.key_value:
+                column.open()
         if self.partitioner is not None:
             self.partitioner.open(context.subtask_index, context.parallelism)
 
@@ -359,9 +511,20 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
             raise ValueError(
                 f"the topic selector returned {topic!r} for an element; it must name a topic"
             )
-        headers = self.headers(element) if self.headers is not None else None
         value: bytes | None
         key: bytes | None
+        if self.key_value is not None:
+            if not _is_pair(element, 3 if self.element_headers else 2):
+                raise _not_a_pair(element, self.element_headers)
+            if self.element_headers:
+                headers = element[2]
+            else:
+                headers = self.headers(element) if self.headers is not None else None
+            key_column, value_column = self.key_value
+            key = key_column.one(element[0], topic, headers)
+            value = value_column.one(element[1], topic, headers)
+            return self._finish(element, topic, key, value, headers, timestamp, ctx)
+        headers = self.headers(element) if self.headers is not None else None
         if self.value is not None:
             value = self.value.serialize(element)
         else:
@@ -372,6 +535,18 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
             key = self.kafka_key.serialize_for(element, topic, headers)
         else:
             key = None
+        return self._finish(element, topic, key, value, headers, timestamp, ctx)
+
+    def _finish(
+        self,
+        element: Any,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+        timestamp: int | None,
+        ctx: KafkaSinkContext,
+    ) -> RecordTuple:
         partition = -1
         if self.partitioner is not None:
             chosen = self.partitioner.partition(
@@ -391,3 +566,16 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
         if timestamps is None:
             return [self.to_tuple(e, None, ctx) for e in elements]
         return [self.to_tuple(e, t, ctx) for e, t in zip(elements, timestamps, strict=True)]
+
+
+def _is_pair(element: Any, size: int = 2) -> bool:
+    return isinstance(element, (tuple, list)) and len(element) == size
+
+
+def _not_a_pair(element: Any, with_headers: bool = False) -> TypeError:
+    shape = "(key, value, headers)" if with_headers else "(key, value)"
+    return TypeError(
+        f"set_key_value_serialization_schemas expects {shape} tuples, got "
+        f"{type(element).__name__} {element!r:.80}; map the stream to {shape} tuples before "
+        "the sink, or use set_value_serialization_schema for whole elements"
+    )

@@ -142,6 +142,8 @@ class RecordEmitter:
             if built is not None and self._fast_topic is not None and built.value
             else None
         )
+        # (key, value) elements to one topic: both columns in bulk (see _emit_key_value).
+        self._fast_key_value = built if built is not None and built.fixed_topic_key_value else None
 
     def partitions_for(self, topic: str) -> list[int]:
         cached = self._partitions.get(topic)
@@ -193,7 +195,11 @@ class RecordEmitter:
                     ) from None
 
     def _produce_values(
-        self, topic: str, encoded: list[Any], timestamps: Sequence[int] | None
+        self,
+        topic: str,
+        encoded: list[Any],
+        timestamps: Sequence[int] | None,
+        keys: list[Any] | None = None,
     ) -> None:
         """Hands ``encoded`` (with ``timestamps``, each > 0 or 0 for "now") to the producer
         in order, with no bytecode run per record: ``starmap`` calls ``produce`` from C
@@ -202,11 +208,22 @@ class RecordEmitter:
         record costs in the sink. A full queue raises BufferError out of the starmap with
         the refused record already taken from ``values``: its length hint tells which one
         that was, it is waited in, and the same starmap carries on after it. Any other
-        error propagates as from a plain loop."""
+        error propagates as from a plain loop. ``keys``, when given, go beside the values
+        (zip takes a value before its key, so the hint still counts records)."""
         n = len(encoded)
         values = iter(encoded)
         if timestamps is None:
-            args = zip(repeat(topic), values)
+            args = zip(repeat(topic), values) if keys is None else zip(repeat(topic), values, keys)
+        elif keys is not None:
+            args = zip(
+                repeat(topic),
+                values,
+                keys,
+                repeat(-1),
+                repeat(None),
+                repeat(None),
+                timestamps,
+            )
         else:
             # Positional up to ``timestamp``: key, partition (-1: the producer's
             # partitioner), on_delivery and callback (None: the producer-wide callback).
@@ -227,22 +244,28 @@ class RecordEmitter:
             except BufferError:
                 refused = n - length_hint(values) - 1
                 ts = timestamps[refused] if timestamps is not None else 0
-                self._produce_blocking(topic, encoded[refused], None, -1, ts, None)
+                key = keys[refused] if keys is not None else None
+                self._produce_blocking(topic, encoded[refused], key, -1, ts, None)
 
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         produce = self._produce
         nbytes = 0
         count = 0
         topic = self._fast_topic
-        if topic is not None and self._fast_values is not None:
+        key_value = self._fast_key_value
+        if key_value is not None:
+            # Keys and values each serialized in one call, then produced from C as above:
+            # no record object and no bytecode per record.
+            keys, encoded = key_value.key_value_columns(values)
+            timestamps = _producer_timestamps(timestamps, len(encoded))
+            self._produce_values(key_value.topic, encoded, timestamps, keys)  # type: ignore[arg-type]
+            nbytes = sum(map(len, filter(None, encoded))) + sum(map(len, filter(None, keys)))
+            count = len(values)
+        elif topic is not None and self._fast_values is not None:
             # The value format serializes the whole batch (in C for bytes and text), and
             # sum() runs its loop in C: no Python runs per record here.
             encoded = self._fast_values(values)
-            if timestamps is not None:
-                if len(timestamps) != len(encoded):
-                    raise ValueError(f"{len(encoded)} values but {len(timestamps)} timestamps")
-                if timestamps and min(timestamps) <= 0:
-                    timestamps = [t if t and t > 0 else 0 for t in timestamps]
+            timestamps = _producer_timestamps(timestamps, len(encoded))
             self._produce_values(topic, encoded, timestamps)
             nbytes = sum(map(len, filter(None, encoded)))
             count = len(values)
@@ -284,6 +307,17 @@ class RecordEmitter:
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
+
+
+def _producer_timestamps(timestamps: Sequence[int] | None, count: int) -> Sequence[int] | None:
+    """Event times as produce() takes them: 0 (the producer stamps "now") for none."""
+    if timestamps is None:
+        return None
+    if len(timestamps) != count:
+        raise ValueError(f"{count} values but {len(timestamps)} timestamps")
+    if timestamps and min(timestamps) <= 0:
+        return [t if t and t > 0 else 0 for t in timestamps]
+    return timestamps
 
 
 def flush_producer(

@@ -26,9 +26,10 @@ from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
 from streamplug_kafka_source.deserializer import (
-    KafkaRecord,
     KafkaRecordDeserializationSchema,
+    KeyValueDeserializationSchema,
     ValueOnlyDeserializationSchema,
+    records_of,
 )
 from streamplug_kafka_source.metrics import KafkaSourceReaderMetrics
 from streamplug_kafka_source.reader.bad_records import (
@@ -124,6 +125,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._deserializer = deserializer
         self._value_only = (
             deserializer if isinstance(deserializer, ValueOnlyDeserializationSchema) else None
+        )
+        self._key_value = (
+            deserializer if isinstance(deserializer, KeyValueDeserializationSchema) else None
         )
         self._policy = bad_record_policy
         self._commit_on_checkpoint = commit_offsets_on_checkpoint
@@ -423,8 +427,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         timestamps: list[int],
         output: ReaderOutput[Any],
     ) -> None:
-        value_only = self._value_only
         topic = state.split.topic
+        value_only = self._value_only
         if value_only is not None:
             raw = [m.value() for m in run]
             # all() is a C-speed scan; it is False for a null (tombstone) or empty value,
@@ -437,18 +441,91 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 if values is not None:
                     self._collect(state, values, timestamps, output)
                     return
+            self._deliver_each_value(value_only, topic, run, timestamps, raw, state, output)
+            return
+        key_value = self._key_value
+        if key_value is not None:
+            try:
+                elements = key_value.elements(topic, run, timestamps)
+            except Exception:
+                # A bad key or value somewhere in the run: read it record by record, so
+                # only the bad ones meet the bad-record policy.
+                self._deliver_each_key_value(key_value, topic, run, timestamps, state, output)
+                return
+            self._collect(state, elements, timestamps, output)
+            return
+        self._deliver_each_record(state, run, timestamps, output)
+
+    def _deliver_each_value(
+        self,
+        value_only: ValueOnlyDeserializationSchema[Any],
+        topic: str,
+        run: list[Message],
+        timestamps: list[int],
+        raw: list[bytes | None],
+        state: KafkaPartitionSplitState,
+        output: ReaderOutput[Any],
+    ) -> None:
+        values_out: list[Any] = []
+        kept: list[int] = []
+        for message, value, timestamp in zip(run, raw, timestamps, strict=True):
+            if value is None:
+                continue
+            try:
+                element = value_only.deserialize_value(topic, value)
+            except Exception as exc:
+                self._bad_record(message, exc)
+                continue
+            if element is None:
+                continue
+            values_out.append(element)
+            kept.append(timestamp)
+        if values_out:
+            self._collect(state, values_out, kept, output)
+
+    def _deliver_each_key_value(
+        self,
+        key_value: KeyValueDeserializationSchema,
+        topic: str,
+        run: list[Message],
+        timestamps: list[int],
+        state: KafkaPartitionSplitState,
+        output: ReaderOutput[Any],
+    ) -> None:
+        values_out: list[Any] = []
+        kept: list[int] = []
+        element_of = key_value.element
+        for message, timestamp in zip(run, timestamps, strict=True):
+            try:
+                element = element_of(
+                    topic, message.key(), message.value(), timestamp, message.headers()
+                )
+            except Exception as exc:
+                self._bad_record(message, exc)
+                continue
+            values_out.append(element)
+            kept.append(timestamp)
+        if values_out:
+            self._collect(state, values_out, kept, output)
+
+    def _deliver_each_record(
+        self,
+        state: KafkaPartitionSplitState,
+        run: list[Message],
+        timestamps: list[int],
+        output: ReaderOutput[Any],
+    ) -> None:
+        """Whole records: one ``KafkaRecord`` (a named tuple, built in one comprehension)
+        and one ``deserialize`` call each; the schema is called once per record, never
+        again on a retry, so a function with side effects sees each record once."""
         values_out: list[Any] = []
         kept: list[int] = []
         deserialize = self._deserializer.deserialize
-        for message, timestamp in zip(run, timestamps, strict=True):
-            value = message.value()
-            if value_only is not None and value is None:
-                continue
+        split = state.split
+        records = records_of(split.topic, split.partition, run)
+        for record, message, timestamp in zip(records, run, timestamps, strict=True):
             try:
-                if value_only is not None:
-                    element = value_only.deserialize_value(topic, cast(bytes, value))
-                else:
-                    element = deserialize(KafkaRecord.from_message(message))
+                element = deserialize(record)
             except Exception as exc:
                 self._bad_record(message, exc)
                 continue
