@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamplugError(Exception):
     """Base of every error streamplug raises on purpose."""
@@ -27,6 +29,14 @@ class ConfigError(UnrecoverableError, ValueError):
     def __init__(self, message: str, *, option: str | None = None) -> None:
         self.option = option
         super().__init__(message)
+
+    # A worker process reports it to the driver pickled; the option must survive the trip.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_config_error, (str(self), self.option))
+
+
+def _config_error(message: str, option: str | None) -> ConfigError:
+    return ConfigError(message, option=option)
 
 
 class AuthorizationError(UnrecoverableError):

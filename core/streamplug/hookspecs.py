@@ -14,6 +14,7 @@ from streamplug.plugin.spec import (
     streamplug_register_formats,
     streamplug_register_offsets_initializers,
     streamplug_register_partitioners,
+    streamplug_register_runtimes,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "streamplug_register_formats",
     "streamplug_register_offsets_initializers",
     "streamplug_register_partitioners",
+    "streamplug_register_runtimes",
 ]

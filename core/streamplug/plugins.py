@@ -16,6 +16,7 @@ from streamplug.plugin import (
     PluginHost,
     PluginInfo,
     PluginLoadFailure,
+    RuntimeSpec,
     build_plugin_host,
     hookimpl,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "PluginLoadFailure",
+    "RuntimeSpec",
     "build_plugin_host",
     "hookimpl",
 ]

@@ -24,6 +24,7 @@ from streamplug.plugin import (
     JobInfo,
     OffsetsInitializerSpec,
     PartitionerSpec,
+    RuntimeSpec,
     build_plugin_host,
     spec,
 )
@@ -85,6 +86,13 @@ class RecordingPlugin:
     def streamplug_register_commands(self, register: Any) -> None:
         self._record("streamplug_register_commands")
         register(CommandSpec("rec", "a test command", lambda p: None, lambda a: 0))
+
+    @hookimpl
+    def streamplug_register_runtimes(self, register: Any) -> None:
+        from streamplug.runtime.runtimes import ThreadsRuntime
+
+        self._record("streamplug_register_runtimes")
+        register(RuntimeSpec("rec-runtime", ThreadsRuntime, "threads under another name"))
 
     @hookimpl
     def streamplug_configure_client(self, properties: Any, role: str, connector: str) -> None:
@@ -244,6 +252,22 @@ def test_hook_streamplug_register_commands() -> None:
     assert "a test command" in parser.format_help()
     args = parser.parse_args(["rec"])
     assert args._run(args) == 0
+
+
+def test_hook_streamplug_register_runtimes(tmp_path: Any) -> None:
+    from streamplug.connectors import CollectionSource, CollectSink
+    from streamplug.runtime import StreamExecutionEnvironment
+    from streamplug.runtime.runtimes import ThreadsRuntime, runtime_names
+
+    host = build_plugin_host(autoload=False, plugins=[RecordingPlugin()])
+    assert runtime_names(host) == ["processes", "rec-runtime", "threads"]
+    env = StreamExecutionEnvironment.get_execution_environment(host)
+    env.set_runtime("rec-runtime")
+    env.from_source(CollectionSource([1, 2]), None, "n").sink_to(sink := CollectSink())
+    client = env.execute_async("on-a-plugin-runtime")
+    client.wait(30)
+    assert isinstance(env.create_runtime(), ThreadsRuntime)
+    assert sorted(sink.results) == [1, 2]
 
 
 def test_hook_streamplug_configure_client() -> None:

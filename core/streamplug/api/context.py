@@ -74,6 +74,15 @@ class SinkContext(RuntimeContext):
     @abstractmethod
     def checkpoint_timeout_ms(self) -> int: ...
 
+    @property
+    def worker_index(self) -> int | None:
+        """The worker slot that hosts this writer or committer: every writer and committer
+        of one slot runs in one process and may share a client there (a transactional
+        sink's producer, whose transactional id follows the slot). 0 for every subtask of
+        the ``threads`` runtime; None for the committer the coordinator builds to resolve
+        and fence after a crash, which writes nothing itself."""
+        return 0
+
 
 class SplitEnumeratorContext(ABC, Generic[SplitT]):
     """The enumerator's window on the runtime. Every method is safe to call from the

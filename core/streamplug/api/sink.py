@@ -8,10 +8,14 @@ Lifecycle, as the embedded runtime guarantees it:
   ``flush(end_of_input=False)``, ``prepare_commit()``, ``snapshot_state(checkpoint_id)``.
   All subtasks stop at the checkpoint barrier until the checkpoint is committed, so a
   writer's output after the barrier never mixes with output before it.
-* ``Sink.create_committer`` runs once per job attempt. The runtime then, for every
-  checkpoint: writes it as PENDING, calls ``Committer.commit`` with every writer's
-  committables, and marks it COMPLETE only if ``commit`` returned. After a crash it calls
-  ``Committer.resolve`` for a PENDING checkpoint to learn whether its commit took effect.
+* ``Sink.create_committer`` runs once per job attempt in every worker slot
+  (``SinkContext.worker_index``), and once on the coordinator (``worker_index`` None).
+  For every checkpoint the runtime writes it as PENDING, then every slot's committer
+  commits that slot's committables (``Committer.commit``), and the checkpoint is marked
+  COMPLETE only when every slot's ``commit`` returned. After a crash the coordinator's
+  committer resolves a PENDING checkpoint slot by slot (``Committer.resolve`` with one
+  slot's committables at a time) and fences the slots an earlier attempt used and this
+  one will not (``Committer.fence_workers``), before any writer starts.
 * At the end of a bounded input: ``flush(end_of_input=True)``, then a final checkpoint.
 """
 
@@ -103,6 +107,13 @@ class Committer(ABC, Generic[CommT]):
         which is right when ``commit`` is idempotent."""
         self.commit(checkpoint_id, committables)
         return CommitOutcome.COMMITTED
+
+    def fence_workers(self, worker_indices: Sequence[int]) -> None:
+        """Called on the coordinator's committer before an attempt's workers start, with the
+        slots an earlier attempt may have used and this attempt will not (the parallelism
+        went down, or an attempt died before its first checkpoint): make sure nothing they
+        left open can still become visible. The default does nothing, which is right for
+        sinks without transactions."""
 
     def close(self) -> None:
         """Release resources."""

@@ -29,6 +29,7 @@ from streamplug.api.source import (
     SplitEnumerator,
 )
 from streamplug.api.state import StateSerializer
+from streamplug.errors import ConfigError
 
 DEFAULT_NUM_SPLITS = 8
 
@@ -249,7 +250,26 @@ class CollectSink(Sink[Any, Any]):
         self.watermarks: list[int] = []
         self._lock = threading.Lock()
 
+    # A copy shipped to a worker process (the processes runtime) cannot hand records back
+    # to the list the caller holds; with a path it appends to the same file.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_shipped"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def create_writer(self, context: SinkContext, restored_state: Sequence[Any]) -> _CollectWriter:
+        if self.path is None and self.__dict__.get("_shipped"):
+            raise ConfigError(
+                "CollectSink() keeps records in this process's memory, and this job runs its "
+                "subtasks in other processes: give it a file, CollectSink(path=...), or run "
+                "with env.set_runtime('threads')",
+                option="runtime",
+            )
         return _CollectWriter(self)
 
     @property

@@ -36,6 +36,7 @@ from streamplug.pipeline.config import (
     WatermarkSettings,
     did_you_mean,
 )
+from streamplug.pipeline.errors import PipelineConfigError
 from streamplug.pipeline.locate import PathElement
 from streamplug.plugins import PluginHost
 from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
@@ -373,16 +374,26 @@ def build_pipeline(
     bootstrap_servers: str | None = None,
     restore: str | None = "latest",
     checkpoint_storage: str | Path | None = None,
+    runtime: str | None = None,
 ) -> BuiltPipeline:
     """Build ``config`` into a job on a fresh environment.
 
     ``bootstrap_servers`` overrides the option of that name on every source and sink whose
     connector takes it. ``restore`` is ``"latest"`` (resume from this job's newest usable
     checkpoint, if any), ``"none"`` (start fresh) or the path of a checkpoint file.
-    ``checkpoint_storage`` overrides ``[checkpointing] storage``.
+    ``checkpoint_storage`` overrides ``[checkpointing] storage``; ``runtime`` overrides
+    ``[job] runtime``.
     """
     env = StreamExecutionEnvironment.get_execution_environment(host)
     env.set_parallelism(config.job.parallelism)
+    try:
+        env.set_runtime(runtime or config.job.runtime)
+    except ConfigError as exc:
+        if runtime:
+            raise
+        raise PipelineConfigError(
+            str(exc), path=("job", "runtime"), fix='runtime = "threads"'
+        ) from exc
     if config.job.auto_watermark_interval_ms:
         env.set_auto_watermark_interval(config.job.auto_watermark_interval_ms)
     checkpoint_config = env.get_checkpoint_config()

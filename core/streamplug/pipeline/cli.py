@@ -48,6 +48,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="checkpoint storage (a directory, or s3://bucket/prefix), instead of [checkpointing] storage",
     )
     parser.add_argument(
+        "--runtime",
+        metavar="NAME",
+        help="where the worker slots run, instead of [job] runtime: threads, processes, or a "
+        "runtime a plugin registers (ray with streamplug-ray)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -87,6 +93,7 @@ def _describe(built: BuiltPipeline) -> dict[str, Any]:
     return {
         "job": built.job_name,
         "parallelism": env.get_parallelism(),
+        "runtime": env.get_runtime(),
         "checkpointing": (
             {
                 "interval_ms": cp.interval_ms,
@@ -141,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
             bootstrap_servers=args.bootstrap_servers,
             restore=args.restore,
             checkpoint_storage=args.checkpoint_dir,
+            runtime=args.runtime,
         )
         if args.dry_run:
             print(json.dumps(_describe(built), indent=2, default=str))

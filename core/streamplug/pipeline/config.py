@@ -5,6 +5,7 @@ The file reads like a Flink job written down::
     [job]
     name = "orders-enrichment"
     parallelism = 2
+    runtime = "processes"            # threads (default), processes, ray
 
     [checkpointing]
     interval = "5 s"
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 TOP_LEVEL_KEYS = ("job", "checkpointing", "restart_strategy", "source", "transform", "sink")
-JOB_KEYS = ("name", "parallelism", "auto_watermark_interval")
+JOB_KEYS = ("name", "parallelism", "auto_watermark_interval", "runtime")
 CHECKPOINT_KEYS = (
     "interval",
     "timeout",
@@ -167,6 +168,7 @@ class JobSettings:
     name: str
     parallelism: int = 1
     auto_watermark_interval_ms: int | None = None
+    runtime: str = "threads"
 
 
 def _redacted_options(options: dict[str, Any]) -> str:
@@ -396,7 +398,8 @@ def _job(data: dict[str, Any], default_name: str) -> JobSettings:
                 path=("job", "auto_watermark_interval"),
                 fix='auto_watermark_interval = "200 ms"',
             )
-    return JobSettings(name, parallelism, interval_ms)
+    runtime = _str(raw.get("runtime", "threads"), ("job", "runtime"), 'runtime = "processes"')
+    return JobSettings(name, parallelism, interval_ms, runtime)
 
 
 def _checkpointing(data: dict[str, Any]) -> CheckpointSettings | None:

@@ -21,6 +21,7 @@ from streamplug.plugin.records import (
     JobInfo,
     OffsetsInitializerSpec,
     PartitionerSpec,
+    RuntimeSpec,
 )
 from streamplug.plugin.spec import hookimpl
 
@@ -38,6 +39,7 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "PluginLoadFailure",
+    "RuntimeSpec",
     "build_plugin_host",
     "hookimpl",
 ]

@@ -112,6 +112,7 @@ _KINDS: dict[str, str] = {
     "partitioner": "streamplug_register_partitioners",
     "offsets initializer": "streamplug_register_offsets_initializers",
     "command": "streamplug_register_commands",
+    "runtime": "streamplug_register_runtimes",
 }
 
 

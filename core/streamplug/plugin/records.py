@@ -17,6 +17,7 @@ __all__ = [
     "JobInfo",
     "OffsetsInitializerSpec",
     "PartitionerSpec",
+    "RuntimeSpec",
 ]
 
 
@@ -56,6 +57,16 @@ class CommandSpec:
     help: str
     configure: Callable[[Any], None]
     run: Callable[[Any], int]
+
+
+@attrs.frozen
+class RuntimeSpec:
+    """A named runtime (where a job's worker slots run): ``factory(**options)`` builds one
+    ``streamplug.runtime.runtimes.Runtime`` per job run."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
 
 
 @attrs.frozen

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         JobInfo,
         OffsetsInitializerSpec,
         PartitionerSpec,
+        RuntimeSpec,
     )
 
 PROJECT = "streamplug"
@@ -55,6 +56,7 @@ REGISTRATION_HOOKS = (
     "streamplug_register_partitioners",
     "streamplug_register_offsets_initializers",
     "streamplug_register_commands",
+    "streamplug_register_runtimes",
 )
 # The hooks that only observe a job; the runtime calls them through PluginHost.notify.
 LIFECYCLE_HOOKS = (
@@ -151,6 +153,24 @@ def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> Non
         def streamplug_register_commands(register):
             register(CommandSpec(name="broker", help="run a local Kafka",
                                  configure=add_broker_args, run=run_broker))
+    """
+
+
+@hookspec
+def streamplug_register_runtimes(register: Callable[[RuntimeSpec], None]) -> None:
+    """Add a runtime: where a job's worker slots run (``env.set_runtime(name)``,
+    ``[job] runtime = "name"``, ``streamplug run --runtime name``).
+
+    Called the first time a job looks a runtime up. ``register`` takes a ``RuntimeSpec``
+    whose ``factory(**options)`` returns a ``streamplug.runtime.runtimes.Runtime``; the
+    built-in ``threads`` and ``processes`` need no registration. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_register_runtimes(register):
+            register(RuntimeSpec(name="ray", factory=RayRuntime,
+                                 description="one Ray actor per worker slot"))
     """
 
 

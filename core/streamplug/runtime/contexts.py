@@ -93,11 +93,17 @@ class RuntimeSinkContext(_Facts, SinkContext):
         restored_checkpoint_id: int | None,
         interval_ms: int | None,
         timeout_ms: int,
+        worker_index: int | None = 0,
     ) -> None:
         super().__init__(*args)
         self._restored = restored_checkpoint_id
         self._interval = interval_ms
         self._timeout = timeout_ms
+        self._worker = worker_index
+
+    @property
+    def worker_index(self) -> int | None:
+        return self._worker
 
     @property
     def restored_checkpoint_id(self) -> int | None:

@@ -19,6 +19,7 @@ from streamplug.api.watermarks import WatermarkStrategy
 from streamplug.errors import ConfigError, JobCancelledError
 from streamplug.runtime.config import CheckpointConfig
 from streamplug.runtime.restart import RestartStrategies, RestartStrategy
+from streamplug.runtime.runtimes import Runtime, create_runtime
 
 if TYPE_CHECKING:
     from streamplug.plugins import PluginHost
@@ -138,6 +139,8 @@ class StreamExecutionEnvironment:
         self.auto_watermark_interval_ms = 200
         self.batch_size_hint = 1000
         self.pipelines: list[Pipeline] = []
+        self.runtime: str | Runtime = "threads"
+        self.runtime_options: dict[str, Any] = {}
 
     @staticmethod
     def get_execution_environment(
@@ -186,6 +189,39 @@ class StreamExecutionEnvironment:
             )
         self.auto_watermark_interval_ms = int(interval_ms)
         return self
+
+    def set_runtime(self, runtime: str | Runtime, **options: Any) -> StreamExecutionEnvironment:
+        """Where the job's worker slots run: ``"threads"`` (default: every subtask a thread
+        of this process), ``"processes"`` (one spawned process per slot, so Python work
+        uses every core), ``"ray"`` (one Ray actor per slot, with ``streamplug-ray``
+        installed), any runtime a plugin registers, or a ``Runtime`` instance. The job
+        code stays the same; see the Scaling out page of the docs."""
+        if isinstance(runtime, Runtime):
+            if options:
+                raise ConfigError(
+                    "runtime options go to the Runtime's constructor when you pass an instance",
+                    option="runtime",
+                )
+        elif not isinstance(runtime, str) or not runtime:
+            raise ConfigError(
+                f"runtime must be a name such as 'threads' or 'processes', got {runtime!r}",
+                option="runtime",
+            )
+        else:
+            # Fail here, not when the job starts, on a name nobody registered.
+            create_runtime(runtime, self.plugin_host, options).close()
+        self.runtime = runtime
+        self.runtime_options = dict(options)
+        return self
+
+    def get_runtime(self) -> str:
+        return self.runtime if isinstance(self.runtime, str) else self.runtime.name
+
+    def create_runtime(self) -> Runtime:
+        """The runtime of one job run (a fresh one per run)."""
+        if isinstance(self.runtime, Runtime):
+            return self.runtime
+        return create_runtime(self.runtime, self.plugin_host, self.runtime_options)
 
     def effective_restart_strategy(self) -> RestartStrategy:
         # Flink's defaults: no restarts without checkpointing, exponential backoff with it.

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from streamplug.api.sink import CommitOutcome, Committer
+from streamplug.errors import CheckpointError
 from streamplug_kafka_sink.transaction import KafkaCommittable, TransactionManager
 
-__all__ = ["KafkaCommitter"]
+__all__ = ["KafkaCommitter", "KafkaRecoveryCommitter"]
 
 
 class KafkaCommitter(Committer[KafkaCommittable]):
@@ -47,3 +48,44 @@ class KafkaCommitter(Committer[KafkaCommittable]):
         self._manager.release()
         if self._on_close is not None:
             self._on_close()
+
+
+class KafkaRecoveryCommitter(Committer[KafkaCommittable]):
+    """The coordinator's committer: it never writes, it fences and it looks decisions up.
+
+    Each worker slot commits its own transaction (``transactional.id = <prefix>-<slot>``).
+    After a crash the coordinator fences every slot's id before anything reads the commit
+    log -- an open transaction of any slot would hide the decision records behind it from
+    a read_committed reader -- and then asks, slot by slot, whether the slot's decision
+    record of the checkpoint is there.
+    """
+
+    def __init__(self, manager: TransactionManager, id_for: Callable[[int], str]) -> None:
+        self._manager = manager
+        self._id_for = id_for
+        self._fenced: set[str] = set()
+
+    def _fence(self, transactional_id: str) -> None:
+        if transactional_id not in self._fenced:
+            self._manager.fence(transactional_id)
+            self._fenced.add(transactional_id)
+
+    def fence_workers(self, worker_indices: Sequence[int]) -> None:
+        for worker in worker_indices:
+            self._fence(self._id_for(worker))
+
+    def commit(self, checkpoint_id: int, committables: Sequence[KafkaCommittable]) -> None:
+        raise CheckpointError(
+            "the coordinator's Kafka committer does not commit: each worker slot commits its "
+            "own transaction"
+        )
+
+    def resolve(
+        self, checkpoint_id: int, committables: Sequence[KafkaCommittable]
+    ) -> CommitOutcome:
+        for transactional_id in sorted({c.transactional_id for c in committables}):
+            self._fence(transactional_id)
+        return self._manager.decide(checkpoint_id, committables)
+
+    def close(self) -> None:
+        self._manager.close()

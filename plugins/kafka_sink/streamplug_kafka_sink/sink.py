@@ -33,7 +33,7 @@ from streamplug.secrets import redact
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import client_creation_error
 from streamplug_kafka_sink import _config
-from streamplug_kafka_sink.committer import KafkaCommitter
+from streamplug_kafka_sink.committer import KafkaCommitter, KafkaRecoveryCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.transaction import (
@@ -177,7 +177,7 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         self.transactional_id_prefix = transactional_id_prefix
         self.properties = dict(properties)
         self._lock = threading.Lock()
-        self._managers: dict[int, TransactionManager] = {}
+        self._managers: dict[tuple[int, int], TransactionManager] = {}
 
     @staticmethod
     def builder() -> KafkaSinkBuilder:
@@ -207,9 +207,15 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
 
     @property
     def transactional_id(self) -> str | None:
+        """The transactional id of worker slot 0 (every subtask of the threads runtime)."""
         if self.transactional_id_prefix is None:
             return None
-        return f"{self.transactional_id_prefix}-0"
+        return self.transactional_id_for(0)
+
+    def transactional_id_for(self, worker: int) -> str:
+        """``<prefix>-<slot>``: the id follows the worker slot, wherever the slot runs, so a
+        restarted slot fences its zombie."""
+        return f"{self.transactional_id_prefix}-{worker}"
 
     @property
     def commit_log_topic(self) -> str | None:
@@ -273,45 +279,51 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         )
 
     def _manager(self, context: SinkContext) -> TransactionManager:
-        """The attempt's shared transaction manager; managers of earlier attempts in this
-        process are closed, so only one producer per transactional id is alive here."""
+        """The slot's shared transaction manager for this attempt; managers of earlier
+        attempts in this process are closed, so only one producer per transactional id is
+        alive here."""
         timeout_ms = self._check_exactly_once(context)
         attempt = context.attempt_number
+        worker = context.worker_index
+        key = (attempt, -1 if worker is None else worker)
         with self._lock:
-            manager = self._managers.get(attempt)
+            manager = self._managers.get(key)
             if manager is not None:
                 return manager
-            for old_attempt in [a for a in self._managers if a < attempt]:
-                self._managers.pop(old_attempt).close()
-            assert self.transactional_id is not None and self.commit_log_topic is not None
-            extra = {
-                "transactional.id": self.transactional_id,
-                "transaction.timeout.ms": str(timeout_ms),
-            }
-            producer_config = self._producer_config(context, extra)
-            producer_config["client.id"] = f"streamplug-{context.job_name}-txn"
-            raw_rf = self.properties.get(_config.COMMIT_LOG_REPLICATION)
-            manager = TransactionManager(
-                transactional_id=self.transactional_id,
-                producer_config=producer_config,
-                admin_config=self._client_config(context, "admin"),
-                consumer_config=self._client_config(context, "consumer"),
-                commit_log_topic=self.commit_log_topic,
-                commit_log_replication=(
-                    _config.parse_int(raw_rf, _config.COMMIT_LOG_REPLICATION)
-                    if raw_rf is not None
-                    else None
-                ),
-                job_name=context.job_name,
-                statistics=ProducerStatistics(),
-            )
-            self._managers[attempt] = manager
+            for old in [k for k in self._managers if k[0] < attempt]:
+                self._managers.pop(old).close()
+            manager = self._new_manager(context, 0 if worker is None else worker, timeout_ms)
+            self._managers[key] = manager
             return manager
 
-    def _forget(self, attempt: int, manager: TransactionManager) -> None:
+    def _new_manager(
+        self, context: SinkContext, worker: int, timeout_ms: int
+    ) -> TransactionManager:
+        assert self.transactional_id_prefix is not None and self.commit_log_topic is not None
+        transactional_id = self.transactional_id_for(worker)
+        extra = {"transactional.id": transactional_id, "transaction.timeout.ms": str(timeout_ms)}
+        producer_config = self._producer_config(context, extra)
+        producer_config["client.id"] = f"streamplug-{context.job_name}-txn-{worker}"
+        raw_rf = self.properties.get(_config.COMMIT_LOG_REPLICATION)
+        return TransactionManager(
+            transactional_id=transactional_id,
+            producer_config=producer_config,
+            admin_config=self._client_config(context, "admin"),
+            consumer_config=self._client_config(context, "consumer"),
+            commit_log_topic=self.commit_log_topic,
+            commit_log_replication=(
+                _config.parse_int(raw_rf, _config.COMMIT_LOG_REPLICATION)
+                if raw_rf is not None
+                else None
+            ),
+            job_name=context.job_name,
+            statistics=ProducerStatistics(),
+        )
+
+    def _forget(self, key: tuple[int, int], manager: TransactionManager) -> None:
         with self._lock:
-            if self._managers.get(attempt) is manager:
-                del self._managers[attempt]
+            if self._managers.get(key) is manager:
+                del self._managers[key]
 
     # -- Sink ------------------------------------------------------------------------------
 
@@ -354,9 +366,15 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
     def create_committer(self, context: SinkContext) -> Committer[KafkaCommittable] | None:
         if self.guarantee is not DeliveryGuarantee.EXACTLY_ONCE:
             return None
+        if context.worker_index is None:
+            timeout_ms = self._check_exactly_once(context)
+            # Never cached, never started: it only fences and reads the commit log.
+            return KafkaRecoveryCommitter(
+                self._new_manager(context, 0, timeout_ms), self.transactional_id_for
+            )
         manager = self._manager(context)
-        attempt = context.attempt_number
-        return KafkaCommitter(manager, on_close=lambda: self._forget(attempt, manager))
+        key = (context.attempt_number, context.worker_index)
+        return KafkaCommitter(manager, on_close=lambda: self._forget(key, manager))
 
     def get_committable_serializer(self) -> StateSerializer[KafkaCommittable]:
         return KafkaCommittableSerializer()

@@ -729,13 +729,48 @@ class TransactionManager:
     def resolve(
         self, checkpoint_id: int, committables: Sequence[KafkaCommittable]
     ) -> CommitOutcome:
-        tokens = {(c.token, c.commit_log_topic, c.commit_log_offset) for c in committables}
-        if not tokens:
+        """This process's own producer fences the crashed one (aborting its open
+        transaction, or completing a commit already under way), then the commit log says
+        whether the checkpoint's decision record is there."""
+        if not committables:
             # No writer took part, so nothing of this checkpoint is in Kafka either way.
             return CommitOutcome.COMMITTED
-        # Fences the crashed producer: its open transaction is aborted, and a commit it had
-        # already asked for is completed before this returns.
         self.ensure_ready()
+        return self.decide(checkpoint_id, committables)
+
+    def fence(self, transactional_id: str) -> None:
+        """Fence every producer with ``transactional_id``: a short-lived producer with that
+        id initialises (the broker aborts an open transaction of the old one, or finishes
+        a commit it had already asked for) and is dropped again. The coordinator does this
+        for worker slots it does not run itself."""
+        conf = finalize_client_config(self._producer_config)
+        conf["transactional.id"] = transactional_id
+        conf["client.id"] = f"streamplug-{self.job_name}-fence"
+        for key in ("on_delivery", "stats_cb", "statistics.interval.ms"):
+            conf.pop(key, None)
+        client_errors = ChainedErrorCallback.install(conf, None)
+        producer = self._producer_factory(conf)
+        started = time.monotonic()
+        try:
+            producer.init_transactions(self._init_timeout_s)
+        except KafkaException as exc:
+            if client_errors.failure is not None:
+                raise client_errors.failure from exc
+            raise self._init_error(exc) from exc
+        finally:
+            del producer
+        log.info(
+            "fenced transactional id %s in %.0f ms",
+            transactional_id,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def decide(self, checkpoint_id: int, committables: Sequence[KafkaCommittable]) -> CommitOutcome:
+        """COMMITTED if the decision record of one of ``committables`` is in the commit log.
+        Every producer that wrote them must be fenced first."""
+        tokens = {(c.token, c.commit_log_topic, c.commit_log_offset) for c in committables}
+        if not tokens:
+            return CommitOutcome.COMMITTED
         outcome = CommitOutcome.ABORTED
         for token, topic, offset in sorted(tokens):
             if topic != self.commit_log_topic:
@@ -748,10 +783,9 @@ class TransactionManager:
                 )
             decision = self.find_decision(token, offset)
             log.info(
-                "checkpoint %d (transaction %s of %s): decision record %s",
+                "checkpoint %d (transaction %s): decision record %s",
                 checkpoint_id,
                 token,
-                self.transactional_id,
                 "found -> COMMITTED" if decision else "absent -> ABORTED",
             )
             if decision is not None:
