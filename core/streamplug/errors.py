@@ -49,14 +49,15 @@ class MissingResourceError(UnrecoverableError):
     for it: create it, or enable automatic creation, then start the job again."""
 
 
-def unrecoverable_cause(error: BaseException) -> UnrecoverableError | None:
-    """The first ``UnrecoverableError`` in ``error``'s chain (``__cause__`` and
-    ``__context__``), or None: wrappers such as a checkpoint failure keep the verdict of
-    the failure they wrap."""
+def unrecoverable_cause(error: BaseException) -> BaseException | None:
+    """The first failure in ``error``'s chain (``__cause__`` and ``__context__``) that no
+    restart can fix, or None: an ``UnrecoverableError``, or an ``ImportError`` (a package
+    missing from the environment stays missing). Wrappers such as a checkpoint failure keep
+    the verdict of the failure they wrap."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, UnrecoverableError):
+        if isinstance(current, (UnrecoverableError, ImportError)):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

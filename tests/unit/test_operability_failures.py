@@ -110,3 +110,21 @@ def test_legacy_exactly_once_producer_asks_for_transactional_id_in_its_config() 
     assert "set 'transactional.id' in its producer_config" in str(info.value)
     assert "set_transactional_id_prefix" not in str(info.value)
     assert info.value.option == "transactional.id"
+
+
+def test_unrecoverable_errors_survive_the_trip_from_a_worker_process() -> None:
+    import pickle
+
+    from streamplug.errors import AuthorizationError, MissingResourceError
+
+    for error in (
+        KafkaAuthenticationError("SASL PLAIN failed", protocol="SASL_PLAINTEXT", mechanism="PLAIN"),
+        AuthorizationError("denied"),
+        MissingResourceError("no topic"),
+        ConfigError("bad", option="x"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert isinstance(copy, UnrecoverableError)
+    auth = pickle.loads(pickle.dumps(KafkaAuthenticationError("m", protocol="SSL", mechanism=None)))
+    assert (auth.protocol, auth.mechanism) == ("SSL", None)

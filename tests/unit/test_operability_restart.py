@@ -78,8 +78,9 @@ def _wrapped_auth() -> BaseException:
         AuthorizationError("topic 'orders': TOPIC_AUTHORIZATION_FAILED"),
         MissingResourceError("topic 'orders' does not exist"),
         _wrapped_auth(),
+        ImportError("the processes runtime needs cloudpickle: pip install cloudpickle"),
     ],
-    ids=["config", "authorization", "missing-topic", "wrapped"],
+    ids=["config", "authorization", "missing-topic", "wrapped", "missing-package"],
 )
 def test_what_a_restart_cannot_fix_fails_at_once_whatever_the_strategy(
     env: StreamExecutionEnvironment, recorder: Recorder, tmp_path: Path, error: BaseException

@@ -52,6 +52,15 @@ class KafkaAuthenticationError(UnrecoverableError):
         self.mechanism = mechanism
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: without this a worker process could not send it back intact,
+        # and the coordinator would see a generic error and restart.
+        return (_rebuild, (str(self), self.protocol, self.mechanism))
+
+
+def _rebuild(message: str, protocol: str | None, mechanism: str | None) -> KafkaAuthenticationError:
+    return KafkaAuthenticationError(message, protocol=protocol, mechanism=mechanism)
+
 
 def _hint(kind: str, protocol: str | None, mechanism: str | None) -> str:
     if kind == "sasl":
