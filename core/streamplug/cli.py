@@ -334,6 +334,10 @@ def _verbosity(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(_verbosity(argv), 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # -vv debugs streamplug, not the wire: botocore's debug log of every S3 request carries
+    # the access key id in its headers (never the secret) and drowns everything else.
+    for wire in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3"):
+        logging.getLogger(wire).setLevel(max(level, logging.INFO))
     host = build_plugin_host()
     try:
         parser = build_parser(host)

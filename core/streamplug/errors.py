@@ -32,7 +32,7 @@ class ConfigError(UnrecoverableError, ValueError):
 
     # A worker process reports it to the driver pickled; the option must survive the trip.
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_config_error, (str(self), self.option))
+        return (_config_error, (str(self), self.option), self.__dict__)
 
 
 def _config_error(message: str, option: str | None) -> ConfigError:

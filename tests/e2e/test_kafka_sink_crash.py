@@ -13,6 +13,7 @@ the same checkpoint directory.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -237,3 +238,149 @@ def test_exactly_once_keeps_guarantee_when_output_leader_stops(
         kafka_cluster_3.start_node(node)
     got = [m.value().decode() for m in read_all(bootstrap, sink, "read_committed", timeout=120)]
     assert sorted(got) == sorted(_expected()), run.log
+
+
+# -- the processes runtime: worker processes die too -----------------------------------------
+
+WORKER_FAULTS = tuple(f"{f}@{w}" for f in SINK_FAULTS for w in (0, 1))
+
+
+@attrs.frozen
+class ProcessKill:
+    """One run of the job on the processes runtime. ``target`` "driver": killed by a
+    checkpoint fault point or after ``delay`` s. ``target`` "worker": a worker process
+    dies (at a sink fault point of its slot, or SIGKILLed after ``delay`` s), the driver
+    restarts the attempt by itself, and ``grace`` s later the driver is killed too."""
+
+    target: str
+    fault: str | None = None
+    nth: int = 1
+    delay: float = 0.0
+    grace: float = 0.0
+
+    def describe(self) -> str:
+        how = f"{self.fault}:{self.nth}" if self.fault else f"timer {self.delay:.2f}s"
+        return f"{self.target} {how}"
+
+
+def process_kill_plan(rng: random.Random) -> list[ProcessKill]:
+    plan = [
+        ProcessKill("driver", fault=CHECKPOINT_FAULTS[i % 4], nth=rng.randint(1, 2))
+        for i in range(6)
+    ]
+    plan += [
+        ProcessKill(
+            "worker", fault=WORKER_FAULTS[i % 4], nth=rng.randint(1, 2), grace=rng.uniform(1, 3)
+        )
+        for i in range(6)
+    ]
+    plan += [ProcessKill("driver", delay=rng.uniform(1.0, 4.0)) for _ in range(6)]
+    plan += [
+        ProcessKill("worker", delay=rng.uniform(1.0, 4.0), grace=rng.uniform(1, 3))
+        for _ in range(6)
+    ]
+    rng.shuffle(plan)
+    return plan
+
+
+def _latest_workers(text: str) -> list[int]:
+    lines = [line for line in text.splitlines() if line.startswith("WORKERS ")]
+    return [int(p) for p in lines[-1].split()[1:]] if lines else []
+
+
+def run_processes_until_done(
+    args: list[str], plan: list[ProcessKill], logs: Path, rng: random.Random
+) -> CrashRun:
+    result = CrashRun()
+    worker_kills = 0
+    env_base = {k: v for k, v in os.environ.items() if k != "STREAMPLUG_FAULT_POINTS"}
+    env_base["STREAMPLUG_TEST_RUNTIME"] = "processes"
+    for step in [*plan, None, None]:
+        env = dict(env_base)
+        if step is not None and step.fault:
+            env["STREAMPLUG_FAULT_POINTS"] = f"{step.fault}:{step.nth}"
+        log_path = logs / f"proc-run-{result.runs:02d}.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(JOB), *args], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+            started = time.monotonic()
+            if step is not None and step.target == "worker":
+                killed_worker = False
+                deadline = started + 60
+                while proc.poll() is None and time.monotonic() < deadline:
+                    text = log_path.read_text()
+                    if step.fault and f"fault point {step.fault.split('@')[0]} reached" in text:
+                        killed_worker = True
+                        break
+                    pids = _latest_workers(text)
+                    if not step.fault and pids and time.monotonic() - started >= step.delay:
+                        victim = rng.choice(pids)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(victim, signal.SIGKILL)
+                        killed_worker = True
+                        break
+                    time.sleep(0.05)
+                if killed_worker:
+                    worker_kills += 1
+                    result.kills += 1
+                    result.fault_hits[f"worker {step.fault or 'timer'}"] += 1
+                # The driver restarts the attempt on its own; let it, then kill it too.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=step.grace)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                rc = proc.wait()
+            else:
+                timeout = 240 if step is None or step.fault else step.delay
+                try:
+                    rc = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    if step is None:
+                        proc.kill()
+                        proc.wait()
+                        raise AssertionError(f"the job did not finish; see {log_path}") from None
+                    proc.send_signal(signal.SIGKILL)
+                    rc = proc.wait()
+        result.runs += 1
+        text = log_path.read_text()
+        what = step.describe() if step is not None else "to the end"
+        if rc == -signal.SIGKILL:
+            result.kills += 1
+            driver_fault = step is not None and step.target == "driver" and step.fault
+            if driver_fault and f"fault point {step.fault} reached" in text:
+                result.fault_hits[str(step.fault)] += 1
+            result.log.append(f"run {result.runs}: {what}: killed")
+            continue
+        if rc == 0:
+            assert "JOB FINISHED" in text
+            result.log.append(f"run {result.runs}: {what}: finished")
+            result.log.append(f"worker processes killed: {worker_kills}")
+            return result
+        raise AssertionError(f"run {result.runs} ({what}) exited with {rc}:\n{text[-4000:]}")
+    raise AssertionError("the job never finished:\n" + "\n".join(result.log))
+
+
+def test_exactly_once_survives_killed_workers_and_drivers_on_processes_runtime(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("STREAMPLUG_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    args, sink = _setup(kafka_bootstrap, tmp_path, "exactly-once")
+    plan = process_kill_plan(rng)
+    run = run_processes_until_done(args, plan, tmp_path, rng)
+    print(f"seed {seed}: {run.kills} kills in {run.runs} runs; hits {dict(run.fault_hits)}")
+    print("\n".join(run.log))
+    assert run.kills >= 20, run.log
+    worker_hits = sum(n for k, n in run.fault_hits.items() if k.startswith("worker"))
+    assert worker_hits >= 8, run.fault_hits
+    assert set(CHECKPOINT_FAULTS) <= set(run.fault_hits), run.fault_hits
+    got = [
+        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120)
+    ]
+    counts = collections.Counter(got)
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    missing = len(set(_expected()) - counts.keys())
+    assert (missing, duplicates) == (0, 0), (
+        f"seed {seed}: {missing} missing, {duplicates} duplicated"
+    )

@@ -39,7 +39,9 @@ def test_connector_by_name_with_a_registered_format(
     topic = topic_factory(partitions=2)
     produce(kafka_bootstrap, topic, 40)
     host = build_plugin_host()
-    source = host.connector("kafka", "source").factory(
+    from streamplug_kafka_source.plugin import kafka_source_from_options
+
+    source = kafka_source_from_options(
         bootstrap_servers=kafka_bootstrap,
         topics=[topic],
         starting_offsets={"name": "offsets", "offsets": {f"{topic}:0": 10}},

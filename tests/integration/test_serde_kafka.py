@@ -311,14 +311,16 @@ def test_pipeline_uses_the_example_msgpack_format_by_name(
             "sink": {
                 "connector": "kafka",
                 "topic": topic,
-                "properties.bootstrap.servers": kafka_bootstrap,
-                "value.format": "msgpack",
+                "bootstrap_servers": kafka_bootstrap,
+                "format": "msgpack",
             },
         }
     )
     build_pipeline(config, host, restore="none").env.execute("msgpack-writer")
 
-    source = host.connector("kafka", "source").factory(
+    from streamplug_kafka_source.plugin import kafka_source_from_options
+
+    source = kafka_source_from_options(
         bootstrap_servers=kafka_bootstrap,
         topics=[topic],
         starting_offsets="earliest",

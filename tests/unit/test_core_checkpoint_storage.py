@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -312,8 +314,9 @@ def test_an_unsupported_scheme_and_a_missing_extra_say_what_to_do(
         env.get_checkpoint_config().set_checkpoint_storage_dir("s3://bucket/chk")
 
 
+@pytest.mark.parametrize("runtime", ["threads", "processes"])
 def test_a_job_checkpoints_to_s3_and_a_new_run_resumes_there(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, runtime: str
 ) -> None:
     url = f"s3://{s3_server.new_bucket()}/checkpoints"
 
@@ -321,7 +324,8 @@ def test_a_job_checkpoints_to_s3_and_a_new_run_resumes_there(
         env = StreamExecutionEnvironment.get_execution_environment(
             build_plugin_host(autoload=False)
         )
-        env.set_parallelism(2).enable_checkpointing(50)
+        # Under "processes" the workers are other processes; the driver alone writes S3.
+        env.set_parallelism(2).enable_checkpointing(50).set_runtime(runtime)
         env.get_checkpoint_config().set_checkpoint_storage_dir(url, s3_server.options)
         # 3000 records per subtask at 2000/s: the stop below lands mid-run.
         source = CollectionSource(list(range(6000)), batch_size=50, records_per_second=2000)
@@ -383,5 +387,191 @@ def test_checkpoints_command_lists_and_shows_an_s3_storage(
     assert code == 2 and "chk-00000009.json" in err
     code, out, err = cli("checkpoints", "list", f"s3://{bucket}/nothing", endpoint)
     assert (code, out.strip()) == (0, f"no checkpoints under s3://{bucket}/nothing")
+    # As a user runs it, with -vv: debug logs of streamplug, none of the S3 wire.
+    run = subprocess.run(
+        [sys.executable, "-m", "streamplug.cli", "-vv", "checkpoints", "list", url, endpoint],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, **s3_server.env),
+    )
+    assert run.returncode == 0 and "job orders:" in run.stdout, run.stderr
+    assert "DEBUG" in run.stderr, "-vv shows streamplug's debug log"
+    assert s3_server.key not in run.stdout + run.stderr
+    assert s3_server.secret not in run.stdout + run.stderr
     code, out, err = cli("checkpoints", "list", url, "--storage-option", "endpoint_url")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_streamplug_run_checkpoints_to_s3_from_the_pipeline_file(
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STREAMPLUG_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("S3_SECRET", s3_server.secret)
+    bucket = s3_server.new_bucket()
+    job = tmp_path / "job.toml"
+    job.write_text(
+        '[job]\nname = "squares"\n'
+        '[checkpointing]\ninterval = "100 ms"\n'
+        f'storage = "s3://{bucket}/chk"\n'
+        "[checkpointing.storage_options]\n"
+        f'endpoint_url = "{s3_server.endpoint_url}"\n'
+        f'key = "{s3_server.key}"\n'
+        'secret = "${S3_SECRET}"\n'
+        '[source]\nconnector = "collection"\nelements = [1, 2, 3]\n'
+        '[sink]\nconnector = "print"\nprefix = "sq"\n'
+    )
+    code, out, err = cli("run", str(job), "--dry-run")
+    assert code == 0, err
+    plan = json.loads(out)["checkpointing"]
+    assert plan["storage"] == f"s3://{bucket}/chk"
+    assert plan["storage_options"] == {
+        "endpoint_url": s3_server.endpoint_url,
+        "key": "***",
+        "secret": "***",
+    }
+    assert s3_server.secret not in out + err
+    code, out, err = cli("run", str(job), "--no-progress")
+    assert code == 0, err
+    assert sorted(line for line in out.splitlines() if line.startswith("sq:")) == [
+        "sq:1",
+        "sq:2",
+        "sq:3",
+    ]
+    storage = open_checkpoint_storage(f"s3://{bucket}/chk", "squares", s3_server.options)
+    final = storage.list()[0]
+    assert final.status == COMPLETE and final.is_final
+    assert f"last checkpoint {final.path}" in out
+    # A new run resumes from it, through the same storage options.
+    code, out, err = cli("run", str(job), "--no-progress")
+    assert code == 0, err
+    assert f"resumed from checkpoint {final.checkpoint_id}" in err and "sq:" not in out
+    # An explicit checkpoint object to restore, and another prefix given on the command line.
+    code, out, err = cli(
+        "run",
+        str(job),
+        "--no-progress",
+        "--restore",
+        str(final.path),
+        "--checkpoint-dir",
+        f"s3://{bucket}/other",
+    )
+    assert code == 0, err
+    assert f"resumed from checkpoint {final.checkpoint_id}" in err
+    moved = open_checkpoint_storage(f"s3://{bucket}/other", "squares", s3_server.options)
+    assert moved.ids(), "the run checkpointed under the prefix of --checkpoint-dir"
+    assert not (tmp_path / "s3:").exists()
+    assert s3_server.secret not in out + err
+
+
+def test_streamplug_run_without_the_s3_extra_names_the_line_and_the_install(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "s3fs" else real(name, *args),
+    )
+    monkeypatch.setenv("STREAMPLUG_DISABLE_PLUGIN_AUTOLOAD", "1")
+    job = tmp_path / "job.toml"
+    job.write_text(
+        '[checkpointing]\ninterval = "1 s"\nstorage = "s3://bucket/chk"\n'
+        '[source]\nconnector = "collection"\nelements = [1]\n[sink]\nconnector = "discard"\n'
+    )
+    code, _, err = cli("run", str(job), "--dry-run")
+    assert code == 2
+    assert "job.toml:3: checkpointing.storage" in err
+    assert 'pip install "streamplug[s3]"' in err and "Traceback" not in err
+    job.write_text(
+        '[source]\nconnector = "collection"\nelements = [1]\n[sink]\nconnector = "discard"\n'
+    )
+    code, _, err = cli("run", str(job), "--dry-run", "--checkpoint-dir", "s3://bucket/chk")
+    assert code == 2
+    assert "--checkpoint-dir" in err and 'pip install "streamplug[s3]"' in err
+
+
+def test_a_memory_storage_warns_that_it_dies_with_the_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("fsspec", reason='needs pip install "streamplug[s3]"')
+    storage = open_checkpoint_storage("memory://warned/chk", "job")
+    with caplog.at_level(logging.WARNING, logger="streamplug.runtime.storage"):
+        storage.ids()
+    assert "memory://warned/chk/job lives in this process only" in caplog.text
+
+
+def test_the_checkpoint_dir_variable_takes_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("s3fs", reason='needs pip install "streamplug[s3]"')
+    monkeypatch.setenv("STREAMPLUG_CHECKPOINT_DIR", "s3://bucket/chk/")
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    assert env.get_checkpoint_config().storage_dir == "s3://bucket/chk"
+
+
+def test_an_s3_storage_survives_pickling(s3_server: S3Server) -> None:
+    import pickle
+
+    storage = open_checkpoint_storage(
+        f"s3://{s3_server.new_bucket()}/chk", "job", s3_server.options
+    )
+    storage.write(1, COMPLETE, {})
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.ids() == [1] and copy.location == storage.location
+
+
+def test_a_failed_complete_write_does_not_hold_the_subtasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that refuses one write (S3 answering 503, say) after the commits took effect.
+    real = FileCheckpointStorage.write
+    refused: list[int] = []
+
+    def refuse_first_complete(
+        self: FileCheckpointStorage, cid: int, status: str, doc: dict[str, Any]
+    ) -> Path:
+        if status == COMPLETE and not refused:
+            refused.append(cid)
+            raise CheckpointError(f"injected: cannot write COMPLETE {cid}")
+        return real(self, cid, status, doc)
+
+    monkeypatch.setattr(FileCheckpointStorage, "write", refuse_first_complete)
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.set_parallelism(2).enable_checkpointing(100)
+    cp = env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    cp.set_tolerable_checkpoint_failure_number(1).set_checkpoint_timeout(60_000)
+    source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=2000)
+    env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+    started = time.monotonic()
+    result = env.execute("refused-once")
+    # Before: the subtasks waited at the barrier until the next checkpoint timed out (60 s)
+    # and the attempt restarted.
+    assert result.attempts == 1 and time.monotonic() - started < 30
+    assert refused and result.checkpoints_completed >= 2
+    assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))
+
+
+def test_storage_credentials_stay_in_the_driver(s3_server: S3Server) -> None:
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    from streamplug.runtime.worker import JobGraph
+
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    config = env.get_checkpoint_config().set_checkpoint_storage_dir("s3://b/chk", s3_server.options)
+    env.from_collection([1, 2]).map(str).print()
+    # What the processes runtime ships to every worker (and Ray to every actor).
+    graph = JobGraph("job", "id", 2, list(env.pipelines), config, 200)
+    for payload in (cloudpickle.dumps(graph), pickle.dumps(config)):
+        assert s3_server.secret.encode() not in payload
+        assert s3_server.key.encode() not in payload
+    shipped = pickle.loads(pickle.dumps(config))
+    assert (shipped.storage_dir, shipped.storage_options) == ("s3://b/chk", {})
+    assert config.storage_options == s3_server.options, "the driver keeps them"

@@ -57,6 +57,11 @@ class FakeCommitter(Committer[str]):
     def __init__(self, committed: set[str]) -> None:
         self.committed = committed
         self.resolved: list[list[str]] = []
+        self.fenced: list[int] = []
+
+    def fence_workers(self, worker_indices: Sequence[int]) -> None:
+        assert not self.resolved, "every slot is fenced before any outcome is read"
+        self.fenced.extend(worker_indices)
 
     def commit(self, checkpoint_id: int, committables: Sequence[str]) -> None:
         raise AssertionError("recovery never commits")
@@ -148,6 +153,7 @@ def test_each_worker_is_resolved_with_its_own_committables() -> None:
         2: CommitOutcome.COMMITTED,
     }
     assert sorted(committer.resolved) == [["t0"], ["t1"], ["t2"]]
+    assert committer.fenced == [0, 1, 2]
 
 
 def test_a_split_takes_its_position_from_its_owners_outcome() -> None:

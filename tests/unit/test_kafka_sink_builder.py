@@ -287,7 +287,9 @@ def test_committable_serializer_roundtrip_and_validation() -> None:
 
 def test_kafka_sink_connector_from_options() -> None:
     from streamplug.api.serde import FormatSpec
-    from streamplug.plugins import hookimpl
+    from streamplug.plugin import hookimpl
+    from streamplug.plugin.options import OptionsError
+    from streamplug_kafka_sink.plugin import KafkaSinkOptions, kafka_sink_from_options
 
     class Fmt:
         @hookimpl
@@ -296,28 +298,41 @@ def test_kafka_sink_connector_from_options() -> None:
 
     host = build_plugin_host(autoload=False, plugins=[plugin, Fmt()])
     spec = host.connector("kafka", "sink")
-    sink = spec.factory(
+    assert spec.options is KafkaSinkOptions
+    sink = kafka_sink_from_options(
         plugin_host=host,
         topic="out",
-        **{
-            "properties.bootstrap.servers": "h:1",
-            "value.format": "utf8",
-            "sink.delivery-guarantee": "exactly-once",
-            "sink.transactional_id_prefix": "job",
-            "sink.partitioner": "round-robin",
-            "properties.linger.ms": "7",
-        },
+        bootstrap_servers="h:1",
+        format="utf8",
+        delivery_guarantee="exactly-once",
+        transactional_id_prefix="job",
+        partitioner="round-robin",
+        properties={"linger.ms": "7"},
     )
     assert isinstance(sink, KafkaSink)
     assert sink.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE
     assert sink.transactional_id == "job-0" and sink.commit_log_topic == "job.streamplug-commits"
     assert sink.properties["linger.ms"] == "7"
-    with pytest.raises(ConfigError, match="unknown kafka sink option"):
-        spec.factory(
+    with pytest.raises(OptionsError, match="unknown key 'bogus'"):
+        kafka_sink_from_options(
+            plugin_host=host, topic="o", bogus=1, bootstrap_servers="h:1", format="utf8"
+        )
+    # The Flink SQL spellings of the old factory are one vocabulary now: snake_case.
+    with pytest.raises(OptionsError, match="did you mean 'delivery_guarantee'"):
+        kafka_sink_from_options(
             plugin_host=host,
             topic="o",
-            bogus=1,
-            **{"properties.bootstrap.servers": "h:1", "format": "utf8"},
+            bootstrap_servers="h:1",
+            format="utf8",
+            **{"delivery-guarantee": "none"},
+        )
+    with pytest.raises(OptionsError, match="missing key 'transactional_id_prefix'"):
+        kafka_sink_from_options(
+            plugin_host=host,
+            topic="o",
+            bootstrap_servers="h:1",
+            format="utf8",
+            delivery_guarantee="exactly-once",
         )
 
 
@@ -345,7 +360,7 @@ def test_legacy_producer_warns_once_and_builds_a_sink() -> None:
 
 def test_kafka_sink_connector_from_pipeline_file_keys() -> None:
     from streamplug.api.serde import FormatSpec
-    from streamplug.plugins import hookimpl
+    from streamplug.plugin import hookimpl
 
     class Fmt:
         @hookimpl
@@ -353,15 +368,17 @@ def test_kafka_sink_connector_from_pipeline_file_keys() -> None:
             register(FormatSpec("utf8", serializer=lambda **_: Utf8()))
 
     host = build_plugin_host(autoload=False, plugins=[plugin, Fmt()])
-    sink = host.connector("kafka", "sink").factory(
-        plugin_host=host,
-        bootstrap_servers="h:1",
-        topic="out",
-        value_format="utf8",
-        delivery_guarantee="at-least-once",
-        partitioner="fixed",
-        properties={"linger.ms": 3, "commit.log.topic": "c"},
-    )
+    spec = host.connector("kafka", "sink")
+    table = {
+        "bootstrap_servers": "h:1",
+        "topic": "out",
+        "format": "utf8",
+        "delivery_guarantee": "at-least-once",
+        "partitioner": "fixed",
+        "properties": {"linger.ms": 3, "commit.log.topic": "c"},
+    }
+    assert spec.options is not None
+    sink = spec.factory(host.check_options(spec.options, table), host)
     assert sink.delivery_guarantee is DeliveryGuarantee.AT_LEAST_ONCE
     assert sink.properties == {"linger.ms": "3", "commit.log.topic": "c"}
     assert isinstance(getattr(sink.serializer, "partitioner", None), FlinkFixedPartitioner)

@@ -172,3 +172,38 @@ def test_builder_rejects_mixing_pairs_with_element_schemas() -> None:
         with_provider.build()
     with pytest.raises(ConfigError, match="is not a SerializationSchema"):
         KafkaRecordSerializationSchema.builder().set_key_value_serialization_schemas(3, None)  # type: ignore[arg-type]
+
+
+class KeyOfElement(CountingUtf8):
+    """Flink's key schema: serializes the key part of the whole element."""
+
+    def serialize(self, element: str) -> bytes:
+        self.singles += 1
+        return element.split(":")[0].encode()
+
+    def serialize_batch(self, elements: Sequence[str]) -> list[bytes]:
+        self.batches += 1
+        return [e.split(":")[0].encode() for e in elements]
+
+
+def test_a_whole_element_key_schema_also_runs_in_bulk(mock_cluster: Any) -> None:
+    mock_cluster.create_topic("whole", partitions=1)
+    keys, values = KeyOfElement(), CountingUtf8()
+    schema = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic("whole")
+        .set_value_serialization_schema(values)
+        .set_key_serialization_schema(keys)
+        .build()
+    )
+    writer = _writer(
+        mock_cluster.bootstrap_servers, schema, **{"queue.buffering.max.messages": "7"}
+    )
+    elements = [f"k{i}:v{i}" for i in range(60)]
+    writer.write(elements, [TS + i for i in range(60)])
+    writer.flush(False)
+    writer.close()
+    got = _records(mock_cluster.bootstrap_servers, "whole")
+    assert got == [(f"k{i}".encode(), f"k{i}:v{i}".encode(), TS + i) for i in range(60)]
+    assert (keys.batches, keys.singles, values.batches, values.singles) == (1, 0, 1, 0)
+    assert writer.metrics.snapshot()["numBytesOut"] == sum(len(k) + len(v) for k, v, _ in got)

@@ -257,8 +257,7 @@ def test_plugin_registers_the_kafka_source_and_builtin_initializers() -> None:
     host = build_plugin_host(autoload=False)
     host.register(plugin, name="kafka_source_test")
     try:
-        spec = host.connector("kafka", "source")
-        source = spec.factory(
+        source = kafka_source_from_options(
             bootstrap_servers="k:9092",
             topics="a, b",
             group_id="g",
@@ -279,17 +278,29 @@ def test_plugin_registers_the_kafka_source_and_builtin_initializers() -> None:
         }
         committed = resolve_initializer({"name": "committed", "reset_strategy": "latest"}, host)
         assert committed.get_auto_offset_reset_strategy() is KafkaOffsetResetStrategy.LATEST
-        with pytest.raises(UnknownNameError, match="valid names: committed, earliest"):
+        with pytest.raises(UnknownNameError, match="installed offsets initializers: committed"):
             resolve_initializer("yesterday", host)
-        flat = kafka_source_from_options(
+        props = kafka_source_from_options(
+            plugin_host=host,
             bootstrap_servers="k:9092",
             topics=["a"],
             deserializer=Utf8(),
-            **{"properties.group.id": "g2", "properties.fetch.max.bytes": "1000"},
+            group_id="g2",
+            properties={"fetch.max.bytes": "1000"},
         )
-        assert flat.properties == {"group.id": "g2", "fetch.max.bytes": "1000"}
-        with pytest.raises(ConfigError, match="unknown kafka source options"):
-            kafka_source_from_options(bootstrap_servers="k", topics="a", deserializer=Utf8(), x=1)
+        assert props.properties == {"group.id": "g2", "fetch.max.bytes": "1000"}
+        with pytest.raises(ConfigError, match="unknown key 'x'"):
+            kafka_source_from_options(
+                plugin_host=host, bootstrap_servers="k", topics="a", deserializer=Utf8(), x=1
+            )
+        with pytest.raises(ConfigError, match="missing key 'group_id'"):
+            kafka_source_from_options(
+                plugin_host=host,
+                bootstrap_servers="k",
+                topics="a",
+                deserializer=Utf8(),
+                starting_offsets="committed",
+            )
     finally:
         host.unregister("kafka_source_test")
 

@@ -6,6 +6,7 @@ bad-record policy one record at a time."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from streamplug.api import DeserializationSchema
 from streamplug.api.serde import DeserializationError
 from streamplug.api.source import InputStatus
 from streamplug.testing import RecordingOutput, reader_context
+from streamplug_kafka_common.admin import read_all
 from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     BadRecordPolicy,
@@ -90,6 +92,21 @@ def read(
         reader.close()
     assert not output.collected, "the keyed path emits batches only"
     return output, reader
+
+
+def _client_threads() -> int:
+    """librdkafka's threads in this process (named ``rdk:...``); 0 where /proc is missing."""
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        return 0
+    names = []
+    for task in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{task}/comm") as comm:
+                names.append(comm.read())
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sum(name.startswith("rdk:") for name in names)
 
 
 @pytest.fixture
@@ -219,3 +236,26 @@ def test_whole_record_schema_gets_every_field(cluster: MockCluster) -> None:
 def test_key_value_rejects_what_is_not_a_schema() -> None:
     with pytest.raises(TypeError, match="key schema, got int"):
         KafkaRecordDeserializationSchema.key_value(3, None)  # type: ignore[arg-type]
+
+
+def test_a_bad_key_is_dead_lettered_with_its_original_bytes(cluster: MockCluster) -> None:
+    produce(cluster, "dlq-in", [(b"a", b"1"), (b"\xff", b"2", [("h", b"x")]), (b"c", b"3")])
+    cluster.create_topic("dlq", partitions=1)
+    schema = KafkaRecordDeserializationSchema.key_value(CountingUtf8(), CountingUtf8())
+    threads = _client_threads()
+    output, reader = read(cluster, "dlq-in", 3, schema, BadRecordPolicy.dead_letter("dlq"))
+    # The closed reader's dead-letter producer ended its client threads (it kept
+    # reconnecting to the cluster until a garbage collection before), with the reader
+    # object still referenced here.
+    deadline = time.monotonic() + 10
+    while _client_threads() > threads:
+        assert time.monotonic() < deadline, f"{_client_threads() - threads} client threads left"
+        time.sleep(0.05)
+    assert output.values == [("a", "1"), ("c", "3")]
+    assert reader.metrics.records_dead_lettered.value == 1
+    (dead,) = read_all(cluster.bootstrap_servers, "dlq", "read_uncommitted")
+    assert (dead.key(), dead.value(), dead.timestamp()[1]) == (b"\xff", b"2", BASE_TS + 1)
+    headers = dict(dead.headers() or [])
+    assert headers["h"] == b"x"
+    assert headers["streamplug.error"].startswith(b"key: not utf-8")
+    assert headers["streamplug.source.offset"] == b"1"

@@ -1,5 +1,6 @@
-"""Building pipeline files into jobs: names looked up through the plugin host, transforms
-imported, settings applied — and build-time errors placed on the right line."""
+"""Building pipeline files into jobs: options converted into the classes connectors declare,
+names looked up through the plugin host, transforms imported, settings applied — and
+build-time errors placed on the right line, at any depth."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from streamplug.api.serde import DeserializationSchema, FormatSpec, SerializationSchema
 from streamplug.connectors.collection import CollectSink
 from streamplug.errors import ConfigError
 from streamplug.pipeline import PipelineConfigError, build_pipeline, parse_pipeline
-from streamplug.plugins import (
+from streamplug.plugin import (
     ConnectorSpec,
     OffsetsInitializerSpec,
     PartitionerSpec,
@@ -23,6 +25,7 @@ from streamplug.plugins import (
     build_plugin_host,
     hookimpl,
 )
+from streamplug.plugin.options import component, component_options, option
 from streamplug.runtime.restart import FixedDelayRestart, NoRestart
 
 TRANSFORMS = """\
@@ -53,58 +56,113 @@ class _Json(SerializationSchema[Any], DeserializationSchema[Any]):
         return message.decode()
 
 
+@attrs.frozen
+class _NoOptions:
+    """Takes no options."""
+
+
+@attrs.frozen
+class _ReprOptions:
+    """How reprs are written."""
+
+    indent: int = option(0, doc="spaces")
+
+
+@attrs.frozen
+class _TimestampOptions:
+    """A time."""
+
+    timestamp: int = option(example="timestamp = 1700000000000")
+
+
+@attrs.frozen
+class _RegionOptions:
+    """Regions."""
+
+    regions: list[str] = option(factory=list)
+
+
+@attrs.frozen
+class _SourceOptions:
+    """The recording source."""
+
+    mode: str = option("good")
+    bootstrap_servers: str | None = option(None)
+    topics: list[str] = option(factory=list)
+    format: str | None = component("format", direction="deserializer")
+    format_options: dict[str, Any] = component_options("format")
+    starting_offsets: str | dict[str, Any] | None = component("offsets initializer")
+    stopping_offsets: str | dict[str, Any] | None = component("offsets initializer")
+    properties: dict[str, Any] = option(factory=dict)
+
+
+@attrs.frozen
+class _SinkOptions:
+    """The recording sink."""
+
+    topic: str | None = option(None, example='topic = "out"')
+    format: str | None = component("format", direction="serializer")
+    format_options: dict[str, Any] = component_options("format")
+    partitioner: str | dict[str, Any] | None = component("partitioner")
+
+
 class _Recorder:
     """A test plugin: a ``recording`` source and sink that keep the options they got, a
-    format, a partitioner and an offsets initializer."""
+    connector that declares no options, formats, a partitioner and offsets initializers."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[tuple[str, Any]] = []
         self.hosts: list[Any] = []
         self.sink = CollectSink()
 
     @hookimpl
     def streamplug_register_connectors(self, register: Callable[[ConnectorSpec], None]) -> None:
-        def source(**options: Any) -> Any:
+        def source(options: _SourceOptions, host: PluginHost) -> Any:
             from streamplug.connectors.collection import CollectionSource
 
-            self.hosts.append(options.pop("plugin_host", None))
+            self.hosts.append(host)
             self.calls.append(("source", options))
-            if options.get("mode") == "bad":
+            if options.mode == "bad":
                 raise ConfigError("mode 'bad' is not a mode; use 'good'", option="mode")
             return CollectionSource(list(range(10)), num_splits=2)
 
-        def sink(**options: Any) -> Any:
-            self.hosts.append(options.pop("plugin_host", None))
+        def sink(options: _SinkOptions, host: PluginHost) -> Any:
+            self.hosts.append(host)
             self.calls.append(("sink", options))
             return self.sink
 
-        # A sink that, like Flink SQL's connector, wants properties.<name> options.
-        def flat_sink(**options: Any) -> Any:
-            self.hosts.append(options.pop("plugin_host", None))
-            self.calls.append(("flat", options))
-            if "properties" in options:
-                raise ConfigError("unknown option properties", option="properties")
+        # A connector that declares no options class gets the table as keyword arguments.
+        def undeclared_sink(**options: Any) -> Any:
+            self.calls.append(("undeclared", options))
             return self.sink
 
-        register(ConnectorSpec("recording", "source", source))
-        register(ConnectorSpec("recording-sink", "sink", sink))
-        register(ConnectorSpec("flat", "sink", flat_sink))
+        register(ConnectorSpec("recording", "source", source, options=_SourceOptions))
+        register(ConnectorSpec("recording-sink", "sink", sink, options=_SinkOptions))
+        register(ConnectorSpec("undeclared", "sink", undeclared_sink))
 
     @hookimpl
     def streamplug_register_formats(self, register: Callable[[FormatSpec], None]) -> None:
-        register(FormatSpec("reprs", serializer=_Json, deserializer=_Json))
-        register(FormatSpec("write-only", serializer=_Json))
+        register(
+            FormatSpec(
+                "reprs",
+                serializer=lambda indent=0: _Json(),
+                deserializer=_Json,
+                serializer_options=_ReprOptions,
+                deserializer_options=_NoOptions,
+            )
+        )
+        register(FormatSpec("write-only", serializer=_Json, serializer_options=_NoOptions))
 
     @hookimpl
     def streamplug_register_partitioners(self, register: Callable[[PartitionerSpec], None]) -> None:
-        register(PartitionerSpec("by-region", lambda **o: o))
+        register(PartitionerSpec("by-region", lambda **o: o, options=_RegionOptions))
 
     @hookimpl
     def streamplug_register_offsets_initializers(
         self, register: Callable[[OffsetsInitializerSpec], None]
     ) -> None:
-        register(OffsetsInitializerSpec("earliest", lambda **o: o))
-        register(OffsetsInitializerSpec("timestamp", lambda **o: o))
+        register(OffsetsInitializerSpec("earliest", lambda **o: o, options=_NoOptions))
+        register(OffsetsInitializerSpec("timestamp", lambda **o: o, options=_TimestampOptions))
 
 
 @pytest.fixture
@@ -252,7 +310,7 @@ def test_settings_reach_the_environment(
     assert isinstance(build_pipeline(none, host).env.effective_restart_strategy(), NoRestart)
 
 
-def test_options_and_named_components_pass_through_and_bootstrap_is_overridden(
+def test_options_reach_the_connector_converted_and_bootstrap_is_overridden(
     pipeline_dir: Path, host: PluginHost, recorder: _Recorder
 ) -> None:
     config = _config(
@@ -271,27 +329,35 @@ def test_options_and_named_components_pass_through_and_bootstrap_is_overridden(
         [sink]
         connector = "recording-sink"
         topic = "out"
-        value-format = "reprs"
-        partitioner = "by-region"
+        format = "reprs"
+        format_options = { indent = 2 }
+        partitioner = { name = "by-region", regions = ["eu"] }
         """,
     )
     build_pipeline(config, host, bootstrap_servers="override:9092")
     (_, source_options), (_, sink_options) = recorder.calls
-    assert source_options == {
-        "bootstrap_servers": "override:9092",
-        "topics": ["a", "b"],
-        "format": "reprs",
-        "starting_offsets": {"name": "timestamp", "timestamp": 1700000000000},
-        "stopping_offsets": "earliest",
-        "properties": {"fetch.min.bytes": "1"},
-    }
-    # A connector without bootstrap servers (not a Kafka one) does not get them.
-    assert sink_options == {"topic": "out", "value-format": "reprs", "partitioner": "by-region"}
-    # Factories that take **options get the run's plugin host, to look names up in.
+    assert source_options == _SourceOptions(
+        bootstrap_servers="override:9092",
+        topics=["a", "b"],
+        format="reprs",
+        starting_offsets={"name": "timestamp", "timestamp": 1700000000000},
+        stopping_offsets="earliest",
+        properties={"fetch.min.bytes": "1"},
+    )
+    # The sink declares no bootstrap_servers: --bootstrap-servers leaves it alone.
+    assert sink_options == _SinkOptions(
+        topic="out",
+        format="reprs",
+        format_options={"indent": 2},
+        partitioner={"name": "by-region", "regions": ["eu"]},
+    )
+    # Factories get the run's plugin host, to build the components their options name.
     assert recorder.hosts == [host, host]
+    assert host.build_format("reprs", sink_options.format_options, "serializer") is not None
+    assert host.build_component("partitioner", sink_options.partitioner) == {"regions": ["eu"]}
 
 
-def test_properties_are_flattened_for_connectors_that_want_dotted_options(
+def test_a_connector_without_an_options_class_gets_the_table(
     pipeline_dir: Path, host: PluginHost, recorder: _Recorder
 ) -> None:
     config = _config(
@@ -300,14 +366,92 @@ def test_properties_are_flattened_for_connectors_that_want_dotted_options(
         [source]
         connector = "recording"
         [sink]
-        connector = "flat"
+        connector = "undeclared"
         topic = "t"
         [sink.properties]
         "acks" = "all"
         """,
     )
-    build_pipeline(config, host)
-    assert recorder.calls[-1] == ("flat", {"topic": "t", "properties.acks": "all"})
+    build_pipeline(config, host, bootstrap_servers="ignored:1")
+    assert recorder.calls[-1] == ("undeclared", {"topic": "t", "properties": {"acks": "all"}})
+
+
+@pytest.mark.parametrize(
+    ("snippet", "line", "key", "problem_part", "fix_part"),
+    [
+        (
+            '[source]\nconnector = "recording"\ntopcs = ["a"]\n',
+            3,
+            "source.topcs",
+            "unknown key 'topcs'",
+            "did you mean 'topics'?",
+        ),
+        (
+            '[source]\nconnector = "recording"\ntopics = "a"\n',
+            3,
+            "source.topics",
+            "must be an array, got a string 'a'",
+            None,
+        ),
+        (
+            '[source]\nconnector = "recording"\ntopics = ["a", 2]\n',
+            3,
+            "source.topics[2]",
+            "must be a string, got an integer 2",
+            None,
+        ),
+        (
+            '[source]\nconnector = "recording"\nformat = "reprs"\n'
+            "format_options = { indnet = 2 }\n",
+            4,
+            "source.format_options.indnet",
+            "unknown key 'indnet'",
+            "valid keys are: (none)",
+        ),
+        (
+            '[source]\nconnector = "recording"\n\n[source.starting_offsets]\n'
+            'name = "timestamp"\ntimestmp = 5\n',
+            6,
+            "source.starting_offsets.timestmp",
+            "unknown key 'timestmp'",
+            "did you mean 'timestamp'?",
+        ),
+        (
+            '[source]\nconnector = "recording"\nstarting_offsets = { name = "timestamp" }\n',
+            3,
+            "source.starting_offsets.timestamp",
+            "missing key 'timestamp'",
+            "timestamp = 1700000000000",
+        ),
+    ],
+)
+def test_a_wrong_key_at_any_depth_is_reported_on_its_line(
+    pipeline_dir: Path,
+    host: PluginHost,
+    snippet: str,
+    line: int,
+    key: str,
+    problem_part: str,
+    fix_part: str | None,
+) -> None:
+    err = _build_error(pipeline_dir, host, snippet + '[sink]\nconnector = "recording-sink"\n')
+    assert (err.line, err.key) == (line, key)
+    assert problem_part in err.problem
+    if fix_part is not None:
+        assert err.fix is not None and fix_part in err.fix, err.fix
+
+
+def test_sink_format_options_are_checked_against_the_serializer(
+    pipeline_dir: Path, host: PluginHost
+) -> None:
+    err = _build_error(
+        pipeline_dir,
+        host,
+        '[source]\nconnector = "recording"\n[sink]\nconnector = "recording-sink"\n'
+        'format = "reprs"\n[sink.format_options]\nindent = "two"\n',
+    )
+    assert (err.line, err.key) == (7, "sink.format_options.indent")
+    assert "must be an integer, got a string 'two'" in err.problem
 
 
 @pytest.mark.parametrize(
@@ -380,14 +524,14 @@ def test_a_connector_config_error_is_placed_on_the_option_it_names(
     assert "use 'good'" in err.problem
 
 
-def test_options_a_factory_does_not_take_are_listed(pipeline_dir: Path, host: PluginHost) -> None:
-    # The core's print sink takes **options and rejects unknown ones with a TypeError.
+def test_the_core_connectors_declare_their_options(pipeline_dir: Path, host: PluginHost) -> None:
     err = _build_error(
         pipeline_dir,
         host,
         '[source]\nconnector = "recording"\n[sink]\nconnector = "print"\nprefx = "a"\n',
     )
     assert (err.line, err.key) == (5, "sink.prefx")
+    assert err.fix == "did you mean 'prefix'? valid keys are: prefix"
 
 
 @pytest.mark.parametrize(
@@ -449,38 +593,3 @@ def test_source_and_sink_sharing_a_name_are_told_apart(pipeline_dir: Path) -> No
     built = build_pipeline(config, h)
     built.env.execute("twins")
     assert sorted(built.sinks[0].results) == [1, 2]
-
-
-def test_factories_with_a_signature_get_only_what_they_declare(pipeline_dir: Path) -> None:
-    got: dict[str, Any] = {}
-
-    class Declared:
-        @hookimpl
-        def streamplug_register_connectors(self, register: Callable[[ConnectorSpec], None]) -> None:
-            def strict_sink(*, directory: str) -> Any:
-                got["strict"] = directory
-                return CollectSink()
-
-            def host_aware_sink(*, topic: str, plugin_host: PluginHost) -> Any:
-                got["host"] = plugin_host
-                return CollectSink()
-
-            register(ConnectorSpec("strict", "sink", strict_sink))
-            register(ConnectorSpec("host-aware", "sink", host_aware_sink))
-
-    h = build_plugin_host(autoload=False, plugins=[Declared()])
-    config = _config(
-        pipeline_dir,
-        '[source]\nconnector = "collection"\n[[sink]]\nconnector = "strict"\ndirectory = "/out"\n'
-        '[[sink]]\nconnector = "host-aware"\ntopic = "t"\n',
-    )
-    build_pipeline(config, h)
-    assert got == {"strict": "/out", "host": h}
-    err = _build_error(
-        pipeline_dir,
-        h,
-        '[source]\nconnector = "collection"\n[sink]\nconnector = "host-aware"\ntopc = "t"\n',
-    )
-    assert (err.line, err.key) == (5, "sink.topc")
-    # plugin_host is the runtime's business, not an option a file can set.
-    assert err.fix == "did you mean 'topic'? its options: topic"

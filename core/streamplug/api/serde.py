@@ -150,13 +150,17 @@ class FormatSpec:
 
     ``serializer`` and ``deserializer`` are factories called with the format options of a
     pipeline (keyword arguments) and returning a schema; either may be None for a format
-    that only goes one way.
+    that only goes one way. ``serializer_options`` and ``deserializer_options`` declare
+    those keyword arguments as frozen attrs classes (see ``streamplug.plugin.options``), so
+    a pipeline's ``format_options`` are checked key by key before a factory is called.
     """
 
     name: str
     serializer: Callable[..., SerializationSchema[Any]] | None = None
     deserializer: Callable[..., DeserializationSchema[Any]] | None = None
     description: str = ""
+    serializer_options: type | None = None
+    deserializer_options: type | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.serializer is None and self.deserializer is None:

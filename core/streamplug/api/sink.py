@@ -109,11 +109,12 @@ class Committer(ABC, Generic[CommT]):
         return CommitOutcome.COMMITTED
 
     def fence_workers(self, worker_indices: Sequence[int]) -> None:
-        """Called on the coordinator's committer before an attempt's workers start, with the
-        slots an earlier attempt may have used and this attempt will not (the parallelism
-        went down, or an attempt died before its first checkpoint): make sure nothing they
-        left open can still become visible. The default does nothing, which is right for
-        sinks without transactions."""
+        """Make sure nothing the writers of these worker slots left open can still become
+        visible, or hide anything from readers. Called on the coordinator's committer
+        before any worker starts: with every slot of a PENDING checkpoint before it is
+        resolved, and with the slots an earlier attempt used and this one will not (the
+        parallelism went down, or an attempt died before its first checkpoint). The default
+        does nothing, which is right for sinks without transactions."""
 
     def close(self) -> None:
         """Release resources."""

@@ -1,25 +1,17 @@
 """Turning a ``PipelineConfig`` into a job on a ``StreamExecutionEnvironment``.
 
 Everything a pipeline names is found through the run's ``PluginHost``: the source and sink
-connectors, and inside their options the formats (``format``, ``key_format``,
-``value_format``), partitioners (``partitioner``) and offsets initializers
-(``starting_offsets``, ``stopping_offsets``). A name is given as a string, or as a table
-with ``name`` and the component's own options::
-
-    format = "json"
-    starting_offsets = { name = "timestamp", timestamp = 1700000000000 }
-
-The builder checks every such name against the installed plugins first, so a typo is
-reported on its line with the installed names listed; the connector's factory then builds
-the component from the same value (connectors take names, so a pipeline file and a Python
-program configure them the same way).
+connectors, and inside their options the formats, partitioners and offsets initializers.
+Each connector declares its options as a frozen class; the host converts the table into
+it (``PluginHost.check_options``), checking at any depth every key, every type and every
+component the options name, with that component's own options. A problem is reported on
+its line with the key path, a did-you-mean and the fix; the connector's factory then gets
+the checked options and the host.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,27 +30,15 @@ from streamplug.pipeline.config import (
 )
 from streamplug.pipeline.errors import PipelineConfigError
 from streamplug.pipeline.locate import PathElement
-from streamplug.plugins import PluginHost
+from streamplug.plugin import PluginHost
+from streamplug.plugin.options import OptionsError
 from streamplug.runtime import RestartStrategies, RestartStrategy, StreamExecutionEnvironment
 from streamplug.runtime.storage import parse_storage_location, storage_scheme
 
 __all__ = ["BuiltPipeline", "build_pipeline", "import_function"]
 
-# Options (dashes and dots read as underscores) whose value is a registered name.
-FORMAT_OPTIONS = ("format", "key_format", "value_format")
-SOURCE_NAMED_OPTIONS: dict[str, str] = {
-    **dict.fromkeys(FORMAT_OPTIONS, "format"),
-    "starting_offsets": "offsets initializer",
-    "stopping_offsets": "offsets initializer",
-    "scan_startup_mode": "offsets initializer",
-}
-SINK_NAMED_OPTIONS: dict[str, str] = {
-    **dict.fromkeys(FORMAT_OPTIONS, "format"),
-    "partitioner": "partitioner",
-    "sink_partitioner": "partitioner",
-}
+# The one option --bootstrap-servers sets, on every connector whose options have it.
 BOOTSTRAP_OPTION = "bootstrap_servers"
-HOST_OPTION = "plugin_host"
 
 Path_ = tuple[PathElement, ...]
 
@@ -151,98 +131,6 @@ def _resolve_function(
     return fn
 
 
-def _accepted_options(factory: Callable[..., Any]) -> list[str] | None:
-    """Keyword options the factory takes, or None when it takes ``**options``."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    names = []
-    for p in signature.parameters.values():
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            return None
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-            names.append(p.name)
-    return names
-
-
-def _option_key(key: str) -> str:
-    """Connectors accept ``value.format``, ``value-format`` and ``value_format`` alike."""
-    return key.replace("-", "_").replace(".", "_")
-
-
-def _check_named_component(
-    config: PipelineConfig, host: PluginHost, kind: str, value: Any, path: Path_, role: str
-) -> None:
-    """Check that the name a string (``"json"``, ``"timestamp:1700000000000"``) or a
-    ``{ name = ..., ... }`` table gives is installed, so a typo is reported on its line
-    with the installed names, before the connector is built. The value itself goes to the
-    connector unchanged: it builds the component with its own options."""
-    if isinstance(value, str):
-        name = value.partition(":")[0] if kind == "offsets initializer" else value
-    elif isinstance(value, dict):
-        if not isinstance(value.get("name"), str):
-            raise config.error(
-                path, f"a {kind} table needs a name", f'{path[-1]} = {{ name = "...", ... }}'
-            )
-        name = value["name"]
-        path = (*path, "name")
-    else:
-        return
-    try:
-        spec = host.format(name) if kind == "format" else host.lookup(kind, name)
-    except UnknownNameError as exc:
-        raise config.error(
-            path,
-            f"no {kind} named {name!r} is installed",
-            f"{did_you_mean(name, exc.valid)}installed {kind}s: {', '.join(sorted(exc.valid)) or '(none)'} "
-            "(streamplug plugins shows which distribution provides each)",
-        ) from None
-    if kind == "format":
-        factory = spec.deserializer if role == "source" else spec.serializer
-        if factory is None:
-            way = "deserialize (read)" if role == "source" else "serialize (write)"
-            raise config.error(
-                path,
-                f"format {name!r} cannot {way}",
-                "choose a format that supports this direction",
-            )
-
-
-def _unexpected_keyword(exc: TypeError) -> str | None:
-    m = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
-    return m.group(1) if m else None
-
-
-def _call_factory(
-    factory: Callable[..., Any],
-    options: dict[str, Any],
-    host: PluginHost,
-    accepted: list[str] | None,
-) -> Any:
-    """Call a connector factory, adapting to the two shapes connectors take: the run's
-    ``plugin_host`` (passed when the factory names it or takes ``**options``; a factory
-    that forwards ``**options`` to a constructor without it is called again without) and
-    client ``properties`` as one table or as Flink SQL-style ``properties.<name>`` options."""
-    if accepted is not None and HOST_OPTION not in accepted:
-        return factory(**options)
-    try:
-        return factory(**options, plugin_host=host)
-    except TypeError:
-        if accepted is not None:
-            raise
-        # **options forwarded to a constructor that takes no plugin_host (the core's print
-        # and discard sinks): without it, or the error is about the file's own options.
-        return factory(**options)
-    except ConfigError as exc:
-        props = options.get("properties")
-        if exc.option != "properties" or not isinstance(props, dict):
-            raise
-        flat = {k: v for k, v in options.items() if k != "properties"}
-        flat.update({f"properties.{k}": v for k, v in props.items()})
-        return factory(**flat, plugin_host=host)
-
-
 def _build_connector(
     config: PipelineConfig,
     host: PluginHost,
@@ -266,47 +154,33 @@ def _build_connector(
             f"{', '.join(sorted(exc.valid)) or '(none)'}",
         ) from None
     options = dict(settings.options)
-    accepted = _accepted_options(spec.factory)
-    if accepted is not None:
-        valid = [k for k in accepted if k != HOST_OPTION]
-        for key in options:
-            if key not in valid:
-                raise config.error(
-                    (*path, key),
-                    f"the {settings.connector!r} {role} has no option {key!r}",
-                    f"{did_you_mean(key, valid)}its options: {', '.join(valid) or '(none)'}",
-                )
-    for key, value in overrides.items():
-        present = [k for k in options if _option_key(k) == _option_key(key)]
-        if present or (accepted is not None and key in accepted) or "kafka" in settings.connector:
-            for k in present:
-                del options[k]
-            options[key] = value
-    named = SOURCE_NAMED_OPTIONS if role == "source" else SINK_NAMED_OPTIONS
-    for key, value in options.items():
-        kind = named.get(_option_key(key))
-        if kind is not None:
-            _check_named_component(config, host, kind, value, (*path, key), role)
+    declared = attrs.fields_dict(spec.options) if spec.options is not None else options
+    options.update({k: v for k, v in overrides.items() if k in declared})
 
     def option_path(option: str | None) -> Path_:
-        if option is None:
-            return (*path, "connector")
-        for key in options:
-            if _option_key(key) == _option_key(option) or _option_key(option).endswith(
-                _option_key(key)
-            ):
+        if option is not None:
+            key = option.split(".")[0]
+            if key in options:
                 return (*path, key)
         return (*path, "connector")
 
     try:
-        return _call_factory(spec.factory, options, host, accepted)
+        if spec.options is None:
+            # A connector that declares no options class gets the table as it is.
+            return spec.factory(**options)
+        checked = host.check_options(spec.options, options)
+        return spec.factory(checked, host)
+    except OptionsError as exc:
+        raise config.error((*path, *exc.path), exc.problem, exc.fix) from None
     except ConfigError as exc:
         raise config.error(
             option_path(exc.option), f"{settings.connector} {role}: {exc}", None
         ) from None
     except TypeError as exc:
+        if spec.options is not None:
+            raise
         raise config.error(
-            option_path(_unexpected_keyword(exc)),
+            (*path, "connector"),
             f"{settings.connector} {role} rejected its options: {exc}",
             "check the option names in the connector's docs",
         ) from None
@@ -379,7 +253,7 @@ def build_pipeline(
     """Build ``config`` into a job on a fresh environment.
 
     ``bootstrap_servers`` overrides the option of that name on every source and sink whose
-    connector takes it. ``restore`` is ``"latest"`` (resume from this job's newest usable
+    connector declares it. ``restore`` is ``"latest"`` (resume from this job's newest usable
     checkpoint, if any), ``"none"`` (start fresh) or the path of a checkpoint file.
     ``checkpoint_storage`` overrides ``[checkpointing] storage``; ``runtime`` overrides
     ``[job] runtime``.
@@ -413,7 +287,10 @@ def build_pipeline(
     if checkpoint_storage is not None:
         # The file's object store options (an endpoint, say) go with an object store override.
         options = cp.storage_options if cp is not None else {}
-        override = parse_storage_location(checkpoint_storage)
+        try:
+            override = parse_storage_location(checkpoint_storage)
+        except ImportError as exc:
+            raise ConfigError(f"--checkpoint-dir: {exc}", option="checkpoint storage") from None
         checkpoint_config.set_checkpoint_storage_dir(
             override, options if isinstance(override, str) else None
         )

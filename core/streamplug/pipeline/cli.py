@@ -253,6 +253,32 @@ def run_command() -> CommandSpec:
     )
 
 
+def _configure_schema(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output", "-o", metavar="FILE", help="write the schema to FILE instead of stdout"
+    )
+
+
+def _run_schema(args: argparse.Namespace) -> int:
+    from streamplug.pipeline.schema import pipeline_schema
+
+    text = json.dumps(pipeline_schema(args.host), indent=2) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 @hookimpl
 def streamplug_register_commands(register: Callable[[CommandSpec], None]) -> None:
     register(run_command())
+    register(
+        CommandSpec(
+            "schema",
+            "print the JSON Schema of pipeline files, with every installed component's options",
+            _configure_schema,
+            _run_schema,
+        )
+    )

@@ -441,6 +441,11 @@ def _checkpointing(data: dict[str, Any]) -> CheckpointSettings | None:
                 path=(*path, "storage"),
                 fix='storage = "/var/lib/streamplug/checkpoints" or storage = "s3://bucket/prefix"',
             ) from None
+        except ImportError as exc:
+            # The file is fine; this machine lacks the extra. Say so at the line.
+            raise PipelineConfigError(
+                str(exc), path=(*path, "storage"), fix=str(exc).rpartition(": ")[2]
+            ) from None
     storage_options: dict[str, Any] = {}
     if "storage_options" in raw:
         storage_options = dict(

@@ -15,13 +15,14 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import attrs
 import pluggy
 
 from streamplug.errors import DuplicateNameError, PluginError, UnknownNameError
+from streamplug.plugin import options as _options
 from streamplug.plugin import spec
 from streamplug.plugin.records import ConnectorSpec
 
@@ -366,6 +367,112 @@ class PluginHost:
     def format(self, name: str) -> FormatSpec:
         record: FormatSpec = self.lookup("format", name)
         return record
+
+    # -- components from options --------------------------------------------------------------
+
+    def options_class(self, kind: str, name: str, direction: str | None = None) -> type | None:
+        """The options class the component registered under ``name`` declares (for a
+        format, that of its ``direction``: ``"serializer"`` or ``"deserializer"``)."""
+        record = self.lookup(kind, name)
+        if kind == "format":
+            cls: type | None = getattr(record, f"{direction}_options", None)
+            return cls
+        return getattr(record, "options", None)
+
+    def _reference(
+        self, kind: str, ref: Any, path: tuple[Any, ...], direction: str | None = None
+    ) -> tuple[str, dict[str, Any], tuple[Any, ...]]:
+        """The name and options of a component reference (a name, or a table with ``name``
+        and the options), with the name checked: an unknown one raises ``OptionsError``
+        with a did-you-mean and the installed names."""
+        if isinstance(ref, str):
+            name, table, name_path = ref, {}, path
+        elif isinstance(ref, Mapping):
+            table = dict(ref)
+            name = table.pop("name", None)
+            name_path = (*path, "name")
+            if not isinstance(name, str):
+                raise _options.OptionsError(
+                    path, f"a {kind} table needs a name", '{ name = "...", <its options> }'
+                )
+        else:
+            raise _options.OptionsError(
+                path,
+                f"must name a {kind}: a string or a {{ name = ... }} table, got {ref!r}",
+                None,
+            )
+        registry = self._registry(kind)
+        if name not in registry.entries and ":" in name and kind != "format":
+            # "timestamp:1700000000000": the name and one argument its plugin reads.
+            name = name.partition(":")[0]
+        if name not in registry.entries:
+            if name in registry.conflicts:
+                raise _options.OptionsError(name_path, str(registry.conflicts[name]), None)
+            raise _options.UnknownComponentError(name_path, kind, name, sorted(registry.entries))
+        if kind == "format" and direction is not None:
+            record = registry.entries[name].spec
+            if getattr(record, direction) is None:
+                way = "deserialize (read)" if direction == "deserializer" else "serialize (write)"
+                raise _options.OptionsError(
+                    name_path,
+                    f"format {name!r} cannot {way}",
+                    "choose a format that supports this direction",
+                )
+        return name, table, path
+
+    def check_options(self, cls: type, table: Mapping[str, Any], path: tuple[Any, ...] = ()) -> Any:
+        """``table`` converted into the options class ``cls``, with every component it
+        names checked too (the name, and that component's own options, at any depth).
+        Raises ``OptionsError`` naming the key path of the first problem."""
+        instance = _options.structure(cls, table, path)
+        for field in attrs.fields(cls):
+            meta = field.metadata.get("streamplug", {})
+            value = table.get(field.name)
+            if "component" in meta and value is not None:
+                name, nested, at = self._reference(
+                    meta["component"], value, (*path, field.name), meta.get("direction")
+                )
+                nested_cls = self.options_class(meta["component"], name, meta.get("direction"))
+                # "timestamp:<ms>" carries its one argument for the plugin to read.
+                shorthand = isinstance(value, str) and value != name
+                if nested_cls is not None and not shorthand:
+                    self.check_options(nested_cls, nested, at)
+            elif "options_of" in meta and value:
+                named = table.get(meta["options_of"])
+                of = attrs.fields_dict(cls)[meta["options_of"]].metadata["streamplug"]
+                if isinstance(named, str):
+                    nested_cls = self.options_class(of["component"], named, of.get("direction"))
+                    if nested_cls is not None:
+                        self.check_options(nested_cls, value, (*path, field.name))
+        return instance
+
+    def build_component(self, kind: str, ref: Any, *, path: tuple[Any, ...] = ()) -> Any:
+        """A partitioner or offsets initializer from its name or a ``{ name = ..., <its
+        options> }`` table, its options checked against the class it declares."""
+        name, table, at = self._reference(kind, ref, path)
+        record = self.lookup(kind, name)
+        cls = self.options_class(kind, name)
+        if cls is None:
+            return record.factory(**table)
+        return record.factory(**_options.given(self.check_options(cls, table, at), table))
+
+    def build_format(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        direction: Literal["serializer", "deserializer"],
+        *,
+        path: tuple[Any, ...] = (),
+    ) -> Any:
+        """The serializer or deserializer of format ``name``, built with ``options``
+        checked against the class the format declares for that direction."""
+        self._reference("format", name, path, direction)
+        record = self.format(name)
+        factory = getattr(record, direction)
+        cls = self.options_class("format", name, direction)
+        if cls is None:
+            return factory(**options)
+        return factory(**_options.given(self.check_options(cls, options, path), options))
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every registered plugin with its distribution, version and names by kind,

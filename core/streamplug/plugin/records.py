@@ -23,30 +23,42 @@ __all__ = [
 
 @attrs.frozen
 class ConnectorSpec:
-    """A named source or sink. ``factory(**options)`` builds it from pipeline options."""
+    """A named source or sink.
+
+    ``options`` is the frozen attrs class of its options (see ``streamplug.plugin.options``):
+    the core converts the pipeline table into it, reporting a wrong key on its line, and
+    calls ``factory(options, host)`` with the instance and the run's ``PluginHost`` (to
+    build the formats, partitioners and offsets initializers the options name). A spec
+    without ``options`` gets ``factory(**table)``, unchecked.
+    """
 
     name: str
     kind: Literal["source", "sink"]
     factory: Callable[..., Any]
     description: str = ""
+    options: type | None = None
 
 
 @attrs.frozen
 class PartitionerSpec:
-    """A named sink partitioner. ``factory(**options)`` builds it."""
+    """A named sink partitioner. ``factory(**options)`` builds it; ``options`` declares the
+    keyword arguments it takes (a frozen attrs class), checked before it is called."""
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    options: type | None = None
 
 
 @attrs.frozen
 class OffsetsInitializerSpec:
-    """A named offsets initializer. ``factory(**options)`` builds it."""
+    """A named offsets initializer. ``factory(**options)`` builds it; ``options`` declares
+    the keyword arguments it takes (a frozen attrs class), checked before it is called."""
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    options: type | None = None
 
 
 @attrs.frozen

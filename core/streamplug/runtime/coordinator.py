@@ -602,13 +602,23 @@ class Attempt:
         except BaseException as exc:
             self._abort(cid, f"{type(exc).__name__}: {exc}")
             raise
+        storage_error: CheckpointError | None = None
         if persist and path is not None:
-            self.run.storage.write(cid, COMPLETE, document)
-            self.run.storage.prune(self.checkpoint_cfg.max_retained)
+            try:
+                self.run.storage.write(cid, COMPLETE, document)
+                self.run.storage.prune(self.checkpoint_cfg.max_retained)
+            except CheckpointError as exc:
+                # The commits took effect, so the subtasks must go on from here: holding them
+                # would stall the job until the next barrier times out. The PENDING document
+                # stays, and recovery promotes it should the job restart before a later one.
+                storage_error = exc
         self.base.reset_from(document, self._split_serializers())
         for handle in self.handles:
             handle.send(ReleaseBarrier(self.number, cid, True))
         self._requeue_deferred()
+        if storage_error is not None:
+            self.last_checkpoint_end = time.monotonic()
+            raise storage_error
         self.last_checkpoint_end = time.monotonic()
         metrics = self.run.metrics
         metrics.checkpoints_completed += 1

@@ -4,6 +4,11 @@
 ``STREAMPLUG_FAULT_POINTS`` names that point, as ``name:N[,name:N...]``: then the Nth time
 the point is reached the process kills itself with SIGKILL — no cleanup, no flush, exactly
 what a power cut or an OOM kill does. Crash tests set the variable per run.
+
+In a worker process of the ``processes`` runtime, ``name@W`` matches only in worker slot
+``W`` (``kafka_sink.before_commit@1:1`` kills slot 1 before its first commit while slot 0
+commits), and the plan applies to the first process of each slot only: a slot process
+started again after the fault would otherwise die at the same point forever.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import threading
 
 ENV = "STREAMPLUG_FAULT_POINTS"
+SLOT_ENV = "STREAMPLUG_WORKER_SLOT"
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
@@ -36,11 +42,15 @@ def fault_point(name: str) -> None:
     global _plan
     if _plan is None:
         _plan = _load_plan()
-    if not _plan or name not in _plan:
+    if not _plan:
+        return
+    slot = os.environ.get(SLOT_ENV)
+    key = f"{name}@{slot}" if slot is not None and f"{name}@{slot}" in _plan else name
+    if key not in _plan:
         return
     with _lock:
-        _counts[name] = _counts.get(name, 0) + 1
-        hit = _counts[name] == _plan[name]
+        _counts[key] = _counts.get(key, 0) + 1
+        hit = _counts[key] == _plan[key]
     if hit:
         sys.stderr.write(f"streamplug: fault point {name} reached, killing process {os.getpid()}\n")
         sys.stderr.flush()

@@ -350,8 +350,10 @@ class JobClient:
         run = self._run
         if run.status is JobStatus.FAILED:
             assert run.error is not None
+            notes = "".join(f" ({note})" for note in getattr(run.error, "__notes__", ()))
             raise JobFailedError(
-                f"job {run.job_name!r} failed after {run.attempts} attempt(s): {type(run.error).__name__}: {run.error}"
+                f"job {run.job_name!r} failed after {run.attempts} attempt(s): "
+                f"{type(run.error).__name__}: {run.error}{notes}"
             ) from run.error
         if run.status is JobStatus.CANCELED:
             raise JobCancelledError(f"job {run.job_name!r} was cancelled")
@@ -366,6 +368,6 @@ class JobClient:
             run.last_checkpoint_path,
         )
 
-    def wait_quietly(self, timeout: float | None = None) -> None:
-        """Wait for the end without raising for its outcome."""
-        self._run.done.wait(timeout)
+    def wait_quietly(self, timeout: float | None = None) -> bool:
+        """Wait for the end without raising for its outcome; True if the job ended."""
+        return self._run.done.wait(timeout)

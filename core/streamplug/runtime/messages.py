@@ -206,11 +206,10 @@ WorkerEvent = (
 class WorkerError(Exception):
     """An exception from a worker process that could not travel as itself."""
 
-    def __init__(self, type_name: str, text: str, retriable: bool = True) -> None:
+    def __init__(self, type_name: str, text: str) -> None:
         super().__init__(f"{type_name}: {text}")
         self.type_name = type_name
         self.text = text
-        self.retriable = retriable
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (WorkerError, (self.type_name, self.text, self.retriable))
+        return (WorkerError, (self.type_name, self.text))

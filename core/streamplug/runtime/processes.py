@@ -21,15 +21,19 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from streamplug.errors import ConfigError
+from streamplug.runtime import faults
 from streamplug.runtime.messages import (
     ControlMessage,
     Progress,
+    StartAttempt,
     WorkerError,
     WorkerEvent,
     WorkerFailed,
@@ -58,11 +62,20 @@ def _configured_log_levels() -> dict[str, int]:
 
 
 def _worker_main(
-    conn: Connection, payload: bytes, worker: int, indices: list[int], levels: dict[str, int]
+    conn: Connection,
+    payload: bytes,
+    worker: int,
+    indices: list[int],
+    levels: dict[str, int],
+    generation: int,
 ) -> None:
     """A slot process: serve control messages until the driver says goodbye or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.environ[faults.SLOT_ENV] = str(worker)
+    if generation > 0:
+        os.environ.pop(faults.ENV, None)
+    faults.reset()
     logging.basicConfig(
         level=levels.get("", logging.WARNING),
         format=f"%(asctime)s worker-{worker} %(name)s %(levelname)s %(message)s",
@@ -92,8 +105,14 @@ def _worker_main(
 
     from streamplug.plugins import build_plugin_host
 
-    graph: JobGraph = cloudpickle.loads(payload)
-    slot = WorkerSlot(graph, worker, indices, build_plugin_host(), post)
+    try:
+        graph: JobGraph = cloudpickle.loads(payload)
+        slot = WorkerSlot(graph, worker, indices, build_plugin_host(), post)
+    except Exception as exc:
+        # Most often a module of the job (a plugin, the job script's own) that this node
+        # does not have: answer every attempt with that, naming the node.
+        _refuse_attempts(conn, post, worker, exc)
+        return
     done = threading.Event()
 
     def report_progress() -> None:
@@ -127,10 +146,33 @@ def _worker_main(
     os._exit(0)
 
 
+def _refuse_attempts(
+    conn: Connection, post: Callable[[WorkerEvent], None], worker: int, exc: Exception
+) -> None:
+    # Not worth a restart: the same node would fail the same way.
+    error = ConfigError(
+        f"worker slot {worker} on host {socket.gethostname()} could not load the job: "
+        f"{type(exc).__name__}: {exc}; install the same distributions (plugins, the job's "
+        "modules) on every node",
+        option="runtime",
+    )
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(1)
+        if message is None:
+            os._exit(0)
+        if isinstance(message, StartAttempt):
+            post(WorkerFailed(message.attempt, worker, error))
+
+
 class _ProcessWorker(WorkerHandle):
     """The driver's end of one slot process."""
 
-    def __init__(self, worker: int, indices: list[int], payload: bytes, post: Post) -> None:
+    def __init__(
+        self, worker: int, indices: list[int], payload: bytes, post: Post, generation: int
+    ) -> None:
         self.worker = worker
         self.subtask_indices = indices
         self.post = post
@@ -142,7 +184,7 @@ class _ProcessWorker(WorkerHandle):
         self._conn: Connection = parent
         self.process: BaseProcess = context.Process(
             target=_worker_main,
-            args=(child, payload, worker, indices, _configured_log_levels()),
+            args=(child, payload, worker, indices, _configured_log_levels(), generation),
             name=f"streamplug-worker-{worker}",
             daemon=True,
         )
@@ -232,6 +274,8 @@ class ProcessesRuntime(Runtime):
         self._max_workers = workers
         self.handles: list[_ProcessWorker] = []
         self._payload: bytes | None = None
+        # How many processes each slot had so far in this run.
+        self._generations: dict[int, int] = {}
 
     def worker_count(self, parallelism: int) -> int:
         return min(parallelism, self._max_workers or parallelism)
@@ -268,7 +312,9 @@ class ProcessesRuntime(Runtime):
             if old is not None:
                 old.shutdown()
             indices = self.subtask_indices(worker, graph.parallelism)
-            fresh.append(_ProcessWorker(worker, indices, payload, post))
+            generation = self._generations.get(worker, 0)
+            self._generations[worker] = generation + 1
+            fresh.append(_ProcessWorker(worker, indices, payload, post, generation))
         self.handles = fresh
         return list(fresh)
 

@@ -41,6 +41,14 @@ def resolve_workers(
     output counts as committed (nothing of it can be lost)."""
     found: dict[int, list[CommitOutcome]] = {}
     pipelines = document.get("pipelines", {})
+    # Fence every slot before reading any outcome: a slot that died between writing its
+    # decision record and committing holds an open transaction on the commit log, which
+    # hides every later record from a read_committed reader until it is aborted.
+    slots_of_checkpoint = sorted(set(subtask_workers(document)))
+    for slots in committers.values():
+        for committer, _ in slots:
+            if committer is not None:
+                committer.fence_workers(slots_of_checkpoint)
     for name, slots in committers.items():
         sinks_doc = pipelines.get(name, {}).get("sinks", [])
         for i, (committer, serializer) in enumerate(slots):

@@ -284,7 +284,9 @@ class CheckpointStorage(abc.ABC):
     @abc.abstractmethod
     def create_bytes(self, name: str, data: bytes) -> bool:
         """Create the document atomically unless it exists: True if this call created it,
-        False if it was already there (its content untouched). For locks."""
+        False if it was already there (its content untouched). For locks. On an object
+        store this is a conditional PUT (``If-None-Match: *``); a store that ignores the
+        condition overwrites instead."""
 
     @abc.abstractmethod
     def exists(self, name: str) -> bool:
@@ -319,6 +321,8 @@ class CheckpointStorage(abc.ABC):
         return self._write_checkpoint(_checkpoint_name(checkpoint_id), data)
 
     def _write_checkpoint(self, name: str, data: bytes) -> Path | str:
+        # One request: there is no moment at which part of it is stored, so the torn-write
+        # fault point of the directory back end has no counterpart here.
         return self.write_bytes(name, data)
 
     def mark(self, checkpoint: CheckpointFile, status: str) -> CheckpointFile:
@@ -613,6 +617,12 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
             except Exception as exc:
                 raise self._error("cannot open", self.url, exc) from None
             self._fs, self._root = fs, root.rstrip("/")
+            if storage_scheme(self.url) == "memory":
+                log.warning(
+                    "checkpoint storage %s lives in this process only: a crashed process "
+                    "cannot resume from it; use a directory or s3:// for a job that must",
+                    self.url,
+                )
         return self._fs, self._root
 
     def _error(self, what: str, where: str, exc: BaseException) -> CheckpointError:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import pickle
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -223,6 +225,13 @@ class WorkerSlot:
             self._build(start)
         except BaseException as exc:
             self.failed = True
+            # On a cluster the cause is often the node: a missing keytab, certificate or
+            # plugin there. Say which one.
+            exc.add_note(
+                f"while starting worker slot {self.worker} on host {socket.gethostname()} "
+                f"(process {os.getpid()})"
+            )
+            log.error("worker slot %d could not start: %s", self.worker, exc)
             self.post(WorkerFailed(self.attempt, self.worker, portable_error(exc)))
             return
         for subtask in self.subtasks.values():

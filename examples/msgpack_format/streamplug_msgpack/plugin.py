@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamplug.api.serde import FormatSpec
-from streamplug.plugin import hookimpl
+import attrs
+
+from streamplug.plugin import FormatSpec, hookimpl
+from streamplug.plugin.options import option
 from streamplug_msgpack.schemas import MsgPackDeserializationSchema, MsgPackSerializationSchema
+
+
+@attrs.frozen
+class WriteOptions:
+    """Writing MessagePack takes no options."""
+
+
+@attrs.frozen
+class ReadOptions:
+    """How MessagePack is read (a pipeline's ``format_options``)."""
+
+    strict_map_key: bool = option(False, doc="refuse map keys that are not strings or bytes")
 
 
 @hookimpl
@@ -17,5 +31,7 @@ def streamplug_register_formats(register: Callable[[FormatSpec], None]) -> None:
             serializer=MsgPackSerializationSchema,
             deserializer=MsgPackDeserializationSchema,
             description="MessagePack values (example third-party plugin)",
+            serializer_options=WriteOptions,
+            deserializer_options=ReadOptions,
         )
     )

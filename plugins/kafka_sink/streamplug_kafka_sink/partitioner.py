@@ -160,8 +160,7 @@ def partitioner_from(
             from streamplug.plugins import build_plugin_host
 
             plugin_host = build_plugin_host()
-        spec = plugin_host.lookup("partitioner", value)
-        built = spec.factory()
+        built = plugin_host.build_component("partitioner", value, path=("partitioner",))
         if not isinstance(built, KafkaPartitioner):
             built = FunctionPartitioner(built)
         return built

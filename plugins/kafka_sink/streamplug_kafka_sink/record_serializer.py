@@ -428,13 +428,14 @@ class _BuiltSchema(KafkaRecordSerializationSchema[Any]):
 
     @property
     def fixed_topic_value_only(self) -> bool:
-        """True when a record is just (fixed topic, serialized value): the writer then
-        skips everything else per record."""
+        """True when a record is just (fixed topic, serialized value), or (fixed topic,
+        serialized value, key serialized from the whole element by a streamplug schema):
+        the writer then serializes the batch in bulk and skips everything else per record."""
         return (
             self.topic is not None
             and self.value is not None
-            and self.key is None
             and self.kafka_key is None
+            and self.key_value is None
             and self.partitioner is None
             and self.headers is None
             and self.timestamp is None

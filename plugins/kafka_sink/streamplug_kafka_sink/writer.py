@@ -142,7 +142,14 @@ class RecordEmitter:
             if built is not None and self._fast_topic is not None and built.value
             else None
         )
-        # (key, value) elements to one topic: both columns in bulk (see _emit_key_value).
+        # A key schema of the whole element (Flink's setKeySerializationSchema) runs in
+        # bulk beside the value schema.
+        self._fast_keys: Callable[[Sequence[Any]], list[Any]] | None = (
+            built.key.serialize_batch
+            if built is not None and self._fast_values is not None and built.key is not None
+            else None
+        )
+        # (key, value) elements to one topic: both columns in bulk.
         self._fast_key_value = built if built is not None and built.fixed_topic_key_value else None
 
     def partitions_for(self, topic: str) -> list[int]:
@@ -266,8 +273,19 @@ class RecordEmitter:
             # sum() runs its loop in C: no Python runs per record here.
             encoded = self._fast_values(values)
             timestamps = _producer_timestamps(timestamps, len(encoded))
-            self._produce_values(topic, encoded, timestamps)
-            nbytes = sum(map(len, filter(None, encoded)))
+            fast_keys = self._fast_keys
+            if fast_keys is None:
+                self._produce_values(topic, encoded, timestamps)
+            else:
+                keys = fast_keys(values)
+                if len(keys) != len(encoded):
+                    raise ValueError(
+                        f"the key schema's serialize_batch returned {len(keys)} keys for "
+                        f"{len(encoded)} elements"
+                    )
+                self._produce_values(topic, encoded, timestamps, keys)
+                nbytes += sum(map(len, filter(None, keys)))
+            nbytes += sum(map(len, filter(None, encoded)))
             count = len(values)
         else:
             schema = self.schema

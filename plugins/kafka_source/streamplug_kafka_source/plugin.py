@@ -3,23 +3,120 @@ offsets initializers, registered through the same hooks a third-party plugin use
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
+
+import attrs
 
 from streamplug.errors import ConfigError
-from streamplug.plugins import ConnectorSpec, OffsetsInitializerSpec, PluginHost, hookimpl
+from streamplug.plugin import ConnectorSpec, OffsetsInitializerSpec, PluginHost, hookimpl
+from streamplug.plugin.options import component, component_options, option
 from streamplug_kafka_source.enumerator.initializer import (
     KafkaOffsetsInitializer,
+    _to_epoch_ms,
     initializer_from_options,
 )
 
-BUILTIN_INITIALIZERS = {
-    "earliest": "the first record still in each partition (default start)",
-    "latest": "the end of each partition when it is discovered",
-    "committed": "the group's committed offsets; option reset_strategy=earliest|latest|none",
-    "timestamp": "the first record at or after option timestamp (epoch ms or ISO-8601)",
-    "offsets": "explicit offsets, option offsets={'topic:partition': offset}, reset_strategy",
+ResetStrategy = Literal["earliest", "latest", "none"]
+
+
+@attrs.frozen
+class NoOptions:
+    """This initializer takes no options."""
+
+
+@attrs.frozen
+class CommittedOptions:
+    """The group's committed offsets."""
+
+    reset_strategy: ResetStrategy = option(
+        "none",
+        doc="where a partition without a committed offset starts ('none': fail)",
+        example='reset_strategy = "earliest"',
+    )
+
+
+@attrs.frozen
+class TimestampOptions:
+    """The first record at or after a time."""
+
+    timestamp: int | str | datetime.datetime = option(
+        doc="epoch milliseconds, an ISO-8601 date-time string or a TOML date-time",
+        example="timestamp = 2024-06-01T00:00:00Z",
+        validator=lambda _self, _field, value: _to_epoch_ms(value),
+    )
+
+
+@attrs.frozen
+class OffsetsOptions:
+    """Explicit offsets per partition."""
+
+    offsets: dict[str, int] = option(
+        doc="offset by 'topic:partition'", example='offsets = { "orders:0" = 42 }'
+    )
+    reset_strategy: ResetStrategy = option(
+        "earliest", doc="where a partition without an offset here starts"
+    )
+
+
+BUILTIN_INITIALIZERS: dict[str, tuple[str, type]] = {
+    "earliest": ("the first record still in each partition (default start)", NoOptions),
+    "latest": ("the end of each partition when it is discovered", NoOptions),
+    "committed": (
+        "the group's committed offsets; option reset_strategy=earliest|latest|none",
+        CommittedOptions,
+    ),
+    "timestamp": (
+        "the first record at or after option timestamp (epoch ms or ISO-8601)",
+        TimestampOptions,
+    ),
+    "offsets": (
+        "explicit offsets, option offsets={'topic:partition': offset}, reset_strategy",
+        OffsetsOptions,
+    ),
 }
+
+
+@attrs.frozen
+class KafkaSourceOptions:
+    """The ``kafka`` source of a pipeline file: Flink's KafkaSource, configured by key."""
+
+    bootstrap_servers: str = option(
+        doc="host:port[,host:port...] of the Kafka cluster (--bootstrap-servers overrides it)",
+        example='bootstrap_servers = "localhost:9092"',
+    )
+    topics: list[str] | None = option(
+        None, doc="topics to read (or topic_pattern, or partitions)", example='topics = ["orders"]'
+    )
+    topic_pattern: str | None = option(None, doc="a regular expression of topics to read")
+    partitions: list[str] | None = option(
+        None, doc="fixed partitions as 'topic:partition'", example='partitions = ["orders:0"]'
+    )
+    group_id: str | None = option(None, doc="the consumer group", example='group_id = "my-job"')
+    client_id_prefix: str | None = option(None, doc="prefix of the consumers' client.id")
+    starting_offsets: str | dict[str, Any] | None = component(
+        "offsets initializer", doc="where each partition starts (default: earliest)"
+    )
+    stopping_offsets: str | dict[str, Any] | None = component(
+        "offsets initializer", doc="where each partition stops; makes the source bounded"
+    )
+    bounded: bool | None = option(
+        None, doc="stop at stopping_offsets (default: bounded when they are given)"
+    )
+    format: str | None = component(
+        "format", doc="the records' value format", direction="deserializer"
+    )
+    format_options: dict[str, Any] = component_options("format", doc="options of the format")
+    bad_record_policy: Literal["fail", "skip", "dead-letter"] | None = option(
+        None, doc="what a record that fails to deserialize does (default: fail the job)"
+    )
+    dead_letter_topic: str | None = option(None, doc="where dead-letter records go")
+    properties: dict[str, Any] = option(
+        factory=dict,
+        doc="librdkafka consumer properties and the source's own, such as "
+        "partition.discovery.interval.ms",
+    )
 
 
 def _initializer_factory(name: str) -> Callable[..., KafkaOffsetsInitializer]:
@@ -33,42 +130,41 @@ def _initializer_factory(name: str) -> Callable[..., KafkaOffsetsInitializer]:
 def resolve_initializer(
     spec: KafkaOffsetsInitializer | str | Mapping[str, Any], host: PluginHost | None = None
 ) -> KafkaOffsetsInitializer:
-    """An initializer from a pipeline option: an instance, a registered name
-    (``"latest"``), ``"timestamp:<ms>"``, or ``{"name": ..., **options}``."""
+    """An initializer from an option: an instance, a registered name (``"latest"``),
+    ``"timestamp:<ms>"``, ``"committed:<reset>"``, or ``{"name": ..., **options}``, built
+    through ``host`` with its options checked against the class it declares."""
     if isinstance(spec, KafkaOffsetsInitializer):
         return spec
-    options: dict[str, Any]
+    ref: str | dict[str, Any]
     if isinstance(spec, str):
         name, _, arg = spec.partition(":")
-        options = {}
+        ref = name
         if arg:
             key = {"timestamp": "timestamp", "committed": "reset_strategy"}.get(name)
             if key is None:
                 raise ConfigError(
                     f"offsets initializer {spec!r}: only timestamp:<ms> and committed:<reset> "
                     "take an argument; use {'name': ..., ...options} for others",
-                    option="starting-offsets",
+                    option="starting_offsets",
                 )
-            options[key] = arg
+            ref = {"name": name, key: int(arg) if arg.isdigit() else arg}
     elif isinstance(spec, Mapping):
-        options = dict(spec)
-        name = str(options.pop("name", ""))
+        ref = dict(spec)
     else:
         raise ConfigError(
             f"cannot read {spec!r} as an offsets initializer: use a name like 'earliest'",
-            option="starting-offsets",
+            option="starting_offsets",
         )
     if host is None:
-        from streamplug.plugins import build_plugin_host
+        from streamplug.plugin import build_plugin_host
 
         host = build_plugin_host()
-    factory = host.lookup("offsets initializer", name).factory
-    initializer = factory(**options)
+    initializer = host.build_component("offsets initializer", ref)
     if not isinstance(initializer, KafkaOffsetsInitializer):
         raise ConfigError(
-            f"offsets initializer {name!r} built a {type(initializer).__name__}, not a "
+            f"offsets initializer {ref!r} built a {type(initializer).__name__}, not a "
             "KafkaOffsetsInitializer: fix the plugin that registers it",
-            option="starting-offsets",
+            option="starting_offsets",
         )
     return initializer
 
@@ -83,97 +179,124 @@ def _listify(value: Any) -> list[str]:
     )
 
 
-def kafka_source_from_options(**options: Any) -> Any:
-    """Build a ``KafkaSource`` from pipeline options.
+def _initializer_name(ref: Any) -> str | None:
+    if isinstance(ref, str):
+        return ref.partition(":")[0]
+    if isinstance(ref, Mapping):
+        return str(ref.get("name"))
+    return None
 
-    Options: ``bootstrap_servers`` (or ``bootstrap.servers``), one of ``topics``,
-    ``topic_pattern``, ``partitions`` (``["topic:0", ...]``), ``group_id``,
-    ``starting_offsets`` and ``stopping_offsets`` (initializer names or mappings, see
-    ``resolve_initializer``), ``bounded`` (default: bounded when stopping offsets are
-    given), ``deserializer`` (a schema object) or ``format`` + ``format_options`` (a
-    registered format name), ``bad_record_policy``, ``dead_letter_topic``,
-    ``properties`` (librdkafka and source properties, also accepted one by one as
-    ``properties.<name>``), and ``plugin_host``.
-    """
+
+def _check_consistent(options: KafkaSourceOptions, deserializer: Any) -> None:
+    """What the builder would refuse, said in the keys of a pipeline file."""
+    from streamplug.plugin.options import OptionsError
+
+    given = [k for k in ("topics", "topic_pattern", "partitions") if getattr(options, k)]
+    if not given:
+        raise OptionsError(
+            ("topics",),
+            "missing key 'topics': the source needs topics, topic_pattern or partitions",
+            'topics = ["orders"]',
+        )
+    if len(given) > 1:
+        raise OptionsError(
+            (given[1],),
+            f"{given[0]} and {given[1]} both choose what to read",
+            f"keep one of {' and '.join(given)}",
+        )
+    if deserializer is None and options.format is None:
+        raise OptionsError(
+            ("format",), "missing key 'format': how to read the records' values", 'format = "json"'
+        )
+    for key in ("starting_offsets", "stopping_offsets"):
+        if _initializer_name(getattr(options, key)) == "committed" and not options.group_id:
+            raise OptionsError(
+                ("group_id",),
+                f"missing key 'group_id': the committed {key.replace('_', ' ')} are a "
+                "consumer group's",
+                'group_id = "my-job"',
+            )
+    if options.bad_record_policy == "dead-letter" and not options.dead_letter_topic:
+        raise OptionsError(
+            ("dead_letter_topic",),
+            "missing key 'dead_letter_topic': bad_record_policy = \"dead-letter\" needs a topic",
+            'dead_letter_topic = "orders-dlq"',
+        )
+
+
+def kafka_source(options: KafkaSourceOptions, host: PluginHost, deserializer: Any = None) -> Any:
+    """The ``kafka`` source connector: a ``KafkaSource`` from its checked options, with the
+    format and offsets initializers they name built through ``host``."""
     from streamplug_kafka_source.enumerator.initializer import _as_tp
     from streamplug_kafka_source.reader.bad_records import BadRecordPolicy
     from streamplug_kafka_source.source import KafkaSource
 
-    opts: dict[str, Any] = {}
-    flat_properties: dict[str, Any] = {}
-    for key, value in options.items():
-        if key.startswith("properties."):  # Flink SQL's style: properties.group.id = ...
-            flat_properties[key.removeprefix("properties.")] = value
-        else:
-            opts[key.replace("-", "_")] = value
-    host: PluginHost | None = opts.pop("plugin_host", None)
+    _check_consistent(options, deserializer)
     builder = KafkaSource.builder()
-    properties = dict(opts.pop("properties", None) or {})
-    properties.update(flat_properties)
-    bootstrap = opts.pop("bootstrap_servers", None) or opts.pop("bootstrap.servers", None)
-    if bootstrap is None:
-        bootstrap = properties.pop("bootstrap.servers", None)
-    if bootstrap:
-        builder.set_bootstrap_servers(str(bootstrap))
-    builder.set_properties(properties)
-    if "topics" in opts:
-        builder.set_topics(_listify(opts.pop("topics")))
-    if "topic" in opts:
-        builder.set_topics(_listify(opts.pop("topic")))
-    if "topic_pattern" in opts:
-        builder.set_topic_pattern(str(opts.pop("topic_pattern")))
-    if "partitions" in opts:
-        builder.set_partitions({_as_tp(p) for p in _listify(opts.pop("partitions"))})
-    if "group_id" in opts:
-        builder.set_group_id(str(opts.pop("group_id")))
-    if "client_id_prefix" in opts:
-        builder.set_client_id_prefix(str(opts.pop("client_id_prefix")))
-    if "starting_offsets" in opts:
-        builder.set_starting_offsets(resolve_initializer(opts.pop("starting_offsets"), host))
-    stopping = opts.pop("stopping_offsets", None)
-    bounded = opts.pop("bounded", None)
-    if stopping is not None:
-        init = resolve_initializer(stopping, host)
-        if bounded is None or bool(bounded):
+    builder.set_bootstrap_servers(options.bootstrap_servers)
+    builder.set_properties(dict(options.properties))
+    if options.topics is not None:
+        builder.set_topics(list(options.topics))
+    if options.topic_pattern is not None:
+        builder.set_topic_pattern(options.topic_pattern)
+    if options.partitions is not None:
+        builder.set_partitions({_as_tp(p) for p in options.partitions})
+    if options.group_id is not None:
+        builder.set_group_id(options.group_id)
+    if options.client_id_prefix is not None:
+        builder.set_client_id_prefix(options.client_id_prefix)
+    if options.starting_offsets is not None:
+        builder.set_starting_offsets(resolve_initializer(options.starting_offsets, host))
+    if options.stopping_offsets is not None:
+        init = resolve_initializer(options.stopping_offsets, host)
+        if options.bounded is None or options.bounded:
             builder.set_bounded(init)
         else:
             builder.set_unbounded(init)
-    elif bounded:
+    elif options.bounded:
         builder.set_bounded(KafkaOffsetsInitializer.latest())
-    deserializer = opts.pop("deserializer", None)
-    fmt = opts.pop("format", None)
-    format_options = dict(opts.pop("format_options", None) or {})
     if deserializer is not None:
         if hasattr(deserializer, "deserialize") and not hasattr(deserializer, "deserialize_batch"):
             builder.set_deserializer(deserializer)
         else:
             builder.set_value_only_deserializer(deserializer)
-    elif fmt is not None:
-        if host is None:
-            from streamplug.plugins import build_plugin_host
-
-            host = build_plugin_host()
-        spec = host.format(str(fmt))
-        if spec.deserializer is None:
-            raise ConfigError(
-                f"format {fmt!r} cannot deserialize (it only writes)", option="format"
+    elif options.format is not None:
+        builder.set_value_only_deserializer(
+            host.build_format(
+                options.format, options.format_options, "deserializer", path=("format_options",)
             )
-        builder.set_value_only_deserializer(spec.deserializer(**format_options))
-    policy = opts.pop("bad_record_policy", None)
-    dead_letter = opts.pop("dead_letter_topic", None)
-    if policy is not None:
-        builder.set_bad_record_policy(
-            policy
-            if isinstance(policy, BadRecordPolicy)
-            else BadRecordPolicy.parse(str(policy), dead_letter)
         )
-    if opts:
-        raise ConfigError(
-            f"unknown kafka source options {sorted(opts)}; librdkafka and source properties "
-            "go under 'properties'",
-            option=sorted(opts)[0],
+    if options.bad_record_policy is not None:
+        builder.set_bad_record_policy(
+            BadRecordPolicy.parse(options.bad_record_policy, options.dead_letter_topic)
         )
     return builder.build()
+
+
+def kafka_source_from_options(
+    *, plugin_host: PluginHost | None = None, deserializer: Any = None, **options: Any
+) -> Any:
+    """Build a ``KafkaSource`` from keyword options: the keys of a pipeline file's
+    ``[source]`` (``KafkaSourceOptions``), checked the same way, plus ``deserializer`` (a
+    schema object, instead of ``format``). ``topics`` may also be a comma-separated string.
+    Names of formats and offsets initializers are built through ``plugin_host``; without
+    one, a host is built from the installed plugins."""
+    table = dict(options)
+    if isinstance(table.get("topics"), str):
+        table["topics"] = _listify(table["topics"])
+    if isinstance(table.get("partitions"), str):
+        table["partitions"] = _listify(table["partitions"])
+    for key in ("starting_offsets", "stopping_offsets"):
+        if isinstance(table.get(key), KafkaOffsetsInitializer):
+            # An instance needs no plugin: it is set on the builder as it is.
+            table.pop(key)
+    instances = {k: v for k, v in options.items() if isinstance(v, KafkaOffsetsInitializer)}
+    if plugin_host is None:
+        from streamplug.plugin import build_plugin_host
+
+        plugin_host = build_plugin_host()
+    checked = attrs.evolve(plugin_host.check_options(KafkaSourceOptions, table), **instances)
+    return kafka_source(checked, plugin_host, deserializer)
 
 
 @hookimpl
@@ -182,8 +305,9 @@ def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) ->
         ConnectorSpec(
             name="kafka",
             kind="source",
-            factory=kafka_source_from_options,
+            factory=kafka_source,
             description="reads Kafka topics (Flink's KafkaSource)",
+            options=KafkaSourceOptions,
         )
     )
 
@@ -192,5 +316,5 @@ def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) ->
 def streamplug_register_offsets_initializers(
     register: Callable[[OffsetsInitializerSpec], None],
 ) -> None:
-    for name, description in BUILTIN_INITIALIZERS.items():
-        register(OffsetsInitializerSpec(name, _initializer_factory(name), description))
+    for name, (description, options) in BUILTIN_INITIALIZERS.items():
+        register(OffsetsInitializerSpec(name, _initializer_factory(name), description, options))

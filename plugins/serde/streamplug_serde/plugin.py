@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streamplug.api.serde import FormatSpec
-from streamplug.plugins import hookimpl
+from streamplug.plugin import FormatSpec, hookimpl
 from streamplug_serde._util import options_factory
+from streamplug_serde.options import OPTIONS
 
 
 def _specs() -> list[FormatSpec]:
@@ -40,6 +40,8 @@ def _specs() -> list[FormatSpec]:
             serializer=options_factory(name, ser),
             deserializer=options_factory(name, deser),
             description=description,
+            serializer_options=OPTIONS[name][0],
+            deserializer_options=OPTIONS[name][1],
         )
 
     return [

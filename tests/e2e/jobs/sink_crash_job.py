@@ -7,11 +7,16 @@ Reads INPUT from the earliest offset up to the end it has when the job first sta
 delivery guarantee, checkpointing every 500 ms into CHECKPOINT_DIR. Re-running the same
 command after a crash resumes from the checkpoints there. RATE (records/s per subtask,
 0 = unlimited) slows the map down so a driver has time to kill the job many times.
+
+With STREAMPLUG_TEST_RUNTIME=processes the subtasks run in worker processes; the script
+then prints ``WORKERS pid pid`` whenever the set of worker processes changes, so a test
+can kill one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -39,6 +44,13 @@ class Throttle:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.local = threading.local()
+
+    # Shipped to worker processes (the processes runtime): each starts its own counters.
+    def __getstate__(self) -> dict[str, int]:
+        return {"rate": self.rate}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["rate"])  # type: ignore[misc]
 
     def __call__(self, value: str) -> str:
         if self.rate:
@@ -96,7 +108,16 @@ def main() -> int:
         .build()
     )
     env.from_source(source, None, "input").map(Throttle(rate)).sink_to(sink)
-    result = env.execute(f"sink-crash-{prefix}")
+    runtime = os.environ.get("STREAMPLUG_TEST_RUNTIME", "threads")
+    env.set_runtime(runtime)
+    client = env.execute_async(f"sink-crash-{prefix}")
+    shown: list[int] = []
+    while not client.wait_quietly(0.05) and runtime != "threads":
+        pids = client.worker_pids()
+        if pids and pids != shown:
+            shown = pids
+            print("WORKERS " + " ".join(map(str, pids)), flush=True)
+    result = client.wait()
     print(f"JOB FINISHED {result.job_id}", flush=True)
     return 0
 

@@ -168,3 +168,13 @@ class DeadLetterProducer:
             self._producer.flush(10.0)
         except Exception:
             log.warning("dead-letter producer for %r did not flush on close", self.topic)
+        # End librdkafka's threads now, not when the reader is garbage collected: a closed
+        # reader's producer kept reconnecting to the cluster (seen once the brokers were
+        # gone). Older confluent-kafka releases have no Producer.close(); collection does
+        # it there.
+        close = getattr(self._producer, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:
+                log.debug("dead-letter producer for %r: close: %s", self.topic, exc)

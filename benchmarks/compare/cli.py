@@ -1,0 +1,317 @@
+"""``python benchmarks/compare.py``: every job side by side on one real Kafka broker.
+
+Starts a single-node Apache Kafka (streamplug-kafka-common's launcher) unless
+``--bootstrap-servers`` names one, fills two input topics (value only; key and value) of
+``--records`` records of 100 bytes in 6 partitions, then runs every selected job
+``--runs`` times, interleaved (A B C A B C ...), each in its own process with a fresh
+output topic that is read back and checked before the next run. Then the latency runs,
+interleaved the same way. Writes the tables into benchmarks/RESULTS.md, the raw figures
+into benchmarks/compare-results.json and two PNG plots beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+
+import _kafka
+import confluent_kafka
+
+from compare import configs, envs, report
+from compare.latency import LatencyOutcome, latency_run
+from compare.run import PARTITIONS, Outcome, create_topic, throughput_run
+
+
+def _progress(step: int, steps: int, started: float, text: str) -> None:
+    elapsed = time.monotonic() - started
+    print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min] {text}", end="", flush=True)
+
+
+def _self_test(bootstrap: str, inputs: dict[bool, tuple[str, int]], records: int) -> int:
+    cases = [
+        (
+            "a record dropped",
+            configs.Config("hand", "kafka", "AT_LEAST_ONCE"),
+            {"sabotage": "drop"},
+        ),
+        (
+            "a record written twice",
+            configs.Config("hand", "kafka", "EXACTLY_ONCE"),
+            {"sabotage": "dup"},
+        ),
+        ("no transactions", configs.Config("hand", "kafka", "EXACTLY_ONCE"), {"mode": "NONE"}),
+        ("nothing wrong", configs.Config("hand", "kafka", "EXACTLY_ONCE", keyed=True), {}),
+    ]
+    failures = 0
+    for label, config, overrides in cases:
+        o = throughput_run(config, 1, bootstrap, inputs, records, overrides)
+        expect_wrong = label != "nothing wrong"
+        ok = (o.wrong is not None) == expect_wrong
+        failures += not ok
+        verdict = f"WRONG: {o.wrong}" if o.wrong else "output checked, right"
+        print(f"{'PASS' if ok else 'FAIL'}  {config.name} with {label}: {verdict}", flush=True)
+    print(f"{len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/compare.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--records", type=int, default=1_000_000, help="records per run (slow peers use fewer)"
+    )
+    p.add_argument("--runs", type=int, default=3, help="runs per job, interleaved")
+    p.add_argument(
+        "--only",
+        help="comma-separated patterns over job names, e.g. 'hand/*,streamplug/*/value/p1,"
+        "latency/*' (see --list)",
+    )
+    p.add_argument(
+        "--skip-peers", action="store_true", help="no Quix, Bytewax, Arroyo, Faust, Flink"
+    )
+    p.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    p.add_argument(
+        "--latency-rate", type=int, default=50_000, help="input records/s in latency runs"
+    )
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="length of a latency run")
+    p.add_argument("--latency-runs", type=int, help="runs per latency job (default: --runs)")
+    p.add_argument("--list", action="store_true", help="list the job names and exit")
+    p.add_argument(
+        "--profile",
+        metavar="PATTERNS",
+        help="instead of measuring: run these jobs (and their hand loops) once each under "
+        "py-spy and write where the time goes to benchmarks/profiles/",
+    )
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check the output check: hand loops whose output is wrong on purpose must be "
+        "reported WRONG (a record dropped, one written twice under EXACTLY_ONCE, output "
+        "written without transactions but claimed exactly-once)",
+    )
+    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    throughput = configs.select(configs.THROUGHPUT, args.profile or args.only, args.skip_peers)
+    latency_only = None
+    if args.only:
+        latency_only = ",".join(
+            p.strip()[len("latency/") :]
+            for p in args.only.split(",")
+            if p.strip().startswith("latency/")
+        )
+    latency = (
+        configs.select(configs.LATENCY, latency_only, args.skip_peers)
+        if (latency_only or not args.only) and not args.profile
+        else []
+    )
+    if args.list:
+        for c in configs.THROUGHPUT:
+            print(c.name)
+        for c in configs.LATENCY:
+            print("latency/" + c.name)
+        return 0
+    if not throughput and not latency:
+        raise SystemExit(f"--only {args.only!r} selects no job; --list shows the names")
+    # A ratio needs its hand loop: run it even when --only left it out.
+    names = {c.name for c in throughput}
+    for c in list(throughput):
+        if c.baseline not in names:
+            base = next(b for b in configs.THROUGHPUT if b.name == c.baseline)
+            throughput.insert(0, base)
+            names.add(base.name)
+    throughput.sort(key=configs.THROUGHPUT.index)
+    latency_runs = args.latency_runs or args.runs
+
+    # Prepare every environment before the first measured run.
+    for env in sorted({c.env for c in throughput + latency if c.env}):
+        if env == "maven":
+            envs.flink_command()
+        else:
+            envs.python_for(env)
+
+    started = time.monotonic()
+    date = datetime.datetime.now(datetime.UTC)
+    command = "python benchmarks/compare.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    cluster = None
+    bootstrap = args.bootstrap_servers
+    if not bootstrap:
+        from streamplug_kafka_common.broker import KafkaCluster
+
+        print("starting a single-node Apache Kafka...", flush=True)
+        cluster = KafkaCluster(nodes=1).start()
+        bootstrap = cluster.bootstrap_servers
+    try:
+        inputs: dict[bool, tuple[str, int]] = {}
+        need = {c.keyed for c in throughput} | ({False, True} if args.self_test else set())
+        for keyed in sorted(need):
+            topic = f"bench-in-{'keyed' if keyed else 'value'}-{uuid.uuid4().hex[:8]}"
+            create_topic(bootstrap, topic, log_append_time=False)
+            print(
+                f"producing {args.records:,} {'keyed ' if keyed else ''}records into {topic}...",
+                flush=True,
+            )
+            _kafka.fill(bootstrap, topic, args.records, PARTITIONS, keyed)
+            inputs[keyed] = (topic, args.records)
+
+        if args.self_test:
+            return _self_test(bootstrap, inputs, args.records)
+        if args.profile:
+            from compare.profile import profile
+
+            for config in throughput:
+                print(
+                    f"profiling {config.name}: {profile(config, bootstrap, inputs, args.records)}"
+                )
+            return 0
+        steps = len(throughput) * args.runs + len(latency) * latency_runs
+        step = 0
+        outcomes: list[Outcome] = []
+        for round_no in range(1, args.runs + 1):
+            for config in throughput:
+                step += 1
+                _progress(step, steps, started, f" run {round_no}/{args.runs}  {config.name:<30}")
+                o = throughput_run(config, round_no, bootstrap, inputs, args.records)
+                outcomes.append(o)
+                if o.wrong:
+                    print(f" WRONG: {o.wrong.splitlines()[0]}", flush=True)
+                else:
+                    print(
+                        f" {o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  rss {o.vmhwm_kb / 1024:5.0f} MiB"
+                        f"  load {o.load1:.1f}  ok",
+                        flush=True,
+                    )
+        lat: list[LatencyOutcome] = []
+        for round_no in range(1, latency_runs + 1):
+            for config in latency:
+                step += 1
+                _progress(
+                    step,
+                    steps,
+                    started,
+                    f" run {round_no}/{latency_runs}  latency/{config.name:<22}",
+                )
+                lo = latency_run(
+                    config, round_no, bootstrap, args.latency_rate, args.latency_seconds
+                )
+                lat.append(lo)
+                if lo.wrong:
+                    print(f" WRONG: {lo.wrong.splitlines()[0]}", flush=True)
+                else:
+                    print(
+                        f" p50 {lo.p50_ms:8.1f} ms  p99 {lo.p99_ms:8.1f} ms  "
+                        f"input {lo.achieved_rate or 0:,.0f}/s  load {lo.load1:.1f}  ok",
+                        flush=True,
+                    )
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+    minutes = (time.monotonic() - started) / 60
+    summaries = [
+        report.summarize(c, [o for o in outcomes if o.config == c.name]) for c in throughput
+    ]
+    versions = sorted({s["version"] for s in summaries if s["version"]})
+    kafka_version = (
+        "Apache Kafka 4.1.1 (streamplug-kafka-common's launcher, 1 node)"
+        if cluster
+        else (f"external broker {bootstrap}")
+    )
+    title = (
+        f"{date:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores shared with the broker, "
+        f"{args.records:,} records x {args.runs} runs"
+    )
+    lat_summary = []
+    for name in dict.fromkeys(o.config for o in lat):
+        runs = [o for o in lat if o.config == name]
+        good = [o for o in runs if o.wrong is None]
+
+        def med(key: str, good: list[LatencyOutcome] = good) -> float | None:
+            vals = sorted(getattr(o, key) for o in good if getattr(o, key) is not None)
+            return vals[len(vals) // 2] if vals else None
+
+        lat_summary.append(
+            {
+                "config": name,
+                "wrong": [o.wrong for o in runs if o.wrong],
+                "p50_ms": med("p50_ms"),
+                "p99_ms": med("p99_ms"),
+            }
+        )
+    payload = {
+        "title": title,
+        "command": command,
+        "date": date.isoformat(),
+        "minutes": minutes,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "java": envs.java_version(),
+        "broker": kafka_version,
+        "versions": versions,
+        "throughput": summaries,
+        "runs": [o.__dict__ for o in outcomes],
+        "latency_rate": args.latency_rate,
+        "latency": [o.__dict__ for o in lat],
+        "latency_summary": lat_summary,
+    }
+    lines = [
+        f"Command: `{command}` ({minutes:.0f} min). {title}. Broker: {kafka_version}. "
+        f"Python {platform.python_version()}, librdkafka {confluent_kafka.libversion()[0]}, "
+        f"{envs.java_version()}. Versions: {'; '.join(versions)}.",
+        "",
+        "Input: 100-byte values (value only) or 12-byte keys + 100-byte values (keyed), "
+        f"{PARTITIONS} partitions. *records/s* = records / (end of the job - its start), the "
+        "whole job including start-up and the last commit; *steady* leaves out start-up "
+        "(from the first output record's broker append time, or the first batch read for "
+        "source-only jobs, to the end). *ratio* = median records/s over that of the hand loop "
+        "with the same guarantee and record shape (*CPU ratio*: its CPU-seconds per record "
+        "over ours, above 1 = we use less). CPU and peak RSS (VmHWM) are the measured "
+        "process's own, every thread.",
+        "",
+        *report.throughput_table(summaries),
+    ]
+    if lat:
+        lines += [
+            "",
+            f"End-to-end latency, {args.latency_rate:,} records/s for {args.latency_seconds:g} s "
+            f"(first 3 s left out), value only, parallelism 1, medians over {latency_runs} runs:",
+            "",
+            *report.latency_table(lat),
+        ]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if not args.no_write:
+        report.write_json(payload)
+        plots = report.plot(
+            {
+                "throughput": report.BENCHMARKS / "compare-throughput.png",
+                **({"latency": report.BENCHMARKS / "compare-latency.png"} if lat else {}),
+            }
+        )
+        text += (
+            "\n\nPlots: "
+            + ", ".join(f"[{p}]({p})" for p in plots)
+            + "; raw figures: [compare-results.json](compare-results.json)."
+        )
+        report.update_results_md(text)
+        print(f"\nwritten: {report.RESULTS_MD}, {report.RESULTS_JSON}, {', '.join(plots)}")
+    wrong = sum(1 for o in outcomes if o.wrong) + sum(1 for o in lat if o.wrong)
+    print(f"{wrong} wrong runs of {len(outcomes) + len(lat)}")
+    return 0

@@ -1,0 +1,107 @@
+"""Every configuration the benchmark can run, and which hand loop each is compared with."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+
+GUARANTEE_SHORT = {"NONE": "NONE", "AT_LEAST_ONCE": "ALO", "EXACTLY_ONCE": "EOS"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One job to measure. ``job`` is ``source`` (read only) or ``kafka`` (Kafka -> Kafka);
+    ``guarantee`` is NONE / AT_LEAST_ONCE / EXACTLY_ONCE (``-`` for source only);
+    ``records_cap`` bounds the records of slow peers; ``env`` names the virtual environment
+    the runner needs (None: the project's own)."""
+
+    framework: str
+    job: str
+    guarantee: str
+    keyed: bool = False
+    parallelism: int = 1
+    records_cap: int | None = None
+    env: str | None = None
+
+    @property
+    def name(self) -> str:
+        parts = [
+            self.framework,
+            "source" if self.job == "source" else GUARANTEE_SHORT[self.guarantee],
+        ]
+        parts.append("keyed" if self.keyed else "value")
+        if self.framework in ("streamplug", "flink"):
+            parts.append(f"p{self.parallelism}")
+        return "/".join(parts)
+
+    @property
+    def baseline(self) -> str:
+        """The hand loop doing the same work with the same guarantee and record shape."""
+        shape = "keyed" if self.keyed else "value"
+        if self.job == "source":
+            return f"hand/source/{shape}"
+        return f"hand/{GUARANTEE_SHORT[self.guarantee]}/{shape}"
+
+    @property
+    def bounded(self) -> bool:
+        """Reads the input to its end by itself; the peers that only stream stop after
+        ``records`` instead, so their output may hold a little more."""
+        return self.framework in ("hand", "streamplug", "flink", "bytewax")
+
+    def records(self, requested: int) -> int:
+        if self.records_cap is None or self.framework == "bytewax":
+            return requested
+        return min(requested, self.records_cap)
+
+
+def _all() -> list[Config]:
+    out: list[Config] = []
+    for keyed in (False, True):
+        out.append(Config("hand", "source", "-", keyed))
+        for g in ("NONE", "AT_LEAST_ONCE", "EXACTLY_ONCE"):
+            out.append(Config("hand", "kafka", g, keyed))
+    out.append(Config("streamplug", "source", "-", False, 1))
+    out.append(Config("streamplug", "source", "-", True, 1))
+    out.append(Config("streamplug", "source", "-", False, 2))
+    for g in ("NONE", "AT_LEAST_ONCE", "EXACTLY_ONCE"):
+        for keyed in (False, True):
+            for p in (1, 2):
+                out.append(Config("streamplug", "kafka", g, keyed, p))
+    out += [
+        Config("flink", "kafka", "EXACTLY_ONCE", False, 1, env="maven"),
+        Config("flink", "kafka", "EXACTLY_ONCE", True, 1, env="maven"),
+        Config("quix", "kafka", "AT_LEAST_ONCE", records_cap=300_000, env="quix"),
+        Config("quix", "kafka", "EXACTLY_ONCE", records_cap=300_000, env="quix"),
+        Config("bytewax", "kafka", "NONE", env="bytewax"),
+        Config("arroyo", "kafka", "AT_LEAST_ONCE", records_cap=100_000, env="arroyo"),
+        Config("faust", "kafka", "AT_LEAST_ONCE", records_cap=20_000, env="faust"),
+        # Faust's exactly_once is kept in to show the output check at work: its sends
+        # bypass the transaction, so its output carries no transaction markers.
+        Config("faust", "kafka", "EXACTLY_ONCE", records_cap=20_000, env="faust"),
+    ]
+    return out
+
+
+THROUGHPUT = _all()
+PEERS = ("quix", "bytewax", "arroyo", "faust", "flink")
+
+#: End-to-end latency at a fixed input rate: value-only, parallelism 1.
+LATENCY = [
+    Config("hand", "kafka", "AT_LEAST_ONCE"),
+    Config("hand", "kafka", "EXACTLY_ONCE"),
+    Config("streamplug", "kafka", "AT_LEAST_ONCE"),
+    Config("streamplug", "kafka", "EXACTLY_ONCE"),
+    Config("flink", "kafka", "AT_LEAST_ONCE", env="maven"),
+    Config("flink", "kafka", "EXACTLY_ONCE", env="maven"),
+]
+
+
+def select(configs: list[Config], only: str | None, skip_peers: bool) -> list[Config]:
+    """``only``: comma-separated shell patterns over the names (``streamplug/*``,
+    ``*/EOS/*``, ``hand/ALO/value``); ``skip_peers`` drops Quix, Bytewax, Arroyo, Faust and
+    Flink."""
+    chosen = [c for c in configs if not (skip_peers and c.framework in PEERS)]
+    if only:
+        patterns = [p.strip() for p in only.split(",") if p.strip()]
+        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    return chosen

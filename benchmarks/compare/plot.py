@@ -1,0 +1,91 @@
+"""Plots of a compare-results.json (run in the benchmark's matplotlib environment):
+
+python plot.py compare-results.json throughput=out1.png latency=out2.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+COLORS = {
+    "hand": "#555555",
+    "streamplug": "#1f77b4",
+    "flink": "#d62728",
+    "quix": "#2ca02c",
+    "bytewax": "#9467bd",
+    "arroyo": "#8c564b",
+    "faust": "#e377c2",
+}
+
+
+def throughput(data: dict, path: str) -> None:
+    rows = data["throughput"]
+    rows = [r for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        color = COLORS.get(r["framework"], "#999999")
+        if (
+            r["wrong"]
+            or r["rate"] is None
+            or (isinstance(r["rate"], float) and math.isnan(r["rate"]))
+        ):
+            ax.text(0, yi, "  WRONG output: not counted", va="center", color="#d62728", fontsize=8)
+            continue
+        lo, hi = r["rate_min"], r["rate_max"]
+        ax.barh(yi, r["rate"], color=color, height=0.7)
+        ax.plot([lo, hi], [yi, yi], color="black", linewidth=1)
+        ax.text(hi, yi, f"  {r['rate'] / 1000:,.0f}k", va="center", fontsize=7)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['config']} ({r['records'] // 1000:,}k)" for r in rows], fontsize=7)
+    ax.set_xlabel("records/s, median of runs (line: min-max); whole job, start to last commit")
+    ax.set_title(data["title"], fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def latency(data: dict, path: str) -> None:
+    rows = data["latency_summary"]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows, strict=True):
+        color = COLORS.get(r["config"].split("/")[0], "#999999")
+        if r["wrong"] or r["p50_ms"] is None:
+            ax.text(1, yi, "  WRONG output", va="center", color="#d62728", fontsize=8)
+            continue
+        ax.barh(yi + 0.18, r["p50_ms"], height=0.34, color=color, alpha=0.6, label=None)
+        ax.barh(yi - 0.18, r["p99_ms"], height=0.34, color=color)
+        ax.text(r["p50_ms"], yi + 0.18, f" p50 {r['p50_ms']:,.1f}", va="center", fontsize=7)
+        ax.text(r["p99_ms"], yi - 0.18, f" p99 {r['p99_ms']:,.1f}", va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["config"] for r in rows], fontsize=8)
+    ax.set_xlabel(f"end-to-end latency, ms (log scale) at {data['latency_rate']:,} records/s input")
+    ax.set_title(data["title"], fontsize=9)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    data = json.loads(Path(sys.argv[1]).read_text())
+    outputs = dict(a.split("=", 1) for a in sys.argv[2:])
+    if "throughput" in outputs:
+        throughput(data, outputs["throughput"])
+    if "latency" in outputs:
+        latency(data, outputs["latency"])
+
+
+if __name__ == "__main__":
+    main()

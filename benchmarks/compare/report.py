@@ -1,0 +1,158 @@
+"""Tables for RESULTS.md, the raw results as JSON, and the plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from compare import envs
+from compare.configs import Config
+from compare.latency import LatencyOutcome
+from compare.run import Outcome
+
+BENCHMARKS = Path(__file__).resolve().parent.parent
+RESULTS_MD = BENCHMARKS / "RESULTS.md"
+RESULTS_JSON = BENCHMARKS / "compare-results.json"
+SECTION = "## Side by side: `benchmarks/compare.py`"
+
+
+def _median(values: Sequence[float]) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.median(clean) if clean else float("nan")
+
+
+def _rate(v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    return f"{v / 1000:,.0f}k" if v >= 10_000 else f"{v:,.0f}"
+
+
+def summarize(config: Config, runs: Sequence[Outcome]) -> dict[str, Any]:
+    good = [r for r in runs if r.wrong is None]
+    wrong = [r for r in runs if r.wrong is not None]
+    rates = [r.rate for r in good]
+    steady = [r.steady_rate for r in good if not math.isnan(r.steady)]
+    return {
+        "config": config.name,
+        "framework": config.framework,
+        "job": config.job,
+        "guarantee": config.guarantee,
+        "keyed": config.keyed,
+        "parallelism": config.parallelism,
+        "baseline": config.baseline,
+        "records": runs[0].records if runs else 0,
+        "runs": len(runs),
+        "wrong": [r.wrong for r in wrong],
+        "rate": _median(rates),
+        "rate_min": min(rates) if rates else float("nan"),
+        "rate_max": max(rates) if rates else float("nan"),
+        "steady": _median(steady),
+        "cpu_per_m": _median([r.cpu / r.records * 1e6 for r in good]),
+        "vmhwm_mb": max((r.vmhwm_kb for r in good), default=-1) / 1024,
+        "load": [r.load1 for r in runs],
+        "version": next((r.version for r in runs if r.version), ""),
+        "notes": sorted({r.note for r in runs if r.note}),
+    }
+
+
+def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
+    by_name = {s["config"]: s for s in summaries}
+    lines = [
+        "| job | records | records/s, median (min-max) | ratio | steady rec/s | steady ratio "
+        "| CPU-s per 1M | CPU ratio | peak RSS MiB | load 1 min | output |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    flagged = False
+    for s in summaries:
+        base = by_name.get(s["baseline"])
+        ratio = steady_ratio = cpu_ratio = ""
+        if base and s["config"] != s["baseline"] and not s["wrong"] and not base["wrong"]:
+            r = s["rate"] / base["rate"]
+            ratio = f"**{r:.2f}**"
+            if r > 1.0:
+                ratio += " (!)"
+                flagged = True
+            if not math.isnan(s["steady"]) and not math.isnan(base["steady"]):
+                steady_ratio = f"{s['steady'] / base['steady']:.2f}"
+            cpu_ratio = f"{base['cpu_per_m'] / s['cpu_per_m']:.2f}"
+        if s["wrong"]:
+            rate_cell = f"**WRONG** ({len(s['wrong'])} of {s['runs']} runs)"
+            output = "WRONG: " + s["wrong"][0]
+        else:
+            rate_cell = f"{_rate(s['rate'])} ({_rate(s['rate_min'])}-{_rate(s['rate_max'])})"
+            output = "checked" + (f"; {'; '.join(s['notes'])}" if s["notes"] else "")
+        loads = [x for x in s["load"] if not math.isnan(x)]
+        lines.append(
+            f"| {s['config']} | {s['records']:,} | {rate_cell} | {ratio} "
+            f"| {_rate(s['steady'])} | {steady_ratio} "
+            f"| {s['cpu_per_m']:.2f} | {cpu_ratio} | {s['vmhwm_mb']:.0f} "
+            f"| {min(loads):.1f}-{max(loads):.1f} | {output} |"
+        )
+    if flagged:
+        lines += [
+            "",
+            "(!) faster than the hand loop it is compared with: a measurement error until its "
+            "cause is shown (see the notes below the table).",
+        ]
+    return lines
+
+
+def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
+    lines = [
+        "| job | runs | input rate achieved | p50 ms | p99 ms | p99.9 ms | max ms | load 1 min | output |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    names = list(dict.fromkeys(o.config for o in outcomes))
+    for name in names:
+        runs = [o for o in outcomes if o.config == name]
+        good = [o for o in runs if o.wrong is None]
+        wrong = [o for o in runs if o.wrong is not None]
+
+        def med(key: str, good: list[LatencyOutcome] = good) -> str:
+            vals = [getattr(o, key) for o in good if getattr(o, key) is not None]
+            return f"{statistics.median(vals):,.1f}" if vals else "-"
+
+        rates = [o.achieved_rate for o in good if o.achieved_rate]
+        loads = [o.load1 for o in runs]
+        lines.append(
+            f"| {name} | {len(runs)} | {statistics.median(rates):,.0f}/s | "
+            if rates
+            else f"| {name} | {len(runs)} | - | "
+        )
+        lines[-1] += (
+            f"{med('p50_ms')} | {med('p99_ms')} | {med('p999_ms')} | {med('max_ms')} "
+            f"| {min(loads):.1f}-{max(loads):.1f} | "
+            + (f"**WRONG**: {wrong[0].wrong} |" if wrong else "checked |")
+        )
+    return lines
+
+
+def write_json(payload: dict[str, Any]) -> None:
+    RESULTS_JSON.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def plot(paths: dict[str, Path]) -> list[str]:
+    python = envs.python_for("plot")
+    script = Path(__file__).resolve().parent / "plot.py"
+    args = [python, str(script), str(RESULTS_JSON)] + [f"{k}={v}" for k, v in paths.items()]
+    subprocess.run(args, check=True)
+    return [str(p.relative_to(BENCHMARKS)) for p in paths.values()]
+
+
+def update_results_md(text: str) -> None:
+    current = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    block = f"{SECTION}\n\n{text.strip()}\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(current):
+        current = pattern.sub(lambda _m: block, current)
+    else:
+        # First section after the title: the side-by-side run is the current figure.
+        head, sep, rest = current.partition("\n## ")
+        current = head.rstrip("\n") + "\n\n" + block + (sep.lstrip("\n") + rest if sep else "")
+    RESULTS_MD.write_text(current.rstrip("\n") + "\n")

@@ -1,0 +1,240 @@
+"""One measured run: a fresh output topic, the runner in its own process, its output read
+back and checked."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import _kafka
+from confluent_kafka.admin import AdminClient
+
+from compare import envs
+from compare.configs import Config
+
+RUNNERS = Path(__file__).resolve().parent / "runners"
+RUNNER_FILE = {
+    "hand": "hand.py",
+    "streamplug": "streamplug_job.py",
+    "quix": "quix_app.py",
+    "bytewax": "bytewax_flow.py",
+    "arroyo": "arroyo_app.py",
+    "faust": "faust_app.py",
+}
+PARTITIONS = 6
+CHECKPOINT_MS = 1000
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one run measured, and whether its output was right (``wrong`` says why not)."""
+
+    config: str
+    round: int
+    records: int
+    wall: float = float("nan")
+    steady: float = float("nan")
+    cpu: float = float("nan")
+    vmhwm_kb: int = -1
+    load1: float = float("nan")
+    version: str = ""
+    wrong: str | None = None
+    note: str | None = None
+    checked: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.wall
+
+    @property
+    def steady_rate(self) -> float:
+        return self.records / self.steady
+
+
+class RunnerFailed(RuntimeError):
+    pass
+
+
+def runner_command(config: Config, spec: dict[str, Any]) -> list[str]:
+    if config.framework == "flink":
+        args = {
+            "bootstrap": spec["bootstrap"],
+            "in": spec["in"],
+            "out": spec["out"],
+            "guarantee": config.guarantee,
+            "keyed": str(config.keyed).lower(),
+            "parallelism": config.parallelism,
+            "checkpoint_ms": CHECKPOINT_MS,
+        }
+        if spec.get("stop"):
+            args["stop"] = ",".join(f"{p}:{o}" for p, o in spec["stop"].items())
+        return [*envs.flink_command(), *(f"{k}={v}" for k, v in args.items())]
+    python = envs.python_for(config.env)
+    return [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)]
+
+
+def start_runner(config: Config, spec: dict[str, Any], log: Path) -> subprocess.Popen[str]:
+    cmd = runner_command(config, spec)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, so a hung run can be ended whole
+    )
+
+
+def finish_runner(proc: subprocess.Popen[str], timeout: float, log: Path) -> dict[str, Any]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RunnerFailed(f"did not finish within {timeout:.0f} s (log: {log})") from None
+    with log.open("a") as f:
+        f.write(out)
+    result = None
+    # Faust sends its process's stdout through its logging, to stderr (the log).
+    for line in [*log.read_text(errors="replace").splitlines(), *out.splitlines()]:
+        at = line.find("RESULT {")
+        if at >= 0:
+            result = json.loads(line[at + len("RESULT ") :].strip())
+    if proc.returncode != 0 or result is None:
+        tail = log.read_text()[-1500:]
+        raise RunnerFailed(f"exit code {proc.returncode}, no result (log {log}):\n{tail}")
+    return result
+
+
+def create_topic(bootstrap: str, topic: str, log_append_time: bool = True) -> None:
+    from streamplug_kafka_common import admin
+
+    config = {"message.timestamp.type": "LogAppendTime"} if log_append_time else None
+    admin.create_topic(
+        {"bootstrap.servers": bootstrap, "log_level": 4}, topic, PARTITIONS, config=config
+    )
+
+
+_admins: dict[str, AdminClient] = {}
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    """Outputs are deleted once checked: 100 runs of 1M records would fill the disk."""
+    if bootstrap not in _admins:
+        # One client for the whole run (a client per call logs a purge notice as it goes).
+        _admins[bootstrap] = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    futures = _admins[bootstrap].delete_topics([topic])
+    for future in futures.values():
+        # A topic left behind only costs disk space.
+        with contextlib.suppress(Exception):
+            future.result(30)
+
+
+def judge(config: Config, records: int, check: _kafka.Check) -> str | None:
+    """Why the output is wrong, or None. Everything asked for must be there once, nothing
+    else; exactly-once output must have been written in transactions and is read
+    read_committed. Duplicates are allowed under NONE and AT_LEAST_ONCE (reported, and
+    there should be none in a run without failures)."""
+    problems = []
+    if check.invalid:
+        problems.append(f"{check.invalid} records that are not in the input")
+    if check.gaps:
+        problems.append(f"{check.gaps} missing between records that are there")
+    short = records - check.distinct
+    if short > 0:
+        problems.append(f"{short} of {records:,} records missing")
+    if config.bounded and check.distinct > records:
+        problems.append(f"{check.distinct - records} records beyond the input")
+    if config.guarantee == "EXACTLY_ONCE":
+        if check.duplicates:
+            problems.append(f"{check.duplicates} duplicates (read_committed)")
+        if check.markers <= 0:
+            problems.append("no transaction markers: output not written in transactions")
+    return "; ".join(problems) or None
+
+
+def throughput_run(
+    config: Config,
+    round_no: int,
+    bootstrap: str,
+    inputs: dict[bool, tuple[str, int]],
+    records: int,
+    overrides: dict[str, Any] | None = None,
+) -> Outcome:
+    topic, total_input = inputs[config.keyed]
+    n = config.records(records)
+    outcome = Outcome(config.name, round_no, n, load1=os.getloadavg()[0])
+    out_topic = f"bench-out-{uuid.uuid4().hex[:10]}"
+    spec: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "in": topic,
+        "mode": "consume"
+        if config.framework == "hand" and config.job == "source"
+        else ("source" if config.job == "source" else config.guarantee),
+        "keyed": config.keyed,
+        "records": n,
+        "partitions": PARTITIONS,
+        "parallelism": config.parallelism,
+        "checkpoint_ms": CHECKPOINT_MS,
+        "workdir": tempfile.mkdtemp(prefix="bench-compare-"),
+    }
+    spec.update(overrides or {})
+    if config.job == "kafka":
+        create_topic(bootstrap, out_topic)
+        spec["out"] = out_topic
+    log = Path(spec["workdir"]) / "runner.log"
+    try:
+        proc = start_runner(config, spec, log)
+        result = finish_runner(proc, timeout=60 + n / 2_000, log=log)
+    except RunnerFailed as e:
+        outcome.wrong = f"run failed: {e}"
+        if config.job == "kafka":
+            delete_topic(bootstrap, out_topic)
+        return outcome
+    outcome.wall = result["t_end"] - result["t_start"]
+    outcome.cpu = result["cpu"]
+    outcome.vmhwm_kb = result["vmhwm_kb"]
+    outcome.version = result["version"]
+    if result.get("keyed_path"):
+        outcome.note = f"keyed path: {result['keyed_path']}"
+    if config.job == "source":
+        processed = int(result.get("processed") or 0)
+        if processed != n:
+            outcome.wrong = f"read {processed:,} records, expected {n:,}"
+        first = result.get("t_first")
+        if first:
+            outcome.steady = result["t_end"] - first
+        outcome.checked = {"records": processed}
+        return outcome
+    check = _kafka.read_back(
+        bootstrap,
+        out_topic,
+        _kafka.Check(total_input, PARTITIONS, config.keyed),
+        committed=config.guarantee == "EXACTLY_ONCE",
+        expect=n,
+        timeout=120 + n / 20_000,
+    )
+    delete_topic(bootstrap, out_topic)
+    outcome.checked = {
+        "records": check.records,
+        "distinct": check.distinct,
+        "duplicates": check.duplicates,
+        "gaps": check.gaps,
+        "invalid": check.invalid,
+        "markers": check.markers,
+    }
+    outcome.wrong = judge(config, n, check)
+    if check.duplicates and not outcome.wrong:
+        outcome.note = "; ".join(filter(None, [outcome.note, f"{check.duplicates} duplicates"]))
+    if check.first_append != float("inf"):
+        outcome.steady = result["t_end"] - check.first_append
+    return outcome

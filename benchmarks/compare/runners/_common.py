@@ -1,0 +1,72 @@
+"""What every runner shares. Standard library only: the peers' runners import this module
+from their own virtual environments.
+
+A runner is started as ``python <runner>.py '<json spec>'``. It builds its pipeline, notes
+the wall clock and its own CPU time right before the pipeline starts, runs it to the end
+(bounded input, or ``records`` processed for the peers that only stream), and prints one
+line ``RESULT {...}`` with ``t_start``/``t_end`` (epoch seconds), ``cpu`` (CPU seconds of
+this process, every thread, in that window), ``vmhwm_kb`` (this process's own peak
+resident set, from /proc/self/status) and ``version``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+#: Record layout shared by the producer, the runners and the checker: a 12-digit sequence
+#: number, a 16-digit send time in microseconds (0 outside latency runs), padding to 100
+#: bytes. Keyed records carry ``k`` + the 11-digit sequence number as key.
+SEQ_DIGITS = 12
+STAMP_DIGITS = 16
+VALUE_BYTES = 100
+
+
+def spec() -> dict[str, Any]:
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: {sys.argv[0]} '<json spec>'")
+    parsed: dict[str, Any] = json.loads(sys.argv[1])
+    return parsed
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def vmhwm_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+class Window:
+    """The measured window: wall clock and this process's CPU time."""
+
+    def __init__(self) -> None:
+        self.t_start = time.time()
+        self.cpu_start = cpu_seconds()
+
+    def report(self, version: str, **extra: Any) -> None:
+        t_end = time.time()
+        cpu = cpu_seconds() - self.cpu_start
+        fields = {
+            "t_start": self.t_start,
+            "t_end": t_end,
+            "cpu": cpu,
+            "vmhwm_kb": vmhwm_kb(),
+            "version": version,
+            **extra,
+        }
+        print("RESULT " + json.dumps(fields), flush=True)
+
+
+def dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return f"{name} {version(name)}"

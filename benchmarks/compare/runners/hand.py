@@ -1,0 +1,162 @@
+"""The hand-written confluent-kafka loops streamplug is measured against: the fastest plain
+loop we can write for each job, one consumer and (for Kafka -> Kafka) one producer.
+
+``mode``:
+
+* ``consume``: read every record (its value, and its key when ``keyed``), nothing else;
+* ``NONE``: consume -> produce, one flush at the end;
+* ``AT_LEAST_ONCE``: idempotent producer (acks=all); every ``checkpoint_ms`` a ``flush()``
+  (all acks) then a synchronous offset commit, which is what a checkpoint does;
+* ``EXACTLY_ONCE``: transactional producer; every ``checkpoint_ms``
+  ``send_offsets_to_transaction`` + ``commit_transaction`` + ``begin_transaction``.
+
+Batches of up to 10,000 taken without waiting (``consume(10000, 0)``: whatever librdkafka
+has fetched; ``consume`` with a timeout waits to fill the whole batch, holding back the
+records it already has), and only when there is nothing a blocking ``poll`` for the next
+record; streamplug's source reads the same way. The fetch tuning streamplug's source uses
+(``fetch.queue.backoff.ms=10``, ``queued.min.messages=200000``), error-only delivery reports.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import _common
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+TUNING = {"fetch.queue.backoff.ms": "10", "queued.min.messages": "200000"}
+
+
+def main() -> None:
+    s = _common.spec()
+    bootstrap, source, sink = s["bootstrap"], s["in"], s.get("out")
+    mode, keyed, records = s["mode"], bool(s["keyed"]), int(s["records"])
+    partitions, checkpoint_s = int(s["partitions"]), s.get("checkpoint_ms", 1000) / 1000
+    poll_s = float(s.get("poll_s", 0.5))
+
+    window = _common.Window()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-hand-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            **TUNING,
+        }
+    )
+    # Concrete offsets: OFFSET_BEGINNING costs a ListOffsets round trip before the first fetch.
+    consumer.assign([TopicPartition(source, p, 0) for p in range(partitions)])
+    done = 0
+    consume, poll_one = consumer.consume, consumer.poll
+
+    def next_batch(limit: int) -> list[Any]:
+        batch = consume(limit, 0)
+        if not batch:
+            first = poll_one(poll_s)
+            if first is None:
+                return []
+            batch = [first, *consume(limit - 1, 0)] if limit > 1 else [first]
+        return batch
+
+    if mode == "consume":
+        first = None
+        while done < records:
+            batch = next_batch(min(10_000, records - done))
+            if first is None and batch:
+                first = time.time()
+            values = [m.value() for m in batch]
+            if keyed:
+                keys = [m.key() for m in batch]
+                assert len(keys) == len(values)
+            done += len(values)
+        window.report(_common.dist_version("confluent-kafka"), processed=done, t_first=first)
+        consumer.close()
+        return
+
+    errors: list[KafkaError] = []
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "delivery.report.only.error": True,
+        "on_delivery": lambda err, _msg: errors.append(err) if err is not None else None,
+    }
+    if mode != "NONE":
+        conf.update({"acks": "all", "enable.idempotence": True})
+    if mode == "EXACTLY_ONCE":
+        conf["transactional.id"] = f"bench-hand-{uuid.uuid4().hex}"
+    producer = Producer(conf)
+    if mode == "EXACTLY_ONCE":
+        producer.init_transactions()
+        producer.begin_transaction()
+    produce, poll = producer.produce, producer.poll
+    positions: dict[int, int] = {}
+    last_commit = time.monotonic()
+
+    def checkpoint() -> None:
+        offsets = [TopicPartition(source, p, o) for p, o in positions.items()]
+        if mode == "AT_LEAST_ONCE":
+            while producer.flush(1.0):
+                pass
+            if errors:
+                raise RuntimeError(f"delivery failed: {errors[0]}")
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        elif mode == "EXACTLY_ONCE":
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+            producer.commit_transaction()
+            producer.begin_transaction()
+
+    def send(value: bytes, key: bytes | None) -> None:
+        while True:
+            try:
+                produce(sink, value, key)
+                return
+            except BufferError:
+                poll(0.005)
+
+    # --self-test only: make this run's output wrong on purpose, to show the check sees it.
+    sabotage = s.get("sabotage")
+    while done < records:
+        batch = next_batch(min(10_000, records - done))
+        if sabotage and batch:
+            batch = batch[1:] if sabotage == "drop" else [batch[0], *batch]
+            done += 1 if sabotage == "drop" else -1
+            sabotage = None
+        if keyed:
+            for msg in batch:
+                try:
+                    produce(sink, msg.value(), msg.key())
+                except BufferError:
+                    send(msg.value(), msg.key())
+        else:
+            for msg in batch:
+                try:
+                    produce(sink, msg.value())
+                except BufferError:
+                    send(msg.value(), None)
+        last: dict[int, int] = {}
+        for msg in reversed(batch):
+            p = msg.partition() or 0
+            if p not in last:
+                last[p] = (msg.offset() or 0) + 1
+        positions.update(last)
+        done += len(batch)
+        poll(0)
+        if mode != "NONE" and time.monotonic() - last_commit >= checkpoint_s:
+            checkpoint()
+            last_commit = time.monotonic()
+    if mode == "NONE":
+        producer.flush()
+        if errors:
+            raise RuntimeError(f"delivery failed: {errors[0]}")
+    else:
+        checkpoint()
+        if mode == "EXACTLY_ONCE":
+            producer.abort_transaction()  # the empty one the last checkpoint opened
+    window.report(_common.dist_version("confluent-kafka"), processed=done)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    main()
