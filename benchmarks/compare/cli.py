@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-runs", type=int, help="runs per latency job (default: --runs)")
     p.add_argument("--list", action="store_true", help="list the job names and exit")
     p.add_argument(
+        "--profile",
+        metavar="PATTERNS",
+        help="instead of measuring: run these jobs (and their hand loops) once each under "
+        "py-spy and write where the time goes to benchmarks/profiles/",
+    )
+    p.add_argument(
         "--self-test",
         action="store_true",
         help="check the output check: hand loops whose output is wrong on purpose must be "
@@ -99,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    throughput = configs.select(configs.THROUGHPUT, args.only, args.skip_peers)
+    throughput = configs.select(configs.THROUGHPUT, args.profile or args.only, args.skip_peers)
     latency_only = None
     if args.only:
         latency_only = ",".join(
@@ -109,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     latency = (
         configs.select(configs.LATENCY, latency_only, args.skip_peers)
-        if latency_only or not args.only
+        if (latency_only or not args.only) and not args.profile
         else []
     )
     if args.list:
@@ -165,6 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.self_test:
             return _self_test(bootstrap, inputs, args.records)
+        if args.profile:
+            from compare.profile import profile
+
+            for config in throughput:
+                print(
+                    f"profiling {config.name}: {profile(config, bootstrap, inputs, args.records)}"
+                )
+            return 0
         steps = len(throughput) * args.runs + len(latency) * latency_runs
         step = 0
         outcomes: list[Outcome] = []
@@ -276,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += [
             "",
             f"End-to-end latency, {args.latency_rate:,} records/s for {args.latency_seconds:g} s "
-            f"(first second left out), value only, parallelism 1, medians over {latency_runs} runs:",
+            f"(first 3 s left out), value only, parallelism 1, medians over {latency_runs} runs:",
             "",
             *report.latency_table(lat),
         ]

@@ -39,6 +39,14 @@ class CheckpointConfig:
             f"storage_options={redact_storage_options(self._storage_options)}, restore={self.restore!r})"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled config travels to worker processes and Ray actors, which never open the
+        # storage (the driver alone writes it): its credentials stay behind in the driver.
+        return dict(self.__dict__, _storage_options={})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @property
     def storage_options(self) -> dict[str, Any]:
         """The fsspec options of an object store (credentials included): for code that opens
