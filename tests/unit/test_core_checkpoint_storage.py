@@ -575,3 +575,7 @@ def test_storage_credentials_stay_in_the_driver(s3_server: S3Server) -> None:
     shipped = pickle.loads(pickle.dumps(config))
     assert (shipped.storage_dir, shipped.storage_options) == ("s3://b/chk", {})
     assert config.storage_options == s3_server.options, "the driver keeps them"
+    import copy
+
+    assert copy.deepcopy(config).storage_options == s3_server.options, "a copy in the driver too"
+    assert copy.copy(config).storage_options == s3_server.options

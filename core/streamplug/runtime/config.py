@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,18 @@ class CheckpointConfig:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+    def __copy__(self) -> CheckpointConfig:
+        # A copy stays in this process: unlike a pickle, it keeps the options.
+        clone = CheckpointConfig.__new__(CheckpointConfig)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CheckpointConfig:
+        clone = CheckpointConfig.__new__(CheckpointConfig)
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
     @property
     def storage_options(self) -> dict[str, Any]:
