@@ -556,3 +556,26 @@ def test_a_failed_complete_write_does_not_hold_the_subtasks(
     assert result.attempts == 1 and time.monotonic() - started < 30
     assert refused and result.checkpoints_completed >= 2
     assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))
+
+
+def test_storage_credentials_stay_in_the_driver(s3_server: S3Server) -> None:
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    from streamplug.runtime.worker import JobGraph
+
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    config = env.get_checkpoint_config().set_checkpoint_storage_dir("s3://b/chk", s3_server.options)
+    env.from_collection([1, 2]).map(str).print()
+    # What the processes runtime ships to every worker (and Ray to every actor).
+    graph = JobGraph("job", "id", 2, list(env.pipelines), config, 200)
+    for payload in (cloudpickle.dumps(graph), pickle.dumps(config)):
+        assert s3_server.secret.encode() not in payload
+        assert s3_server.key.encode() not in payload
+    shipped = pickle.loads(pickle.dumps(config))
+    assert (shipped.storage_dir, shipped.storage_options) == ("s3://b/chk", {})
+    assert config.storage_options == s3_server.options, "the driver keeps them"
+    import copy
+
+    assert copy.deepcopy(config).storage_options == s3_server.options, "a copy in the driver too"
+    assert copy.copy(config).storage_options == s3_server.options
