@@ -29,6 +29,35 @@ from compare import configs, envs, report
 from compare.latency import LatencyOutcome, latency_run
 from compare.run import PARTITIONS, Outcome, create_topic, throughput_run
 
+JOBS = [
+    "The jobs (checkpoints / commits every 1 s wherever there is a guarantee):",
+    "",
+    "- *hand*: the fastest confluent-kafka loops we can write, one consumer (and one "
+    "producer), batches of up to 10,000 taken as fetched (`consume(n, 0)`, a blocking `poll` "
+    "only when empty), streamplug's fetch tuning; `source` reads every value (and key); `NONE` "
+    "produces and flushes at the end; `ALO` idempotent producer, `flush()` + synchronous "
+    "offset commit every second; `EOS` one transaction per second with "
+    "`send_offsets_to_transaction`. No map call.",
+    "- *streamplug*: `KafkaSource` -> `map(identity)` -> `KafkaSink`, bounded at the end "
+    "offsets; keyed jobs read `(key, value)` with "
+    "`KafkaRecordDeserializationSchema.key_value(None, None)` and write them with "
+    "`set_key_value_serialization_schemas(None, None)` (bytes as they are); source-only jobs "
+    "end in a discarding sink.",
+    "- *flink*: Flink's own `KafkaSource` -> `map` -> `KafkaSink` (EXACTLY_ONCE, "
+    "transactional id prefix per run), bounded, in a local MiniCluster in a fresh JVM per run "
+    "(`java -Xmx1g`, built by Maven from benchmarks/flink); its whole-job time includes "
+    "starting the MiniCluster and its JIT warm-up, so *steady* is its fairer figure.",
+    "- *quix*: `app.dataframe(topic).apply(identity).to_topic(out)`, `processing_guarantee` "
+    "at-least-once / exactly-once, `commit_interval=1`, stopped by `app.run(count=N)`. "
+    "*bytewax*: `kafka.input(tail=False)` -> `map` -> `kafka.output`, one worker, no recovery "
+    "(so no guarantee: compared with the NONE loop). *arroyo*: `RunTask(identity)` -> "
+    "`Produce` -> `CommitOffsets` (at-least-once). *faust*: an agent sending each (key, value) "
+    "on; its `exactly_once` is kept in to show the check: its sends bypass the transaction. "
+    "Peers run with their own default client settings, each in its own virtual environment; "
+    "Quix, Arroyo and Faust stream forever and stop after N records, so they read fewer "
+    "records (column *records*) and their start-up weighs more in the whole-job rate.",
+]
+
 
 def _progress(step: int, steps: int, started: float, text: str) -> None:
     elapsed = time.monotonic() - started
@@ -291,9 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "source-only jobs, to the end). *ratio* = median records/s over that of the hand loop "
         "with the same guarantee and record shape (*CPU ratio*: its CPU-seconds per record "
         "over ours, above 1 = we use less). CPU and peak RSS (VmHWM) are the measured "
-        "process's own, every thread.",
+        "process's own, every thread. Each run is its own process with a fresh output topic, "
+        "read back before the next run: every record once by its sequence number (and key), "
+        "none missing, none foreign; read_committed and transaction markers under "
+        "EXACTLY_ONCE. A run that fails the check is WRONG and not counted.",
         "",
         *report.throughput_table(summaries),
+        "",
+        *JOBS,
     ]
     if lat:
         lines += [
