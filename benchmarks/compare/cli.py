@@ -61,7 +61,8 @@ JOBS = [
 
 def _progress(step: int, steps: int, started: float, text: str) -> None:
     elapsed = time.monotonic() - started
-    print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min] {text}", end="", flush=True)
+    left = f", ~{elapsed / (step - 1) * (steps - step + 1) / 60:.0f} min left" if step > 1 else ""
+    print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min{left}] {text}", end="", flush=True)
 
 
 def _self_test(bootstrap: str, inputs: dict[bool, tuple[str, int]], records: int) -> int:
