@@ -1,6 +1,6 @@
-"""Where a job's time goes: one run under py-spy (every thread, CPU samples only), summed
-into the functions that hold the most samples, by themselves (*self*) and with what they
-call (*total*). Written to benchmarks/profiles/<job>.txt."""
+"""Where a job's Python time goes: one run under py-spy (samples of the thread holding the
+GIL), summed into the functions that hold the most samples, by themselves (*self*) and with
+what they call (*total*). Written to benchmarks/profiles/<job>.txt."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def summarize(raw: str, top: int = 30) -> list[str]:
         return f"{100 * n / max(1, all_samples):5.1f}%"
 
     out = [
-        f"{all_samples} samples (CPU only, every thread; {imports} more in imports left out)",
+        f"{all_samples} samples of the thread holding the GIL ({imports} more in imports left out)",
         "",
         "threads:",
     ]
@@ -106,6 +106,10 @@ def profile(
         "--format",
         "raw",
         "--threads",
+        # Only the thread holding the GIL: Python's own work. Waiting threads drop out
+        # (py-spy's idle detection counted a thread waiting on a condition as busy), and
+        # so does librdkafka's C work on its own threads.
+        "--gil",
         "--rate",
         "500",
         "--output",
@@ -121,7 +125,7 @@ def profile(
     PROFILES.mkdir(exist_ok=True)
     target = PROFILES / (config.name.replace("/", "_") + ".txt")
     header = [
-        f"py-spy 500 Hz, {config.name}, {records:,} records, one run "
+        f"py-spy 500 Hz --gil, {config.name}, {records:,} records, one run "
         "(`python benchmarks/compare.py --profile ...`)",
         "",
     ]
