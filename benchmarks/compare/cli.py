@@ -61,7 +61,7 @@ JOBS = [
 
 def _progress(step: int, steps: int, started: float, text: str) -> None:
     elapsed = time.monotonic() - started
-    left = f", ~{elapsed / (step - 1) * (steps - step + 1) / 60:.0f} min left" if step > 1 else ""
+    left = f", ~{elapsed / (step - 1) * (steps - step + 1) / 60:.1f} min left" if step > 1 else ""
     print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min{left}] {text}", end="", flush=True)
 
 

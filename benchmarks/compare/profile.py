@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,14 @@ def summarize(raw: str, top: int = 30) -> list[str]:
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
-    all_samples = imports = 0
+    all_samples = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if "importlib._bootstrap" in stack:
-            imports += count  # start-up, before the measured window
-            continue
+        if "Window.__init__" in stack:
+            continue  # the runner waiting at the gate for the profiler, before its job
         frames = stack.split(";")
         thread, frames = frames[0], [_frame_name(f) for f in frames[1:]]
         all_samples += count
@@ -59,7 +59,7 @@ def summarize(raw: str, top: int = 30) -> list[str]:
         return f"{100 * n / max(1, all_samples):5.1f}%"
 
     out = [
-        f"{all_samples} samples of the thread holding the GIL ({imports} more in imports left out)",
+        f"{all_samples} samples of the thread holding the GIL, from the job's start to its end",
         "",
         "threads:",
     ]
@@ -99,27 +99,43 @@ def profile(
         create_topic(bootstrap, out_topic)
         spec["out"] = out_topic
     raw = workdir / "raw.txt"
+    gate = workdir / "gate"
+    spec["profile_gate"] = str(gate)
     python = envs.python_for(None)
-    cmd = [
-        str(py_spy),
-        "record",
-        "--format",
-        "raw",
-        "--threads",
-        # Only the thread holding the GIL: Python's own work. Waiting threads drop out
-        # (py-spy's idle detection counted a thread waiting on a condition as busy), and
-        # so does librdkafka's C work on its own threads.
-        "--gil",
-        "--rate",
-        "500",
-        "--output",
-        str(raw),
-        "--",
-        python,
-        str(RUNNERS / RUNNER_FILE[config.framework]),
-        json.dumps(spec),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    job = subprocess.Popen(
+        [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert job.stdout is not None
+    while job.stdout.readline().strip() != "WINDOW":  # set up, about to start the job
+        if job.poll() is not None:
+            raise SystemExit(f"{config.name} ended before its job started")
+    spy = subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(job.pid),
+            "--format",
+            "raw",
+            "--threads",
+            # Only the thread holding the GIL: Python's own work. Waiting threads drop out
+            # (py-spy's idle detection counted a thread waiting on a condition as busy),
+            # and so does librdkafka's C work on its own threads.
+            "--gil",
+            "--rate",
+            "500",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    gate.touch()
+    job.communicate()
+    spy.wait(timeout=60)
     if config.job == "kafka":
         delete_topic(bootstrap, out_topic)
     PROFILES.mkdir(exist_ok=True)
