@@ -44,8 +44,8 @@ def summarize(raw: str, top: int = 30) -> list[str]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if "Window.__init__" in stack:
-            continue  # the runner waiting at the gate for the profiler, before its job
+        if "Window.__init__" in stack or "Window.report" in stack:
+            continue  # waiting at the gate before the job; its result after the clock stopped
         frames = stack.split(";")
         thread, frames = frames[0], [_frame_name(f) for f in frames[1:]]
         all_samples += count
