@@ -38,7 +38,7 @@ def summarize(raw: str, top: int = 30) -> list[str]:
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
-    all_samples = 0
+    all_samples = frameless = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -48,18 +48,21 @@ def summarize(raw: str, top: int = 30) -> list[str]:
             continue  # waiting at the gate before the job; its result after the clock stopped
         frames = stack.split(";")
         thread, frames = frames[0], [_frame_name(f) for f in frames[1:]]
+        if not frames:
+            frameless += count  # C code holding the GIL with no Python frame (e.g. at exit)
+            continue
         all_samples += count
         threads[thread] += count
-        if frames:
-            self_samples[frames[-1]] += count
-            for name in set(frames):
-                total_samples[name] += count
+        self_samples[frames[-1]] += count
+        for name in set(frames):
+            total_samples[name] += count
 
     def pct(n: int) -> str:
         return f"{100 * n / max(1, all_samples):5.1f}%"
 
     out = [
-        f"{all_samples} samples of the thread holding the GIL, from the job's start to its end",
+        f"{all_samples} samples of the thread holding the GIL, from the job's start to its end "
+        f"({frameless} more without a Python frame left out)",
         "",
         "threads:",
     ]
