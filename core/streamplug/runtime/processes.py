@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING
 from streamplug.errors import ConfigError
 from streamplug.runtime import faults
 from streamplug.runtime.messages import (
+    AttemptEnded,
     ControlMessage,
+    EndAttempt,
     Progress,
     StartAttempt,
     WorkerError,
@@ -168,6 +170,8 @@ def _refuse_attempts(
             os._exit(0)
         if isinstance(message, StartAttempt):
             post(WorkerFailed(message.attempt, worker, error))
+        elif isinstance(message, EndAttempt):
+            post(AttemptEnded(message.attempt, worker))
 
 
 class _ProcessWorker(WorkerHandle):
