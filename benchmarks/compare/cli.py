@@ -5,8 +5,14 @@ Starts a single-node Apache Kafka (streamplug-kafka-common's launcher) unless
 ``--records`` records of 100 bytes in 6 partitions, then runs every selected job
 ``--runs`` times, interleaved (A B C A B C ...), each in its own process with a fresh
 output topic that is read back and checked before the next run. Then the latency runs,
-interleaved the same way. Writes the tables into benchmarks/RESULTS.md, the raw figures
-into benchmarks/compare-results.json and two PNG plots beside them.
+interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
+benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
+plots beside them; a partial one only prints, unless --write.
+
+Needs the project installed as the README says, Java 17, and for the peers on first use
+PyPI (their virtual environments go to ~/.cache/streamplug-bench) and Maven with Maven
+Central (Flink's job, benchmarks/flink). With --only, every selected job's hand loop runs
+too, for its ratio.
 """
 
 from __future__ import annotations
@@ -131,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
         "written without transactions but claimed exactly-once)",
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="write RESULTS.md and the plots after a partial run too",
+    )
     return p
 
 
@@ -348,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join(lines)
     print()
     print(text)
-    if not args.no_write:
+    if (args.write or not (args.only or args.skip_peers)) and not args.no_write:
         report.write_json(payload)
         try:
             plots = report.plot(
