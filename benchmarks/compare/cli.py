@@ -339,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *report.throughput_table(summaries),
         "",
+        "Issue 12's targets (streamplug over the hand loop doing the same work, parallelism 1; "
+        "in brackets the ratio within each round):",
+        "",
+        *report.targets_table(summaries, outcomes),
+        "",
         *JOBS,
     ]
     if lat:

@@ -107,6 +107,51 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+#: Issue 12's targets: records/s of the job over its hand loop's, at parallelism 1 (and for
+#: source only, CPU per record within 10% of the loop's).
+TARGETS = [
+    ("streamplug/source/value/p1", 0.9, 0.9),
+    ("streamplug/ALO/value/p1", 0.9, None),
+    ("streamplug/EOS/value/p1", 0.8, None),
+    ("streamplug/ALO/keyed/p1", 0.8, None),
+    ("streamplug/EOS/keyed/p1", 0.8, None),
+]
+
+
+def targets_table(summaries: list[dict[str, Any]], outcomes: Sequence[Outcome]) -> list[str]:
+    """Each target against the median ratio, with the ratio of each round (the job and its
+    hand loop ran minutes apart at most, in the same round) to show the spread."""
+    by_name = {s["config"]: s for s in summaries}
+    lines = [
+        "| target | ratio (rounds) | CPU ratio | verdict |",
+        "|---|---|---:|---|",
+    ]
+    for name, target, cpu_target in TARGETS:
+        s = by_name.get(name)
+        base = by_name.get(s["baseline"]) if s else None
+        if not s or not base:
+            continue
+        if s["wrong"] or base["wrong"]:
+            lines.append(f"| {name} >= {target} | WRONG output | | not measured |")
+            continue
+        ratio = s["rate"] / base["rate"]
+        cpu = base["cpu_per_m"] / s["cpu_per_m"]
+        rounds = []
+        for o in outcomes:
+            if o.config != name or o.wrong:
+                continue
+            pair = [b for b in outcomes if b.config == base["config"] and b.round == o.round]
+            if pair and not pair[0].wrong:
+                rounds.append(f"{o.rate / pair[0].rate:.2f}")
+        met = ratio >= target and (cpu_target is None or cpu >= cpu_target)
+        want = f">= {target}" + (f", CPU ratio >= {cpu_target}" if cpu_target else "")
+        lines.append(
+            f"| {name} {want} | **{ratio:.2f}** ({', '.join(rounds)}) | {cpu:.2f} "
+            f"| {'met' if met else 'MISSED'} |"
+        )
+    return lines
+
+
 def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
     lines = [
         "| job | runs | input rate achieved | p50 ms | p99 ms | p99.9 ms | max ms | load 1 min | output |",
