@@ -33,6 +33,10 @@ def _rate(v: float) -> str:
     return f"{v / 1000:,.0f}k" if v >= 10_000 else f"{v:,.0f}"
 
 
+def _num(v: float, spec: str) -> str:
+    return "-" if math.isnan(v) or v < 0 else format(v, spec)
+
+
 def summarize(config: Config, runs: Sequence[Outcome]) -> dict[str, Any]:
     good = [r for r in runs if r.wrong is None]
     wrong = [r for r in runs if r.wrong is not None]
@@ -83,7 +87,7 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
             cpu_ratio = f"{base['cpu_per_m'] / s['cpu_per_m']:.2f}"
         if s["wrong"]:
             rate_cell = f"**WRONG** ({len(s['wrong'])} of {s['runs']} runs)"
-            output = "WRONG: " + s["wrong"][0]
+            output = "WRONG: " + " ".join(s["wrong"][0].split()).replace("|", "/")
         else:
             rate_cell = f"{_rate(s['rate'])} ({_rate(s['rate_min'])}-{_rate(s['rate_max'])})"
             output = "checked" + (f"; {'; '.join(s['notes'])}" if s["notes"] else "")
@@ -91,7 +95,7 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {s['config']} | {s['records']:,} | {rate_cell} | {ratio} "
             f"| {_rate(s['steady'])} | {steady_ratio} "
-            f"| {s['cpu_per_m']:.2f} | {cpu_ratio} | {s['vmhwm_mb']:.0f} "
+            f"| {_num(s['cpu_per_m'], '.2f')} | {cpu_ratio} | {_num(s['vmhwm_mb'], '.0f')} "
             f"| {min(loads):.1f}-{max(loads):.1f} | {output} |"
         )
     if flagged:
@@ -128,7 +132,11 @@ def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
         lines[-1] += (
             f"{med('p50_ms')} | {med('p99_ms')} | {med('p999_ms')} | {med('max_ms')} "
             f"| {min(loads):.1f}-{max(loads):.1f} | "
-            + (f"**WRONG**: {wrong[0].wrong} |" if wrong else "checked |")
+            + (
+                f"**WRONG**: {' '.join((wrong[0].wrong or '').split()).replace('|', '/')} |"
+                if wrong
+                else "checked |"
+            )
         )
     return lines
 
