@@ -234,3 +234,27 @@ def test_recovery_from_a_killed_worker_is_quick_and_ends_cleanly(
         assert recovered < 10, f"records flowed again {recovered:.1f} s after the kill"
         assert time.monotonic() - ending < 10
     assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
+
+
+def test_fewer_worker_processes_than_subtasks_host_several_subtasks_each(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    env = _env(tmp_path, parallelism=4)
+    env.set_runtime("processes", workers=2)
+    source = CollectionSource(list(range(4000)), batch_size=100, records_per_second=8000)
+    env.from_source(source, None, "n").map(square_plus_one).sink_to(CollectSink(path=out))
+    client = env.execute_async("two-slots-four-subtasks")
+    pids: set[int] = set()
+    while not client.wait_quietly(0.05):
+        pids.update(client.worker_pids())
+    client.wait(0)
+    assert len(pids) == 2
+    values = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(values) == sorted(x * x + 1 for x in range(4000))
+    newest = client.checkpoint_storage.list()[0].document
+    assert newest["subtask_workers"] == [0, 1, 0, 1]
+
+
+def test_a_bad_workers_option_names_the_option() -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    with pytest.raises(ConfigError, match="workers must be a positive integer, got 0"):
+        env.set_runtime("processes", workers=0)
