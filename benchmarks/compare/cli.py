@@ -195,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)
-    command = "python benchmarks/compare.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = " ".join(
+        ["python benchmarks/compare.py", shlex.join(argv if argv is not None else sys.argv[1:])]
+    ).strip()
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
