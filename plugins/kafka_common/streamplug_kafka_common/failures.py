@@ -33,7 +33,7 @@ __all__ = [
 _UNREACHABLE_CODES = frozenset({-195, -187, -185, -193})
 
 
-class BrokersUnreachableError(StreamplugError):
+class BrokersUnreachableError(StreamplugError, RuntimeError):
     """No broker at the bootstrap address answered within the bound. Retryable (brokers
     come back), so the restart strategy decides; the message names the address, what was
     tried and the setting that bounds the wait."""
@@ -49,9 +49,10 @@ def unreachable_error(
     component: str, bootstrap: str, timeout_s: float, what: str, detail: str, setting: str
 ) -> BrokersUnreachableError:
     return BrokersUnreachableError(
-        f"{component} could not reach the brokers at {bootstrap} within {timeout_s:g} s "
-        f"({what}: {detail}): check the address and port, that the brokers run and that this "
-        f"host may connect to them (firewall, advertised.listeners); {setting} bounds the wait"
+        f"{component} could not {what}: no broker at {bootstrap} answered within "
+        f"{timeout_s:g} s ({detail}); check the address and port, that the brokers run and "
+        f"that this host may connect to them (firewall, advertised.listeners); {setting} "
+        "bounds the wait"
     )
 
 

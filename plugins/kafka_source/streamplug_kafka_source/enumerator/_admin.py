@@ -56,7 +56,7 @@ class AdminOffsetsRetriever:
                 "Kafka source",
                 str(self._properties.get("bootstrap.servers")),
                 self._timeout,
-                f"tried to {what}",
+                what,
                 redact_text(err.str(), self._properties),
                 f"the source property {API_TIMEOUT_MS} (now {self._timeout * 1000:.0f})",
             )
