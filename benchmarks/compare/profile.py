@@ -1,6 +1,6 @@
-"""Where a job's time goes: one run under py-spy (every thread, CPU samples only), summed
-into the functions that hold the most samples, by themselves (*self*) and with what they
-call (*total*). Written to benchmarks/profiles/<job>.txt."""
+"""Where a job's Python time goes: one run under py-spy (samples of the thread holding the
+GIL), summed into the functions that hold the most samples, by themselves (*self*) and with
+what they call (*total*). Written to benchmarks/profiles/<job>.txt."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,29 +38,31 @@ def summarize(raw: str, top: int = 30) -> list[str]:
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
-    all_samples = imports = 0
+    all_samples = frameless = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if "importlib._bootstrap" in stack:
-            imports += count  # start-up, before the measured window
-            continue
+        if "Window.__init__" in stack or "Window.report" in stack:
+            continue  # waiting at the gate before the job; its result after the clock stopped
         frames = stack.split(";")
         thread, frames = frames[0], [_frame_name(f) for f in frames[1:]]
+        if not frames:
+            frameless += count  # C code holding the GIL with no Python frame (e.g. at exit)
+            continue
         all_samples += count
         threads[thread] += count
-        if frames:
-            self_samples[frames[-1]] += count
-            for name in set(frames):
-                total_samples[name] += count
+        self_samples[frames[-1]] += count
+        for name in set(frames):
+            total_samples[name] += count
 
     def pct(n: int) -> str:
         return f"{100 * n / max(1, all_samples):5.1f}%"
 
     out = [
-        f"{all_samples} samples (CPU only, every thread; {imports} more in imports left out)",
+        f"{all_samples} samples of the thread holding the GIL, from the job's start to its end "
+        f"({frameless} more without a Python frame left out)",
         "",
         "threads:",
     ]
@@ -99,29 +102,49 @@ def profile(
         create_topic(bootstrap, out_topic)
         spec["out"] = out_topic
     raw = workdir / "raw.txt"
+    gate = workdir / "gate"
+    spec["profile_gate"] = str(gate)
     python = envs.python_for(None)
-    cmd = [
-        str(py_spy),
-        "record",
-        "--format",
-        "raw",
-        "--threads",
-        "--rate",
-        "500",
-        "--output",
-        str(raw),
-        "--",
-        python,
-        str(RUNNERS / RUNNER_FILE[config.framework]),
-        json.dumps(spec),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True)
+    job = subprocess.Popen(
+        [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert job.stdout is not None
+    while job.stdout.readline().strip() != "WINDOW":  # set up, about to start the job
+        if job.poll() is not None:
+            raise SystemExit(f"{config.name} ended before its job started")
+    spy = subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(job.pid),
+            "--format",
+            "raw",
+            "--threads",
+            # Only the thread holding the GIL: Python's own work. Waiting threads drop out
+            # (py-spy's idle detection counted a thread waiting on a condition as busy),
+            # and so does librdkafka's C work on its own threads.
+            "--gil",
+            "--rate",
+            "500",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    gate.touch()
+    job.communicate()
+    spy.wait(timeout=60)
     if config.job == "kafka":
         delete_topic(bootstrap, out_topic)
     PROFILES.mkdir(exist_ok=True)
     target = PROFILES / (config.name.replace("/", "_") + ".txt")
     header = [
-        f"py-spy 500 Hz, {config.name}, {records:,} records, one run "
+        f"py-spy 500 Hz --gil, {config.name}, {records:,} records, one run "
         "(`python benchmarks/compare.py --profile ...`)",
         "",
     ]

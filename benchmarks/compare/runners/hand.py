@@ -70,7 +70,7 @@ def main() -> None:
                 keys = [m.key() for m in batch]
                 assert len(keys) == len(values)
             done += len(values)
-        window.report(_common.dist_version("confluent-kafka"), processed=done, t_first=first)
+        window.report("confluent-kafka", processed=done, t_first=first)
         consumer.close()
         return
 
@@ -154,7 +154,7 @@ def main() -> None:
         checkpoint()
         if mode == "EXACTLY_ONCE":
             producer.abort_transaction()  # the empty one the last checkpoint opened
-    window.report(_common.dist_version("confluent-kafka"), processed=done)
+    window.report("confluent-kafka", processed=done)
     consumer.close()
 
 

@@ -360,7 +360,7 @@ class Attempt:
         ]
         enum_ctx = RuntimeEnumeratorContext(
             self.host,
-            proxies,  # type: ignore[arg-type]
+            proxies,
             self.scheduler,
             base_group.add_group("enumerator"),
             self.checkpoint_cfg.enabled,

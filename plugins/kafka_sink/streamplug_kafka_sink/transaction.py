@@ -47,6 +47,7 @@ from streamplug.api.state import StateSerializer
 from streamplug.errors import CheckpointError, ConfigError
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_common.failures import client_creation_error
 from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
@@ -304,7 +305,11 @@ class TransactionManager:
             self._client_errors = client_errors
             conf["on_delivery"] = self.errors.on_delivery
             conf["stats_cb"] = self.statistics.on_stats
-            producer = self._producer_factory(conf)
+            try:
+                producer = self._producer_factory(conf)
+            except (KafkaException, ValueError, TypeError) as exc:
+                self._state = TransactionState.FAILED
+                raise client_creation_error("Kafka sink", exc, self._producer_config) from exc
             started = time.monotonic()
             try:
                 self._connect(producer)
