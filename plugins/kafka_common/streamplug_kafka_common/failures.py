@@ -27,7 +27,7 @@ _INVALID_VALUE = re.compile(
 
 
 def _error_text(exc: BaseException) -> str:
-    err = exc.args[0] if exc.args else None
+    err: Any = exc.args[0] if exc.args else None
     text = err.str() if hasattr(err, "str") else str(exc)
     return str(text)
 
