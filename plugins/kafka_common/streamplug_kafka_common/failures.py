@@ -41,7 +41,7 @@ class BrokersUnreachableError(StreamplugError, RuntimeError):
 
 def is_unreachable(exc: BaseException) -> bool:
     """Whether a ``KafkaException`` says that no broker could be reached."""
-    err = exc.args[0] if exc.args else None
+    err: Any = exc.args[0] if exc.args else None
     return hasattr(err, "code") and err.code() in _UNREACHABLE_CODES
 
 
