@@ -24,6 +24,7 @@ import difflib
 import functools
 import importlib.metadata
 import logging
+import math
 import os
 import queue
 import threading
@@ -286,7 +287,7 @@ class RayRuntime(Runtime):
 
     # -- starting ----------------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def _connect(self, slots: int) -> None:
         if ray.is_initialized():
             return
         options = dict(self._init_options)
@@ -294,8 +295,12 @@ class RayRuntime(Runtime):
         if address:
             options["address"] = address
         else:
-            # A local Ray for this run only: the dashboard costs memory and seconds.
+            # A local Ray for this run only: the dashboard costs memory and seconds, and
+            # the slots must fit even when they outnumber the cores (as processes may).
             options.setdefault("include_dashboard", False)
+            options.setdefault(
+                "num_cpus", max(os.cpu_count() or 1, math.ceil(slots * self.cpus_per_worker))
+            )
         started = time.monotonic()
         try:
             ray.init(**options)
@@ -354,9 +359,9 @@ class RayRuntime(Runtime):
         return pg
 
     def start_workers(self, graph: JobGraph, host: PluginHost, post: Post) -> list[WorkerHandle]:
-        self._connect()
-        payload = self._payload(graph)
         count = self.worker_count(graph.parallelism)
+        self._connect(count)
+        payload = self._payload(graph)
         pg = self._placement_group(count)
         requirements = _requirements(host)
         levels = _configured_log_levels()
