@@ -79,12 +79,20 @@ def _start_cluster() -> Any:
 
     temp = tempfile.mkdtemp(prefix="bench-ray-", dir="/tmp")
     os.makedirs(os.path.join(temp, "ray"))
+    previous = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = temp
-    return Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 4, "include_dashboard": False, "temp_dir": temp},
-    )
+    try:
+        return Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={"num_cpus": 4, "include_dashboard": False, "temp_dir": temp},
+        )
+    finally:
+        # Only the ray-cluster runs get to see it (RAY_ADDRESS); a ray run starts its own.
+        if previous is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous
 
 
 def one(runtime: str, parallelism: int) -> dict[str, Any]:
@@ -97,8 +105,12 @@ def one(runtime: str, parallelism: int) -> dict[str, Any]:
     env.set_parallelism(parallelism).enable_checkpointing(500)
     env.set_runtime("ray" if runtime == "ray-cluster" else runtime)
     env.get_checkpoint_config().set_checkpoint_storage_dir(out / "checkpoints")
-    # About two seconds of records once running, whatever the parallelism.
-    source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=2000)
+    # About three seconds of records once running, whatever the parallelism (the
+    # throttle is per reader).
+    records = 3000 * parallelism
+    source = CollectionSource(
+        list(range(records)), num_splits=parallelism, batch_size=50, records_per_second=1000
+    )
     env.from_source(source, None, "n").map(shift).sink_to(TransactionalFileSink(out / "out"))
     started = time.monotonic()
     client = env.execute_async("startup")
@@ -111,6 +123,7 @@ def one(runtime: str, parallelism: int) -> dict[str, Any]:
     if runtime.startswith("ray"):
         runtime_obj = client._run.runtime
         time.sleep(1.0)  # the actors' subtasks run: their memory is a running slot's
+        assert not client.status.is_terminal, "the job ended before its memory was read"
         actors = runtime_obj.memory_kb()
         report["actor_vmhwm_kb"] = [m["VmHWM"] for m in actors.values()]
         actor_pids = set(client.worker_pids())
@@ -120,7 +133,7 @@ def one(runtime: str, parallelism: int) -> dict[str, Any]:
         report["timings"] = dict(runtime_obj.timings)
     result = client.wait(300)
     report["job_s"] = time.monotonic() - started
-    assert result.records_in == 4000, result
+    assert result.records_in == records, result
     return report
 
 
@@ -158,6 +171,7 @@ def main() -> int:
                         text=True,
                         check=True,
                         env=environ,
+                        timeout=300,
                     )
                     report = json.loads(done.stdout.strip().splitlines()[-1])
                     report["runtime"] = runtime

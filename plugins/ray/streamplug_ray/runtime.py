@@ -203,9 +203,11 @@ class _ActorWorker(WorkerHandle):
         log.warning("%s", text)
         self.post(WorkerFailed(self._attempt, self.worker, WorkerError("WorkerLost", text)))
 
-    def close_threads(self) -> None:
+    def begin_close(self) -> None:
         self._closing.set()
         self._outbox.put(None)
+
+    def join_threads(self) -> None:
         self._sender.join(5.0)
         if self._poller is not None:
             self._poller.join(_POLL_S + 5.0)
@@ -455,7 +457,7 @@ class RayRuntime(Runtime):
             return
         live = [h for h in self.handles if h.alive]
         for handle in self.handles:
-            handle.close_threads()
+            handle.begin_close()
         stops = [h.actor.stop.remote() for h in live]
         if stops:
             ray.wait(stops, num_returns=len(stops), timeout=_STOP_WAIT_S)
@@ -464,6 +466,9 @@ class RayRuntime(Runtime):
                 ray.kill(handle.actor, no_restart=True)
             except Exception:
                 log.debug("killing %s failed", handle.describe(), exc_info=True)
+        # After the kill a poll in flight fails at once: no thread waits out its poll.
+        for handle in self.handles:
+            handle.join_threads()
         self.handles = []
         if self._pg is not None:
             try:
