@@ -5,8 +5,14 @@ Starts a single-node Apache Kafka (streamplug-kafka-common's launcher) unless
 ``--records`` records of 100 bytes in 6 partitions, then runs every selected job
 ``--runs`` times, interleaved (A B C A B C ...), each in its own process with a fresh
 output topic that is read back and checked before the next run. Then the latency runs,
-interleaved the same way. Writes the tables into benchmarks/RESULTS.md, the raw figures
-into benchmarks/compare-results.json and two PNG plots beside them.
+interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
+benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
+plots beside them; a partial one only prints, unless --write.
+
+Needs the project installed as the README says, Java 17, and for the peers on first use
+PyPI (their virtual environments go to ~/.cache/streamplug-bench) and Maven with Maven
+Central (Flink's job, benchmarks/flink). With --only, every selected job's hand loop runs
+too, for its ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 import uuid
@@ -28,10 +35,40 @@ from compare import configs, envs, report
 from compare.latency import LatencyOutcome, latency_run
 from compare.run import PARTITIONS, Outcome, create_topic, throughput_run
 
+JOBS = [
+    "The jobs (checkpoints / commits every 1 s wherever there is a guarantee):",
+    "",
+    "- *hand*: the fastest confluent-kafka loops we can write, one consumer (and one "
+    "producer), batches of up to 10,000 taken as fetched (`consume(n, 0)`, a blocking `poll` "
+    "only when empty), streamplug's fetch tuning; `source` reads every value (and key); `NONE` "
+    "produces and flushes at the end; `ALO` idempotent producer, `flush()` + synchronous "
+    "offset commit every second; `EOS` one transaction per second with "
+    "`send_offsets_to_transaction`. No map call.",
+    "- *streamplug*: `KafkaSource` -> `map(identity)` -> `KafkaSink`, bounded at the end "
+    "offsets; keyed jobs read `(key, value)` with "
+    "`KafkaRecordDeserializationSchema.key_value(None, None)` and write them with "
+    "`set_key_value_serialization_schemas(None, None)` (bytes as they are); source-only jobs "
+    "end in a discarding sink.",
+    "- *flink*: Flink's own `KafkaSource` -> `map` -> `KafkaSink` (EXACTLY_ONCE, "
+    "transactional id prefix per run), bounded, in a local MiniCluster in a fresh JVM per run "
+    "(`java -Xmx1g`, built by Maven from benchmarks/flink); its whole-job time includes "
+    "starting the MiniCluster and its JIT warm-up, so *steady* is its fairer figure.",
+    "- *quix*: `app.dataframe(topic).apply(identity).to_topic(out)`, `processing_guarantee` "
+    "at-least-once / exactly-once, `commit_interval=1`, stopped by `app.run(count=N)`. "
+    "*bytewax*: `kafka.input(tail=False)` -> `map` -> `kafka.output`, one worker, no recovery "
+    "(so no guarantee: compared with the NONE loop). *arroyo*: `RunTask(identity)` -> "
+    "`Produce` -> `CommitOffsets` (at-least-once). *faust*: an agent sending each (key, value) "
+    "on; its `exactly_once` is kept in to show the check: its sends bypass the transaction. "
+    "Peers run with their own default client settings, each in its own virtual environment; "
+    "Quix, Arroyo and Faust stream forever and stop after N records, so they read fewer "
+    "records (column *records*) and their start-up weighs more in the whole-job rate.",
+]
+
 
 def _progress(step: int, steps: int, started: float, text: str) -> None:
     elapsed = time.monotonic() - started
-    print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min] {text}", end="", flush=True)
+    left = f", ~{elapsed / (step - 1) * (steps - step + 1) / 60:.1f} min left" if step > 1 else ""
+    print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min{left}] {text}", end="", flush=True)
 
 
 def _self_test(bootstrap: str, inputs: dict[bool, tuple[str, int]], records: int) -> int:
@@ -87,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-runs", type=int, help="runs per latency job (default: --runs)")
     p.add_argument("--list", action="store_true", help="list the job names and exit")
     p.add_argument(
+        "--profile",
+        metavar="PATTERNS",
+        help="instead of measuring: run these jobs (and their hand loops) once each under "
+        "py-spy and write where the time goes to benchmarks/profiles/",
+    )
+    p.add_argument(
         "--self-test",
         action="store_true",
         help="check the output check: hand loops whose output is wrong on purpose must be "
@@ -94,12 +137,17 @@ def _parser() -> argparse.ArgumentParser:
         "written without transactions but claimed exactly-once)",
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="write RESULTS.md and the plots after a partial run too",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    throughput = configs.select(configs.THROUGHPUT, args.only, args.skip_peers)
+    throughput = configs.select(configs.THROUGHPUT, args.profile or args.only, args.skip_peers)
     latency_only = None
     if args.only:
         latency_only = ",".join(
@@ -109,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     latency = (
         configs.select(configs.LATENCY, latency_only, args.skip_peers)
-        if latency_only or not args.only
+        if (latency_only or not args.only) and not args.profile
         else []
     )
     if args.list:
@@ -130,12 +178,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput.sort(key=configs.THROUGHPUT.index)
     latency_runs = args.latency_runs or args.runs
 
-    # Prepare every environment before the first measured run.
+    # Prepare every environment before the first measured run. One that cannot be made
+    # (no Maven, no registry) leaves its jobs out, said in the report, not the whole run.
+    not_run: dict[str, str] = {}
     for env in sorted({c.env for c in throughput + latency if c.env}):
-        if env == "maven":
-            envs.flink_command()
-        else:
-            envs.python_for(env)
+        try:
+            if env == "maven":
+                envs.flink_command()
+            else:
+                envs.python_for(env)
+        except (SystemExit, OSError, subprocess.CalledProcessError) as e:
+            not_run[env] = str(e) or type(e).__name__
+            print(f"  left out: the jobs that need {env} ({not_run[env]})", flush=True)
+    throughput = [c for c in throughput if c.env not in not_run]
+    latency = [c for c in latency if c.env not in not_run]
 
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)
@@ -165,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.self_test:
             return _self_test(bootstrap, inputs, args.records)
+        if args.profile:
+            from compare.profile import profile
+
+            for config in throughput:
+                print(
+                    f"profiling {config.name}: {profile(config, bootstrap, inputs, args.records)}"
+                )
+            return 0
         steps = len(throughput) * args.runs + len(latency) * latency_runs
         step = 0
         outcomes: list[Outcome] = []
@@ -268,34 +332,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         "source-only jobs, to the end). *ratio* = median records/s over that of the hand loop "
         "with the same guarantee and record shape (*CPU ratio*: its CPU-seconds per record "
         "over ours, above 1 = we use less). CPU and peak RSS (VmHWM) are the measured "
-        "process's own, every thread.",
+        "process's own, every thread. Each run is its own process with a fresh output topic, "
+        "read back before the next run: every record once by its sequence number (and key), "
+        "none missing, none foreign; read_committed and transaction markers under "
+        "EXACTLY_ONCE. A run that fails the check is WRONG and not counted.",
         "",
         *report.throughput_table(summaries),
+        "",
+        "Issue 12's targets (streamplug over the hand loop doing the same work, parallelism 1; "
+        "in brackets the ratio within each round):",
+        "",
+        *report.targets_table(summaries, outcomes),
+        "",
+        *JOBS,
     ]
     if lat:
         lines += [
             "",
             f"End-to-end latency, {args.latency_rate:,} records/s for {args.latency_seconds:g} s "
-            f"(first second left out), value only, parallelism 1, medians over {latency_runs} runs:",
+            f"(first 3 s left out), value only, parallelism 1, medians over {latency_runs} runs:",
             "",
             *report.latency_table(lat),
+        ]
+    if not_run:
+        lines += [
+            "",
+            "Left out of this run: "
+            + "; ".join(f"jobs needing {env} ({why})" for env, why in not_run.items())
+            + ".",
         ]
     text = "\n".join(lines)
     print()
     print(text)
-    if not args.no_write:
+    if (args.write or not (args.only or args.skip_peers)) and not args.no_write:
         report.write_json(payload)
-        plots = report.plot(
-            {
-                "throughput": report.BENCHMARKS / "compare-throughput.png",
-                **({"latency": report.BENCHMARKS / "compare-latency.png"} if lat else {}),
-            }
-        )
-        text += (
-            "\n\nPlots: "
-            + ", ".join(f"[{p}]({p})" for p in plots)
-            + "; raw figures: [compare-results.json](compare-results.json)."
-        )
+        try:
+            plots = report.plot(
+                {
+                    "throughput": report.BENCHMARKS / "compare-throughput.png",
+                    **({"latency": report.BENCHMARKS / "compare-latency.png"} if lat else {}),
+                }
+            )
+        except (SystemExit, OSError, subprocess.CalledProcessError) as e:
+            print(f"no plots: {e}", flush=True)
+            plots = []
+        if plots:
+            text += (
+                "\n\nPlots: "
+                + ", ".join(f"[{p}]({p})" for p in plots)
+                + "; raw figures: [compare-results.json](compare-results.json)."
+            )
         report.update_results_md(text)
         print(f"\nwritten: {report.RESULTS_MD}, {report.RESULTS_JSON}, {', '.join(plots)}")
     wrong = sum(1 for o in outcomes if o.wrong) + sum(1 for o in lat if o.wrong)

@@ -70,14 +70,14 @@ def _all() -> list[Config]:
     out += [
         Config("flink", "kafka", "EXACTLY_ONCE", False, 1, env="maven"),
         Config("flink", "kafka", "EXACTLY_ONCE", True, 1, env="maven"),
-        Config("quix", "kafka", "AT_LEAST_ONCE", records_cap=500_000, env="quix"),
-        Config("quix", "kafka", "EXACTLY_ONCE", records_cap=500_000, env="quix"),
+        Config("quix", "kafka", "AT_LEAST_ONCE", records_cap=300_000, env="quix"),
+        Config("quix", "kafka", "EXACTLY_ONCE", records_cap=300_000, env="quix"),
         Config("bytewax", "kafka", "NONE", env="bytewax"),
-        Config("arroyo", "kafka", "AT_LEAST_ONCE", records_cap=200_000, env="arroyo"),
-        Config("faust", "kafka", "AT_LEAST_ONCE", records_cap=50_000, env="faust"),
+        Config("arroyo", "kafka", "AT_LEAST_ONCE", records_cap=100_000, env="arroyo"),
+        Config("faust", "kafka", "AT_LEAST_ONCE", records_cap=20_000, env="faust"),
         # Faust's exactly_once is kept in to show the output check at work: its sends
         # bypass the transaction, so its output carries no transaction markers.
-        Config("faust", "kafka", "EXACTLY_ONCE", records_cap=50_000, env="faust"),
+        Config("faust", "kafka", "EXACTLY_ONCE", records_cap=20_000, env="faust"),
     ]
     return out
 

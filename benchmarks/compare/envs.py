@@ -26,6 +26,7 @@ PEER_PACKAGES = {
     "arroyo": ("sentry-arroyo==2.48.0", "arroyo"),
     "faust": ("faust-streaming==0.15.3", "faust"),
     "plot": ("matplotlib==3.11.2", "matplotlib"),
+    "profile": ("py-spy==0.4.3", "sys"),
 }
 JVM_OPTIONS = ["-Xmx1g"]
 

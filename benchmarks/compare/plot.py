@@ -26,27 +26,39 @@ COLORS = {
 }
 
 
+def _bad(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def throughput(data: dict, path: str) -> None:
     rows = data["throughput"]
-    rows = [r for r in rows]
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.8))
     y = list(range(len(rows)))[::-1]
     for yi, r in zip(y, rows, strict=True):
         color = COLORS.get(r["framework"], "#999999")
-        if (
-            r["wrong"]
-            or r["rate"] is None
-            or (isinstance(r["rate"], float) and math.isnan(r["rate"]))
-        ):
+        if r["wrong"] or _bad(r["rate"]):
             ax.text(0, yi, "  WRONG output: not counted", va="center", color="#d62728", fontsize=8)
             continue
-        lo, hi = r["rate_min"], r["rate_max"]
         ax.barh(yi, r["rate"], color=color, height=0.7)
-        ax.plot([lo, hi], [yi, yi], color="black", linewidth=1)
-        ax.text(hi, yi, f"  {r['rate'] / 1000:,.0f}k", va="center", fontsize=7)
+        ax.plot([r["rate_min"], r["rate_max"]], [yi, yi], color="black", linewidth=1)
+        label = f"  {r['rate'] / 1000:,.0f}k"
+        if not _bad(r["steady"]):
+            ax.plot([r["steady"]], [yi], marker="D", markersize=3.5, color="black")
+            label += f" (steady {r['steady'] / 1000:,.0f}k)"
+        ax.text(
+            max(r["rate_max"], r["steady"] if not _bad(r["steady"]) else 0),
+            yi,
+            label,
+            va="center",
+            fontsize=7,
+        )
     ax.set_yticks(y)
     ax.set_yticklabels([f"{r['config']} ({r['records'] // 1000:,}k)" for r in rows], fontsize=7)
-    ax.set_xlabel("records/s, median of runs (line: min-max); whole job, start to last commit")
+    ax.set_xlabel(
+        "records/s: bar = median of runs, whole job from start to its last commit; "
+        "line = min-max; diamond = steady (start-up left out)",
+        fontsize=8,
+    )
     ax.set_title(data["title"], fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -57,21 +69,30 @@ def latency(data: dict, path: str) -> None:
     rows = data["latency_summary"]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8))
     y = list(range(len(rows)))[::-1]
+    values = [v for r in rows for v in (r["p50_ms"], r["p99_ms"]) if not _bad(v) and v > 0]
+    low, high = (min(values) / 2, max(values) * 4) if values else (1, 10_000)
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
     for yi, r in zip(y, rows, strict=True):
         color = COLORS.get(r["config"].split("/")[0], "#999999")
-        if r["wrong"] or r["p50_ms"] is None:
-            ax.text(1, yi, "  WRONG output", va="center", color="#d62728", fontsize=8)
+        if r["wrong"] or _bad(r["p50_ms"]) or _bad(r["p99_ms"]):
+            ax.text(
+                low, yi, "  WRONG output: not counted", va="center", color="#d62728", fontsize=8
+            )
             continue
-        ax.barh(yi + 0.18, r["p50_ms"], height=0.34, color=color, alpha=0.6, label=None)
+        ax.barh(yi + 0.18, r["p50_ms"], height=0.34, color=color, alpha=0.55)
         ax.barh(yi - 0.18, r["p99_ms"], height=0.34, color=color)
-        ax.text(r["p50_ms"], yi + 0.18, f" p50 {r['p50_ms']:,.1f}", va="center", fontsize=7)
-        ax.text(r["p99_ms"], yi - 0.18, f" p99 {r['p99_ms']:,.1f}", va="center", fontsize=7)
-    ax.set_xscale("log")
+        ax.text(r["p50_ms"], yi + 0.18, f" p50 {r['p50_ms']:,.1f} ms", va="center", fontsize=7)
+        ax.text(r["p99_ms"], yi - 0.18, f" p99 {r['p99_ms']:,.1f} ms", va="center", fontsize=7)
     ax.set_yticks(y)
     ax.set_yticklabels([r["config"] for r in rows], fontsize=8)
-    ax.set_xlabel(f"end-to-end latency, ms (log scale) at {data['latency_rate']:,} records/s input")
+    ax.set_xlabel(
+        f"end-to-end latency, ms (log scale), {data['latency_rate']:,} records/s input; "
+        "light = p50, dark = p99 (medians over runs)",
+        fontsize=8,
+    )
     ax.set_title(data["title"], fontsize=9)
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()

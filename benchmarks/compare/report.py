@@ -33,6 +33,10 @@ def _rate(v: float) -> str:
     return f"{v / 1000:,.0f}k" if v >= 10_000 else f"{v:,.0f}"
 
 
+def _num(v: float, spec: str) -> str:
+    return "-" if math.isnan(v) or v < 0 else format(v, spec)
+
+
 def summarize(config: Config, runs: Sequence[Outcome]) -> dict[str, Any]:
     good = [r for r in runs if r.wrong is None]
     wrong = [r for r in runs if r.wrong is not None]
@@ -83,7 +87,7 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
             cpu_ratio = f"{base['cpu_per_m'] / s['cpu_per_m']:.2f}"
         if s["wrong"]:
             rate_cell = f"**WRONG** ({len(s['wrong'])} of {s['runs']} runs)"
-            output = "WRONG: " + s["wrong"][0]
+            output = "WRONG: " + " ".join(s["wrong"][0].split()).replace("|", "/")
         else:
             rate_cell = f"{_rate(s['rate'])} ({_rate(s['rate_min'])}-{_rate(s['rate_max'])})"
             output = "checked" + (f"; {'; '.join(s['notes'])}" if s["notes"] else "")
@@ -91,7 +95,7 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {s['config']} | {s['records']:,} | {rate_cell} | {ratio} "
             f"| {_rate(s['steady'])} | {steady_ratio} "
-            f"| {s['cpu_per_m']:.2f} | {cpu_ratio} | {s['vmhwm_mb']:.0f} "
+            f"| {_num(s['cpu_per_m'], '.2f')} | {cpu_ratio} | {_num(s['vmhwm_mb'], '.0f')} "
             f"| {min(loads):.1f}-{max(loads):.1f} | {output} |"
         )
     if flagged:
@@ -100,6 +104,51 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
             "(!) faster than the hand loop it is compared with: a measurement error until its "
             "cause is shown (see the notes below the table).",
         ]
+    return lines
+
+
+#: Issue 12's targets: records/s of the job over its hand loop's, at parallelism 1 (and for
+#: source only, CPU per record within 10% of the loop's).
+TARGETS = [
+    ("streamplug/source/value/p1", 0.9, 0.9),
+    ("streamplug/ALO/value/p1", 0.9, None),
+    ("streamplug/EOS/value/p1", 0.8, None),
+    ("streamplug/ALO/keyed/p1", 0.8, None),
+    ("streamplug/EOS/keyed/p1", 0.8, None),
+]
+
+
+def targets_table(summaries: list[dict[str, Any]], outcomes: Sequence[Outcome]) -> list[str]:
+    """Each target against the median ratio, with the ratio of each round (the job and its
+    hand loop ran minutes apart at most, in the same round) to show the spread."""
+    by_name = {s["config"]: s for s in summaries}
+    lines = [
+        "| target | ratio (rounds) | CPU ratio | verdict |",
+        "|---|---|---:|---|",
+    ]
+    for name, target, cpu_target in TARGETS:
+        s = by_name.get(name)
+        base = by_name.get(s["baseline"]) if s else None
+        if not s or not base:
+            continue
+        if s["wrong"] or base["wrong"]:
+            lines.append(f"| {name} >= {target} | WRONG output | | not measured |")
+            continue
+        ratio = s["rate"] / base["rate"]
+        cpu = base["cpu_per_m"] / s["cpu_per_m"]
+        rounds = []
+        for o in outcomes:
+            if o.config != name or o.wrong:
+                continue
+            pair = [b for b in outcomes if b.config == base["config"] and b.round == o.round]
+            if pair and not pair[0].wrong:
+                rounds.append(f"{o.rate / pair[0].rate:.2f}")
+        met = ratio >= target and (cpu_target is None or cpu >= cpu_target)
+        want = f">= {target}" + (f", CPU ratio >= {cpu_target}" if cpu_target else "")
+        lines.append(
+            f"| {name} {want} | **{ratio:.2f}** ({', '.join(rounds)}) | {cpu:.2f} "
+            f"| {'met' if met else 'MISSED'} |"
+        )
     return lines
 
 
@@ -128,7 +177,11 @@ def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
         lines[-1] += (
             f"{med('p50_ms')} | {med('p99_ms')} | {med('p999_ms')} | {med('max_ms')} "
             f"| {min(loads):.1f}-{max(loads):.1f} | "
-            + (f"**WRONG**: {wrong[0].wrong} |" if wrong else "checked |")
+            + (
+                f"**WRONG**: {' '.join((wrong[0].wrong or '').split()).replace('|', '/')} |"
+                if wrong
+                else "checked |"
+            )
         )
     return lines
 

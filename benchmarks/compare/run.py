@@ -110,8 +110,9 @@ def finish_runner(proc: subprocess.Popen[str], timeout: float, log: Path) -> dic
         if at >= 0:
             result = json.loads(line[at + len("RESULT ") :].strip())
     if proc.returncode != 0 or result is None:
-        tail = log.read_text()[-1500:]
-        raise RunnerFailed(f"exit code {proc.returncode}, no result (log {log}):\n{tail}")
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        raise RunnerFailed(f"exit code {proc.returncode}, no result: {last} (log {log})")
     return result
 
 

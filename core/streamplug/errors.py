@@ -9,7 +9,17 @@ class StreamplugError(Exception):
     """Base of every error streamplug raises on purpose."""
 
 
-class ConfigError(StreamplugError, ValueError):
+class UnrecoverableError(StreamplugError):
+    """A failure no restart can fix: rejected credentials, a denied permission, invalid
+    configuration, a topic that does not exist. The job fails at once, whatever its
+    restart strategy; the message says what to change.
+
+    Connectors raise a subclass (or chain one as ``__cause__``) when they know a retry
+    would only fail the same way; transient failures stay plain exceptions and restart.
+    """
+
+
+class ConfigError(UnrecoverableError, ValueError):
     """A setting is missing, malformed or inconsistent.
 
     ``option`` names the setting; the message says what to do instead. Never put a secret's
@@ -27,6 +37,31 @@ class ConfigError(StreamplugError, ValueError):
 
 def _config_error(message: str, option: str | None) -> ConfigError:
     return ConfigError(message, option=option)
+
+
+class AuthorizationError(UnrecoverableError):
+    """The brokers (or another service) denied an operation to the configured principal:
+    restarting with the same identity is denied the same way."""
+
+
+class MissingResourceError(UnrecoverableError):
+    """A topic (or another resource a job needs) does not exist and will not be created
+    for it: create it, or enable automatic creation, then start the job again."""
+
+
+def unrecoverable_cause(error: BaseException) -> BaseException | None:
+    """The first failure in ``error``'s chain (``__cause__`` and ``__context__``) that no
+    restart can fix, or None: an ``UnrecoverableError``, or an ``ImportError`` (a package
+    missing from the environment stays missing). Wrappers such as a checkpoint failure keep
+    the verdict of the failure they wrap."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (UnrecoverableError, ImportError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class PluginError(StreamplugError):

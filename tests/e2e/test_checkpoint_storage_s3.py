@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
-# 20,000 per subtask at 1,000 records/s: ~20 s of processing, longer than the ~9 killed
-# runs move together, so every planned kill happens before the input ends.
-RECORDS = 40_000
+# 30,000 per subtask at 1,000 records/s: ~30 s of processing, well beyond what the ~9
+# killed runs move together (10-20 s), so every planned kill happens before the input ends.
+RECORDS = 60_000
 RATE = 1_000
 FAULTS = (
     "kafka_sink.before_commit",

@@ -223,3 +223,31 @@ def test_killing_the_driver_ends_its_workers(kafka_bootstrap: str, tmp_path: Pat
             gone.set()
         time.sleep(0.1)
     assert gone.is_set(), f"worker processes {pids} outlived their killed driver"
+
+
+def test_secrets_reach_worker_processes_without_being_printed_or_checkpointed(
+    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: Any
+) -> None:
+    """The job graph (with its client secrets) travels to the workers pickled over a pipe:
+    nothing of it may show in the driver's or the workers' output, in errors or in the
+    checkpoints. (SASL settings on a plaintext broker: librdkafka accepts and ignores them.)"""
+    secret = f"pw-{uuid.uuid4().hex}"
+    records = 2_000
+    source, sink = _topics(kafka_bootstrap, records)
+    prefix = f"secret-{uuid.uuid4().hex[:8]}"
+    env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 2, "processes", 100_000)
+    for pipeline in env.pipelines:
+        pipeline.source.properties.update({"sasl.username": "u", "sasl.password": secret})
+        for kafka_sink, _ in pipeline.sinks():
+            kafka_sink.properties.update({"sasl.username": "u", "sasl.password": secret})
+    caplog.set_level("DEBUG")
+    client = env.execute_async("secrets")
+    client.wait(120)
+    _check_exact(kafka_bootstrap, sink, records)
+    out, err = capfd.readouterr()
+    shown = [repr(client), repr(env.pipelines[0].source), *(r.getMessage() for r in caplog.records)]
+    assert secret not in out + err
+    assert not [text for text in shown if secret in text]
+    for path in (tmp_path / "chk").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path

@@ -20,13 +20,21 @@ import pytest
 
 from streamplug.cli import main as streamplug_main
 from streamplug.connectors import CollectionSource, TransactionalFileSink
-from streamplug.errors import CheckpointError, ConfigError
+from streamplug.errors import (
+    AuthorizationError,
+    CheckpointError,
+    ConfigError,
+    JobFailedError,
+    MissingResourceError,
+)
 from streamplug.plugins import build_plugin_host
-from streamplug.runtime import StreamExecutionEnvironment
+from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
 from streamplug.runtime.storage import (
     COMPLETE,
     PENDING,
     CheckpointStorage,
+    CheckpointStorageDeniedError,
+    CheckpointStorageMissingError,
     FileCheckpointStorage,
     ObjectStoreCheckpointStorage,
     job_storages,
@@ -261,18 +269,57 @@ def test_s3_credentials_from_the_environment(
 
 def test_s3_errors_name_the_object_and_never_the_secret(s3_server: S3Server) -> None:
     storage = open_checkpoint_storage("s3://no-such-bucket/chk", "job", s3_server.options)
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(CheckpointStorageMissingError) as info:
         storage.write(1, COMPLETE, {})
     message = str(info.value)
     assert "s3://no-such-bucket/chk/job/chk-00000001.json" in message
-    assert "bucket does not exist" in message
+    assert "bucket does not exist" in message and "create the bucket" in message
     assert s3_server.secret not in message and s3_server.key not in message
     assert "'secret': '***'" in message
     assert info.value.__cause__ is None and info.value.__suppress_context__
-    wrong = dict(s3_server.options, secret="wrong-" + s3_server.secret)
-    bucket = s3_server.new_bucket()
-    # moto accepts any credentials; a store that checks them fails the same way, masked.
-    assert open_checkpoint_storage(f"s3://{bucket}/chk", "job", wrong).ids() == []
+    # Listing a missing bucket is not "no checkpoints yet": it says what is wrong.
+    with pytest.raises(CheckpointStorageMissingError, match="cannot list s3://no-such-bucket"):
+        storage.ids()
+
+
+def test_a_job_whose_bucket_is_missing_fails_at_once(s3_server: S3Server) -> None:
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.enable_checkpointing(100).set_restart_strategy(RestartStrategies.fixed_delay_restart(5, 10))
+    env.get_checkpoint_config().set_checkpoint_storage_dir(
+        "s3://no-such-bucket/chk", s3_server.options
+    )
+    env.from_collection([1, 2]).print()
+    with pytest.raises(MissingResourceError, match=r"no-such-bucket.*create the bucket"):
+        env.execute("nowhere")
+
+
+def test_a_store_that_refuses_the_credentials_fails_the_job_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory_fs = pytest.importorskip(
+        "fsspec.implementations.memory", reason='needs pip install "streamplug[s3]"'
+    )
+    # What s3fs raises for AccessDenied, InvalidAccessKeyId or SignatureDoesNotMatch (moto
+    # accepts any credentials, so the refusal is played by the store here).
+    memory = memory_fs.MemoryFileSystem
+
+    def refuse(self: Any, path: str, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError("Access Denied")
+
+    monkeypatch.setattr(memory, "pipe_file", refuse)
+    storage = open_checkpoint_storage(f"memory://denied-{uuid.uuid4().hex[:8]}/chk", "job")
+    with pytest.raises(CheckpointStorageDeniedError, match=r"refused these credentials"):
+        storage.write(1, PENDING, {})
+    assert isinstance(CheckpointStorageDeniedError("x"), AuthorizationError)
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.enable_checkpointing(50).set_restart_strategy(RestartStrategies.fixed_delay_restart(5, 10))
+    env.get_checkpoint_config().set_checkpoint_storage_dir(storage.location.rsplit("/", 1)[0])
+    source = CollectionSource(list(range(2000)), batch_size=50, records_per_second=2000)
+    env.from_source(source, None, "n").sink_to(TransactionalFileSink(tmp_path / "out"))
+    with pytest.raises(JobFailedError, match="1 attempt") as info:
+        env.execute("job")
+    assert isinstance(info.value.__cause__, CheckpointStorageDeniedError)
+    assert TransactionalFileSink.read_committed(tmp_path / "out") == []
 
 
 def test_storage_options_are_masked_everywhere_they_could_show(s3_server: S3Server) -> None:
@@ -556,3 +603,26 @@ def test_a_failed_complete_write_does_not_hold_the_subtasks(
     assert result.attempts == 1 and time.monotonic() - started < 30
     assert refused and result.checkpoints_completed >= 2
     assert sorted(TransactionalFileSink.read_committed(tmp_path / "out")) == list(range(4000))
+
+
+def test_storage_credentials_stay_in_the_driver(s3_server: S3Server) -> None:
+    import pickle
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    from streamplug.runtime.worker import JobGraph
+
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    config = env.get_checkpoint_config().set_checkpoint_storage_dir("s3://b/chk", s3_server.options)
+    env.from_collection([1, 2]).map(str).print()
+    # What the processes runtime ships to every worker (and Ray to every actor).
+    graph = JobGraph("job", "id", 2, list(env.pipelines), config, 200)
+    for payload in (cloudpickle.dumps(graph), pickle.dumps(config)):
+        assert s3_server.secret.encode() not in payload
+        assert s3_server.key.encode() not in payload
+    shipped = pickle.loads(pickle.dumps(config))
+    assert (shipped.storage_dir, shipped.storage_options) == ("s3://b/chk", {})
+    assert config.storage_options == s3_server.options, "the driver keeps them"
+    import copy
+
+    assert copy.deepcopy(config).storage_options == s3_server.options, "a copy in the driver too"
+    assert copy.copy(config).storage_options == s3_server.options

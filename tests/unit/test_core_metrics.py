@@ -65,6 +65,32 @@ def test_task_and_checkpoint_metrics_are_exported(reader: object, tmp_path: Path
     assert points["streamplug.job.numberofcompletedcheckpoints"][0][1] >= 1
 
 
+def test_task_metrics_of_worker_processes_are_served_by_the_driver(
+    reader: object, tmp_path: Path
+) -> None:
+    """With the processes runtime the subtasks live in other processes; the driver's
+    exporter still shows their records in and out, from the slots' progress reports."""
+    env = StreamExecutionEnvironment.get_execution_environment(build_plugin_host(autoload=False))
+    env.set_parallelism(2).set_runtime("processes")
+    source = CollectionSource(list(range(4000)), batch_size=50, records_per_second=2000)
+    env.from_source(source, None, "numbers").sink_to(CollectSink(path=tmp_path / "out"))
+    client = env.execute_async("metered-processes")
+    deadline = time.monotonic() + 30
+
+    def seen() -> dict[int, float]:
+        return {
+            attrs["subtask"]: value
+            for attrs, value in _points(reader).get("streamplug.task.numrecordsout", [])
+            if attrs["job"] == "metered-processes"
+        }
+
+    while time.monotonic() < deadline and not (len(seen()) == 2 and all(seen().values())):
+        time.sleep(0.05)
+    assert set(seen()) == {0, 1} and all(v > 0 for v in seen().values()), seen()
+    assert client.worker_pids()
+    client.wait(60)
+
+
 def test_counters_keep_a_local_value_and_closed_groups_stop_reporting(reader: object) -> None:
     group = MetricGroup(("KafkaSourceReader",), {"job": "j"})
     counter = group.counter("commitsSucceeded")

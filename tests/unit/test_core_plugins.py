@@ -687,3 +687,16 @@ def test_a_pipeline_runs_beside_broken_and_conflicting_distributions(
         "n:2",
         "n:3",
     ]
+
+
+def test_serialization_and_deserialization_errors_are_streamplug_errors() -> None:
+    import streamplug_serde
+    from streamplug.api import DeserializationError, SerializationError
+    from streamplug.errors import StreamplugError
+
+    for error in (SerializationError, DeserializationError):
+        assert issubclass(error, StreamplugError) and issubclass(error, ValueError)
+    # The serde plugin raises the core's, so a sink can catch one class for every format.
+    assert streamplug_serde.SerializationError is SerializationError
+    with pytest.raises(StreamplugError, match="cannot serialize int as string"):
+        streamplug_serde.SimpleStringSchema().serialize(5)  # type: ignore[arg-type]

@@ -199,3 +199,62 @@ def test_the_threads_runtime_stays_the_default() -> None:
     assert client.runtime == "threads" and client.worker_pids() == []
     assert sorted(sink.results) == [1, 2]
     assert client.status is JobStatus.FINISHED
+
+
+def test_recovery_from_a_killed_worker_is_quick_and_ends_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A killed worker is replaced within seconds, and the run's end finds every process
+    gone at once. (Before: the driver joined a worker from two threads; the loser of the
+    waitpid race saw a reaped worker as running and waited 30 s for it, then killed a pid
+    that was no longer its child.)"""
+    caplog.set_level("WARNING", logger="streamplug.runtime.processes")
+    for trial in range(3):
+        env = _env(tmp_path / str(trial))
+        env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 0))
+        source = CollectionSource(list(range(200_000)), batch_size=50, records_per_second=4000)
+        env.from_source(source, None, "n").map(square_plus_one).sink_to(
+            TransactionalFileSink(tmp_path / str(trial) / "out")
+        )
+        client = env.execute_async("failover")
+        deadline = time.monotonic() + 30
+        while client.metrics().checkpoints_completed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(client.worker_pids()[-1], signal.SIGKILL)
+        killed = time.monotonic()
+        while client.metrics().attempt < 1 and time.monotonic() - killed < 30:
+            time.sleep(0.005)
+        base = client.metrics().records_in
+        while client.metrics().records_in <= base and time.monotonic() - killed < 30:
+            time.sleep(0.005)
+        recovered = time.monotonic() - killed
+        ending = time.monotonic()
+        client.cancel()
+        assert client.wait_quietly(20)
+        assert recovered < 10, f"records flowed again {recovered:.1f} s after the kill"
+        assert time.monotonic() - ending < 10
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
+
+
+def test_fewer_worker_processes_than_subtasks_host_several_subtasks_each(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    env = _env(tmp_path, parallelism=4)
+    env.set_runtime("processes", workers=2)
+    source = CollectionSource(list(range(4000)), batch_size=100, records_per_second=8000)
+    env.from_source(source, None, "n").map(square_plus_one).sink_to(CollectSink(path=out))
+    client = env.execute_async("two-slots-four-subtasks")
+    pids: set[int] = set()
+    while not client.wait_quietly(0.05):
+        pids.update(client.worker_pids())
+    client.wait(0)
+    assert len(pids) == 2
+    values = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(values) == sorted(x * x + 1 for x in range(4000))
+    newest = client.checkpoint_storage.list()[0].document
+    assert newest["subtask_workers"] == [0, 1, 0, 1]
+
+
+def test_a_bad_workers_option_names_the_option() -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    with pytest.raises(ConfigError, match="workers must be a positive integer, got 0"):
+        env.set_runtime("processes", workers=0)

@@ -231,3 +231,27 @@ def test_build_fails_when_a_hook_refuses_the_settings(monkeypatch: pytest.Monkey
     builder.build()
     with pytest.raises(ConfigError, match=r"test\.refuse=yes"):
         builder.set_property("test.refuse", "yes").build()
+
+
+def test_the_kafka_connector_checks_settings_with_the_runs_host_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipeline's kafka source is checked with the host of the run, which is passed to it;
+    the plugin builds no second host behind the user's back."""
+    import streamplug.plugins
+    from streamplug.plugin import build_plugin_host
+    from streamplug_kafka_source import plugin as source_plugin
+    from streamplug_serde import plugin as serde_plugin
+
+    def no_second_host(**kw: Any) -> Any:
+        raise AssertionError("the kafka source built a second plugin host")
+
+    host = build_plugin_host(autoload=False, plugins=[source_plugin, serde_plugin, Refuse()])
+    monkeypatch.setattr(streamplug.plugins, "build_plugin_host", no_second_host)
+    options = {"bootstrap_servers": UNREACHABLE, "topics": ["t"], "format": "string"}
+    spec = host.connector("kafka", "source")
+    assert spec.options is not None
+    spec.factory(host.check_options(spec.options, options), host)
+    refused = {**options, "properties": {"test.refuse": "yes"}}
+    with pytest.raises(ConfigError, match=r"test\.refuse=yes"):
+        spec.factory(host.check_options(spec.options, refused), host)

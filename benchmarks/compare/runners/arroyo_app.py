@@ -74,7 +74,7 @@ def main() -> None:
     window = _common.Window()
     processor[0].run()
     producer.close().result()
-    window.report(_common.dist_version("sentry-arroyo"), processed=seen[0])
+    window.report("sentry-arroyo", processed=seen[0])
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def main() -> None:
     kop.output("out", mapped, brokers=[s["bootstrap"]], topic=s["out"])
     window = _common.Window()
     run_main(flow)
-    window.report(_common.dist_version("bytewax"))
+    window.report("bytewax")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main() -> None:
         # The app's stop flushes the producer and commits; the worker around it would
         # then wait for a signal, so the run ends here.
         await app.stop()
-        window[0].report(_common.dist_version("faust-streaming"), processed=seen[0])
+        window[0].report("faust-streaming", processed=seen[0])
         os._exit(0)
 
     worker = faust.Worker(app, loglevel=os.environ.get("FAUST_LOGLEVEL", "WARNING"), quiet=True)

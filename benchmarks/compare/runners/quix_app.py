@@ -34,7 +34,7 @@ def main() -> None:
     sdf.to_topic(sink)
     window = _common.Window()
     app.run(count=int(s["records"]), collect=False)
-    window.report(_common.dist_version("quixstreams"))
+    window.report("quixstreams")
 
 
 if __name__ == "__main__":

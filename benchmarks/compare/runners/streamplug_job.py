@@ -126,11 +126,9 @@ def main() -> None:
     window = _common.Window()
     result = env.execute(f"bench-{mode}")
     window.report(
-        _common.dist_version("streamplug")
-        + ", "
-        + _common.dist_version("streamplug-kafka-source")
-        + ", "
-        + _common.dist_version("confluent-kafka"),
+        "streamplug",
+        "streamplug-kafka-source",
+        "confluent-kafka",
         processed=result.records_in,
         keyed_path=keyed_path,
         t_first=RawIn.first,

@@ -10,6 +10,7 @@ from streamplug.api.serde import (
     DeserializationError,
     DeserializationSchema,
     FormatSpec,
+    SerializationError,
     SerializationSchema,
 )
 from streamplug.api.sink import CommitOutcome, Committer, DeliveryGuarantee, Sink, SinkWriter
@@ -48,6 +49,7 @@ __all__ = [
     "ReaderContext",
     "ReaderOutput",
     "RuntimeContext",
+    "SerializationError",
     "SerializationSchema",
     "Sink",
     "SinkContext",

@@ -8,6 +8,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from streamplug.errors import StreamplugError
+
 T = TypeVar("T")
 
 
@@ -75,7 +77,22 @@ def map_present(batch: Callable[[list[Any]], list[Any]], items: list[Any]) -> li
 EXCERPT_BYTES = 32
 
 
-class DeserializationError(ValueError):
+class SerializationError(StreamplugError, ValueError):
+    """An element could not be turned into bytes by format ``format``.
+
+    Raised by serialization schemas, whatever the library underneath raised, so a sink can
+    tell a bad element from a broken client. The element itself is not kept (it may hold
+    secrets); ``element_type`` names its type.
+    """
+
+    def __init__(self, reason: str, *, format: str, element: object = None) -> None:
+        self.reason = reason
+        self.format = format
+        self.element_type = type(element).__name__
+        super().__init__(f"cannot serialize {self.element_type} as {format}: {reason}")
+
+
+class DeserializationError(StreamplugError, ValueError):
     """A record's bytes could not be read. Carries where it came from, so a source's
     bad-record policy (fail, skip and count, dead-letter) can act on it."""
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
 from streamplug.plugin.records import CommandSpec
 from streamplug.plugin.spec import hookimpl
+from streamplug.runtime.signals import stop_on_signals
 from streamplug.runtime.storage import redact_storage_options
 from streamplug.secrets import redact
 
@@ -166,39 +164,17 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
 
     client = built.env.execute_async(built.job_name)
     print(
-        f"job {built.job_name!r} started (id {client.job_id}); Ctrl-C stops it with a final checkpoint",
+        f"job {built.job_name!r} started (id {client.job_id}); Ctrl-C or SIGTERM stops it with "
+        "a final checkpoint",
         flush=True,
     )
-    stop_requested = threading.Event()
-    signals = [0]
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        signals[0] += 1
-        if signals[0] == 1:
-            stop_requested.set()
-            print(
-                "\nstopping: taking a final checkpoint (Ctrl-C again cancels)",
-                file=sys.stderr,
-                flush=True,
-            )
-        else:
-            client.cancel()
-
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, request_stop)
     progress = None if args.no_progress else ProgressLine()
     deadline = time.monotonic() + args.stop_after if args.stop_after is not None else None
-    stopper: threading.Thread | None = None
     announced_restore = False
-    try:
-        while not client.status.is_terminal:
+    with stop_on_signals(client) as signals:
+        while not client.status.is_terminal and not signals.give_up_waiting():
             if deadline is not None and time.monotonic() >= deadline:
-                stop_requested.set()
-            if stop_requested.is_set() and stopper is None:
-                stopper = threading.Thread(target=client.stop, name="streamplug-stop", daemon=True)
-                stopper.start()
+                signals.request_stop()
             metrics = client.metrics()
             restored = getattr(metrics, "restored_checkpoint_id", None)
             if restored is not None and not announced_restore:
@@ -215,7 +191,7 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
         if progress is not None:
             progress.finish(final_metrics)
         try:
-            result = client.wait()
+            result = signals.wait()
         except JobFailedError as exc:
             print(f"error: {exc}", file=sys.stderr)
             where = _locate_failure(built, exc)
@@ -224,18 +200,15 @@ def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:
             return 1
         except JobCancelledError as exc:
             print(f"{exc}", file=sys.stderr)
-            return 130
-        print(
-            f"job {result.job_name!r} FINISHED in {result.net_runtime_ms / 1000:.1f} s: "
-            f"{format_count(result.records_in)} records in, {format_count(result.records_out)} out, "
-            f"{result.checkpoints_completed} checkpoint(s), {result.attempts} attempt(s)"
-            + (f"; last checkpoint {result.last_checkpoint}" if result.last_checkpoint else ""),
-            flush=True,
-        )
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            return signals.exit_code(finished=False) or 130
+    print(
+        f"job {result.job_name!r} FINISHED in {result.net_runtime_ms / 1000:.1f} s: "
+        f"{format_count(result.records_in)} records in, {format_count(result.records_out)} out, "
+        f"{result.checkpoints_completed} checkpoint(s), {result.attempts} attempt(s)"
+        + (f"; last checkpoint {result.last_checkpoint}" if result.last_checkpoint else ""),
+        flush=True,
+    )
+    return 0
 
 
 def _norm(key: str) -> str:

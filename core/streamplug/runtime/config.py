@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,26 @@ class CheckpointConfig:
             f"min_pause_ms={self.min_pause_ms}, storage_dir={self.storage_dir}, "
             f"storage_options={redact_storage_options(self._storage_options)}, restore={self.restore!r})"
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled config travels to worker processes and Ray actors, which never open the
+        # storage (the driver alone writes it): its credentials stay behind in the driver.
+        return dict(self.__dict__, _storage_options={})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __copy__(self) -> CheckpointConfig:
+        # A copy stays in this process: unlike a pickle, it keeps the options.
+        clone = CheckpointConfig.__new__(CheckpointConfig)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CheckpointConfig:
+        clone = CheckpointConfig.__new__(CheckpointConfig)
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
     @property
     def storage_options(self) -> dict[str, Any]:

@@ -8,14 +8,13 @@ import itertools
 import queue
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
 
 if TYPE_CHECKING:
     from streamplug.metrics import MetricGroup
     from streamplug.plugins import PluginHost
-    from streamplug.runtime.task import Subtask
 
 
 class _HostFacts:
@@ -161,11 +160,21 @@ class Scheduler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class ReaderEndpoint(Protocol):
+    """Where the enumerator's calls for one reader go: the coordinator's handle on it,
+    which turns them into worker-protocol messages."""
+
+    index: int
+
+    def send(self, kind: str, *args: Any) -> None:
+        """``splits`` (with a list), ``no_more_splits`` or ``assigned``."""
+
+
 class RuntimeEnumeratorContext(_HostFacts, SplitEnumeratorContext[Any]):
     def __init__(
         self,
         host: PluginHost,
-        subtasks: Sequence[Subtask],
+        subtasks: Sequence[ReaderEndpoint],
         scheduler: Scheduler,
         metric_group: MetricGroup,
         checkpointing: bool,

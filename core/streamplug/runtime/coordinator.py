@@ -23,6 +23,7 @@ import json
 import logging
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,7 @@ class Attempt:
         # enumerator hands them out again.
         self._orphans: dict[str, list[tuple[int, Any]]] = {}
         self.latest_progress: dict[int, Progress] = {}
+        self.metric_groups: list[MetricGroup] = []
 
     # -- building and restoring --------------------------------------------------------------
 
@@ -358,7 +360,7 @@ class Attempt:
         ]
         enum_ctx = RuntimeEnumeratorContext(
             self.host,
-            proxies,  # type: ignore[arg-type]
+            proxies,
             self.scheduler,
             base_group.add_group("enumerator"),
             self.checkpoint_cfg.enabled,
@@ -374,12 +376,38 @@ class Attempt:
         self.enumerator_contexts.append(enum_ctx)
         for index in range(self.parallelism):
             self.run.metrics.subtask_watermarks[f"{pipeline.name}[{index}]"] = None
+        if not self.runtime.in_process:
+            self._register_remote_task_metrics(pipeline.name, base_group)
         if enum_doc is not None:
             # Restored: the assignment rounds before the checkpoint already happened.
             for handle in self.handles:
                 handle.send(AssignmentRound(self.number, pipeline.name))
         for index, split in self._orphans.get(pipeline.name, []):
             enumerator.add_splits_back([split], index % self.parallelism)
+
+    def _register_remote_task_metrics(self, pipeline: str, group: MetricGroup) -> None:
+        """Flink's task I/O metrics of subtasks in other processes, from their slots'
+        progress reports (a report is at most ~0.1 s old)."""
+
+        def reading(index: int, field: str) -> Callable[[], int | None]:
+            def read() -> int | None:
+                for progress in self.latest_progress.values():
+                    for sub in progress.subtasks:
+                        if sub.subtask == (pipeline, index):
+                            value: int | None = getattr(sub, field)
+                            if field == "watermark" and (sub.idle or value == MIN_WATERMARK):
+                                return None
+                            return value
+                return None
+
+            return read
+
+        for index in range(self.parallelism):
+            sub = group.add_group("subtask", subtask=index)
+            sub.gauge("numRecordsIn", reading(index, "records_in"))
+            sub.gauge("numRecordsOut", reading(index, "records_out"))
+            sub.gauge("currentOutputWatermark", reading(index, "watermark"))
+        self.metric_groups.append(group)
 
     def record_assignment(self, pipeline: Pipeline, index: int, splits: list[Any]) -> None:
         serializer = pipeline.source.get_split_serializer()
@@ -694,5 +722,7 @@ class Attempt:
                     except Exception:
                         log.exception("closing committer failed")
         self._update_watermarks()
+        for group in self.metric_groups:
+            group.close()
         self.run.records_in_base = self.run.metrics.records_in
         self.run.records_out_base = self.run.metrics.records_out

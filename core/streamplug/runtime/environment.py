@@ -9,13 +9,14 @@ writer *i* of each sink, with no shuffle between them (Flink's operator chaining
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from streamplug.api.sink import Sink
 from streamplug.api.source import Source
 from streamplug.api.watermarks import WatermarkStrategy
-from streamplug.errors import ConfigError
+from streamplug.errors import ConfigError, JobCancelledError
 from streamplug.runtime.config import CheckpointConfig
 from streamplug.runtime.restart import RestartStrategies, RestartStrategy
 from streamplug.runtime.runtimes import Runtime, create_runtime
@@ -285,11 +286,30 @@ class StreamExecutionEnvironment:
         return JobClient.start(self, job_name)
 
     def execute(self, job_name: str = "streamplug job") -> JobExecutionResult:
-        """Run the job to its end (bounded sources, ``stop``/``cancel`` from elsewhere)."""
+        """Run the job to its end (bounded sources, ``stop``/``cancel`` from elsewhere).
+
+        Called from the main thread, SIGINT (Ctrl-C) and SIGTERM stop the job as
+        ``JobClient.stop()`` does and then end the process with ``SystemExit(0)``; a second
+        signal cancels it (``SystemExit(128 + signal)``), as does a first one that finds
+        no attempt running (during a restart delay), since no final checkpoint can be taken.
+        """
+        from streamplug.runtime.signals import stop_on_signals
+
         client = self.execute_async(job_name)
-        try:
-            return client.wait()
-        except KeyboardInterrupt:
-            client.cancel()
-            client.wait_quietly(30)
-            raise
+        with stop_on_signals(client) as signals:
+            try:
+                result = signals.wait()
+            except JobCancelledError:
+                if signals.received is None:
+                    raise
+                raise SystemExit(signals.exit_code(finished=False)) from None
+            except KeyboardInterrupt:
+                # Handlers are only installed from the main thread.
+                client.cancel()
+                client.wait_quietly(30)
+                raise
+        if signals.received is not None:
+            where = f"; last checkpoint {result.last_checkpoint}" if result.last_checkpoint else ""
+            print(f"job {job_name!r} stopped by {signals.received}{where}", file=sys.stderr)
+            raise SystemExit(signals.exit_code(finished=True))
+        return result

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from streamplug.errors import ConfigError, JobCancelledError, JobFailedError
+from streamplug.errors import ConfigError, JobCancelledError, JobFailedError, unrecoverable_cause
 from streamplug.metrics import MetricGroup
 from streamplug.plugins import JobInfo
 from streamplug.runtime.coordinator import Attempt as _Attempt
@@ -169,43 +169,75 @@ class _JobRun:
         strategy = fresh(self.env.effective_restart_strategy())
         info = JobInfo(self.job_name, self.job_id, self.env.parallelism, 0)
         number = 0
+
+        def end(status: JobStatus, error: BaseException | None = None) -> None:
+            # Every way out goes through here: the hookspec promises job_finished on each.
+            if error is not None:
+                self.error = error
+            self.set_status(status)
+            self.env.plugin_host.notify(
+                "streamplug_job_finished", job=info, status=status.value, error=error
+            )
+
+        def interrupted_during(seconds: float) -> bool:
+            # True as soon as a stop or cancel is requested. Two events cannot be waited
+            # on at once; a short slice keeps either prompt.
+            deadline = time.monotonic() + seconds
+            while not (self.cancel_requested.is_set() or self.stop_requested.is_set()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cancel_requested.wait(min(left, 0.05))
+            return True
+
         try:
             while True:
-                attempt = _Attempt(self, number)
+                attempt: _Attempt | None = None
                 self.attempts = number + 1
                 self.metrics.attempt = number
-                info = attempt.info
                 try:
+                    attempt = _Attempt(self, number)
+                    info = attempt.info
                     attempt.execute()
                     attempt.close(graceful=True)
-                    self.set_status(JobStatus.FINISHED)
-                    self.env.plugin_host.notify(
-                        "streamplug_job_finished", job=info, status="FINISHED", error=None
-                    )
-                    return
                 except _Stop:
-                    attempt.close(graceful=False)
-                    self.set_status(JobStatus.CANCELED)
-                    self.env.plugin_host.notify(
-                        "streamplug_job_finished", job=info, status="CANCELED", error=None
-                    )
+                    if attempt is not None:
+                        attempt.close(graceful=False)
+                    end(JobStatus.CANCELED)
                     return
                 except BaseException as exc:
-                    attempt.close(graceful=False)
+                    if attempt is not None:
+                        try:
+                            attempt.close(graceful=False)
+                        except Exception:
+                            log.warning("closing failed attempt %d", number, exc_info=True)
                     if self.cancel_requested.is_set():
-                        self.set_status(JobStatus.CANCELED)
-                        self.env.plugin_host.notify(
-                            "streamplug_job_finished", job=info, status="CANCELED", error=None
-                        )
+                        end(JobStatus.CANCELED)
                         return
-                    delay = None if isinstance(exc, ConfigError) else strategy.next_delay_ms(exc)
-                    if delay is None:
-                        self.error = exc
-                        self.set_status(JobStatus.FAILED)
-                        log.error("job %s failed: %s", self.job_name, exc)
-                        self.env.plugin_host.notify(
-                            "streamplug_job_finished", job=info, status="FAILED", error=exc
+                    fatal = unrecoverable_cause(exc)
+                    if fatal is not None:
+                        log.error(
+                            "job %s failed and is not restarted (a restart cannot fix this): %s",
+                            self.job_name,
+                            fatal,
                         )
+                        end(JobStatus.FAILED, exc)
+                        return
+                    if self.stop_requested.is_set():
+                        # Asked to stop, and the attempt failed before its final
+                        # checkpoint: restarting would only be stopped again.
+                        log.error("job %s failed while stopping: %s", self.job_name, exc)
+                        end(JobStatus.FAILED, exc)
+                        return
+                    delay = strategy.next_delay_ms(exc)
+                    if delay is None:
+                        log.error(
+                            "job %s failed (restart strategy %s gave up): %s",
+                            self.job_name,
+                            strategy.describe(),
+                            exc,
+                        )
+                        end(JobStatus.FAILED, exc)
                         return
                     log.warning(
                         "job %s attempt %d failed (%s); restarting in %d ms",
@@ -218,10 +250,27 @@ class _JobRun:
                     self.env.plugin_host.notify(
                         "streamplug_job_restarting", job=info, error=exc, delay_ms=delay
                     )
-                    if self.cancel_requested.wait(delay / 1000):
-                        self.set_status(JobStatus.CANCELED)
+                    if interrupted_during(delay / 1000):
+                        if self.stop_requested.is_set() and not self.cancel_requested.is_set():
+                            # No attempt runs, so no final checkpoint can be taken; the
+                            # newest completed one stays the restore point.
+                            log.warning(
+                                "job %s stopped during its restart delay, without a final "
+                                "checkpoint; its last attempt failed with: %s",
+                                self.job_name,
+                                exc,
+                            )
+                        end(JobStatus.CANCELED)
                         return
                     number += 1
+                else:
+                    end(JobStatus.FINISHED)
+                    return
+        except BaseException as exc:
+            # A failure of the restart loop itself: still end the job visibly.
+            log.exception("job %s: the runtime failed", self.job_name)
+            if not self.status.is_terminal:
+                end(JobStatus.FAILED, exc)
         finally:
             try:
                 self.runtime.close()

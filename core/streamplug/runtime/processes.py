@@ -16,6 +16,7 @@ terminal reaches the whole process group, and the driver decides what a stop mea
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -31,7 +32,9 @@ from typing import TYPE_CHECKING
 from streamplug.errors import ConfigError
 from streamplug.runtime import faults
 from streamplug.runtime.messages import (
+    AttemptEnded,
     ControlMessage,
+    EndAttempt,
     Progress,
     StartAttempt,
     WorkerError,
@@ -72,6 +75,8 @@ def _worker_main(
     """A slot process: serve control messages until the driver says goodbye or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # `kill -USR1 <worker pid>` prints every thread's stack: how to see where a slot hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     os.environ[faults.SLOT_ENV] = str(worker)
     if generation > 0:
         os.environ.pop(faults.ENV, None)
@@ -165,6 +170,8 @@ def _refuse_attempts(
             os._exit(0)
         if isinstance(message, StartAttempt):
             post(WorkerFailed(message.attempt, worker, error))
+        elif isinstance(message, EndAttempt):
+            post(AttemptEnded(message.attempt, worker))
 
 
 class _ProcessWorker(WorkerHandle):
@@ -179,6 +186,9 @@ class _ProcessWorker(WorkerHandle):
         self._latest: Progress | None = None
         self._attempt = -1
         self._send_lock = threading.Lock()
+        # multiprocessing's join is not safe from two threads at once: the one whose
+        # waitpid loses the race sees the child as running forever.
+        self._join_lock = threading.Lock()
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._conn: Connection = parent
@@ -204,7 +214,8 @@ class _ProcessWorker(WorkerHandle):
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive() and not self._conn.closed
+        with self._join_lock:
+            return self.process.is_alive() and not self._conn.closed
 
     def send(self, message: ControlMessage) -> None:
         self._attempt = getattr(message, "attempt", self._attempt)
@@ -234,7 +245,7 @@ class _ProcessWorker(WorkerHandle):
                 self._latest = event
             else:
                 self.post(event)
-        self.process.join(1.0)
+        self._join(1.0)
         code = self.process.exitcode
         if code not in (0, None) or self._attempt >= 0:
             text = (
@@ -244,6 +255,10 @@ class _ProcessWorker(WorkerHandle):
             )
             self.post(WorkerFailed(self._attempt, self.worker, WorkerError("WorkerLost", text)))
 
+    def _join(self, timeout: float) -> None:
+        with self._join_lock:
+            self.process.join(timeout)
+
     def shutdown(self) -> None:
         """Say goodbye, wait for the process to end, and kill it if it does not."""
         try:
@@ -251,11 +266,11 @@ class _ProcessWorker(WorkerHandle):
                 self._conn.send(None)
         except (OSError, ValueError):
             pass
-        self.process.join(_STOP_WAIT_S)
-        if self.process.is_alive():
+        self._join(_STOP_WAIT_S)
+        if self.process.exitcode is None:
             log.warning("%s did not stop within %.0f s; killing it", self.describe(), _STOP_WAIT_S)
             self.process.kill()
-            self.process.join(5.0)
+            self._join(5.0)
         self._attempt = -1
         self._conn.close()
 

@@ -9,6 +9,11 @@ from abc import ABC, abstractmethod
 
 import attrs
 
+# Unlike Flink's exponential-delay default (attempts-before-reset-backoff unbounded), a job
+# that keeps failing ends FAILED after this many restarts in a row: a run that restarts
+# forever looks alive to a service manager and never reports its error.
+DEFAULT_RESTART_ATTEMPTS = 10
+
 
 class RestartStrategy(ABC):
     """Decides, after each failure, whether and when to restart. One instance per job run."""
@@ -48,8 +53,9 @@ class FixedDelayRestart(RestartStrategy):
 
 @attrs.define
 class ExponentialDelayRestart(RestartStrategy):
-    """Backoff doubling (by ``multiplier``) up to ``max_backoff_ms``; resets after the job ran
-    ``reset_backoff_threshold_ms`` without failing. ``attempts`` bounds restarts (None: no bound)."""
+    """Backoff growing by ``multiplier`` up to ``max_backoff_ms``; resets after the job ran
+    ``reset_backoff_threshold_ms`` without failing. ``attempts`` bounds the restarts between
+    two resets (Flink's ``attempts-before-reset-backoff``; None: no bound)."""
 
     initial_backoff_ms: int
     max_backoff_ms: int
@@ -63,13 +69,14 @@ class ExponentialDelayRestart(RestartStrategy):
 
     def next_delay_ms(self, error: BaseException) -> int | None:
         now = time.monotonic()
-        if self.attempts is not None and self._used >= self.attempts:
-            return None
         if (
             self._last_failure is not None
             and (now - self._last_failure) * 1000 >= self.reset_backoff_threshold_ms
         ):
             self._current = 0
+            self._used = 0
+        if self.attempts is not None and self._used >= self.attempts:
+            return None
         self._last_failure = now
         self._used += 1
         if self._current == 0:
@@ -124,8 +131,12 @@ class RestartStrategies:
         backoff_multiplier: float = 2.0,
         reset_backoff_threshold: int = 3_600_000,
         jitter_factor: float = 0.1,
-        attempts: int | None = None,
+        attempts: int | None = DEFAULT_RESTART_ATTEMPTS,
     ) -> RestartStrategy:
+        """Flink's exponential delay, bounded by default to ``DEFAULT_RESTART_ATTEMPTS``
+        restarts in a row; ``attempts=None`` restarts without bound, as Flink does."""
+        if attempts is not None and attempts < 0:
+            raise ValueError(f"attempts must be >= 0 or None, got {attempts}")
         if backoff_multiplier < 1:
             raise ValueError(f"backoff_multiplier must be >= 1, got {backoff_multiplier}")
         return ExponentialDelayRestart(

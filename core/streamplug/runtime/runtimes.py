@@ -73,6 +73,10 @@ class Runtime(ABC):
     """
 
     name: str = "runtime"
+    in_process: bool = False
+    """True when the slots run in the driver's process, so their subtasks' metrics are
+    registered where the driver's exporter sees them; otherwise the driver serves them
+    from the slots' progress reports."""
 
     def worker_count(self, parallelism: int) -> int:
         """How many slots a job of ``parallelism`` gets; slot ``w`` hosts subtask ``i``
@@ -116,6 +120,7 @@ class ThreadsRuntime(Runtime):
     """Every subtask a thread of the driver's process, in one worker slot."""
 
     name = "threads"
+    in_process = True
 
     def __init__(self) -> None:
         self._slot: WorkerSlot | None = None

@@ -40,7 +40,12 @@ from typing import Any
 
 import attrs
 
-from streamplug.errors import CheckpointError, ConfigError
+from streamplug.errors import (
+    AuthorizationError,
+    CheckpointError,
+    ConfigError,
+    MissingResourceError,
+)
 from streamplug.runtime.faults import fault_point
 from streamplug.secrets import MASK, is_secret_key, redact_text
 
@@ -69,6 +74,16 @@ _CREDENTIAL_OPTIONS = frozenset(
 )
 # A local temporary file older than this was left by a crash, not by a write in progress.
 _STALE_TEMPORARY_S = 3600.0
+
+
+class CheckpointStorageDeniedError(CheckpointError, AuthorizationError):
+    """The object store refused the credentials or the operation (S3 AccessDenied,
+    InvalidAccessKeyId, SignatureDoesNotMatch, ...): a restart would be refused the same way,
+    so the job fails at once."""
+
+
+class CheckpointStorageMissingError(CheckpointError, MissingResourceError):
+    """The bucket the storage URL names does not exist: create it or fix the URL."""
 
 
 def job_directory_name(job_name: str) -> str:
@@ -628,9 +643,20 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
     def _error(self, what: str, where: str, exc: BaseException) -> CheckpointError:
         # Client libraries may quote what they were given; no credential leaves this class.
         detail = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
-        return CheckpointError(
+        message = (
             f"{what} {where}: {detail} (storage options {redact_storage_options(self._options)})"
         )
+        if _missing_bucket(exc):
+            return CheckpointStorageMissingError(
+                f"{message}; create the bucket, or correct the storage URL"
+            )
+        if isinstance(exc, PermissionError):
+            return CheckpointStorageDeniedError(
+                f"{message}; the store refused these credentials or this operation: check the "
+                "key and secret (or the role) and that its policy allows reading, writing, "
+                f"listing and deleting under {self.url}/"
+            )
+        return CheckpointError(message)
 
     def _path(self, name: str) -> str:
         _check_name(name)
@@ -694,7 +720,9 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
         try:
             fs.invalidate_cache(root)
             return list(fs.ls(root, detail=True))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _missing_bucket(exc):
+                raise self._error("cannot list", self.url, exc) from None
             return []
         except Exception as exc:
             raise self._error("cannot list", self.url, exc) from None
@@ -714,6 +742,17 @@ class ObjectStoreCheckpointStorage(CheckpointStorage):
             for e in self._entries()
             if e.get("type") == "directory"
         )
+
+
+def _missing_bucket(exc: BaseException) -> bool:
+    """Whether an object store error says the bucket itself is missing (not just a key)."""
+    if not isinstance(exc, FileNotFoundError):
+        return False
+    # s3fs keeps botocore's error as the cause; its message is the fallback.
+    response = getattr(exc.__cause__, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+        return True
+    return "bucket does not exist" in str(exc).lower()
 
 
 def _fsync_directory(directory: Path) -> None:

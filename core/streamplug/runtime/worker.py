@@ -157,10 +157,16 @@ class WorkerSlot:
                 "worker %d drops %r: attempt %d is current", self.worker, message, self.attempt
             )
             return
-        if isinstance(message, AssignSplits):
-            self.subtasks[message.subtask].send("splits", message.splits)
-        elif isinstance(message, NoMoreSplits):
-            self.subtasks[message.subtask].send("no_more_splits")
+        if isinstance(message, (AssignSplits, NoMoreSplits)):
+            subtask = self.subtasks.get(message.subtask)
+            if subtask is None:
+                # Its build failed and that failure is on its way to the coordinator; a
+                # KeyError here would replace it (and its class, which decides restarts).
+                return
+            if isinstance(message, AssignSplits):
+                subtask.send("splits", message.splits)
+            else:
+                subtask.send("no_more_splits")
         elif isinstance(message, AssignmentRound):
             for key, subtask in self.subtasks.items():
                 if key[0] == message.pipeline:

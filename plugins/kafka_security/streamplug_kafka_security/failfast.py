@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from streamplug.errors import StreamplugError
+from streamplug.errors import UnrecoverableError
 from streamplug.secrets import redact_text
 
 __all__ = ["KafkaAuthenticationError", "install_fail_fast", "verify_credentials"]
@@ -40,10 +40,10 @@ _TLS_VERIFY_FAILURES = (
 )
 
 
-class KafkaAuthenticationError(StreamplugError):
+class KafkaAuthenticationError(UnrecoverableError):
     """The brokers rejected the client's credentials, or TLS verification failed.
 
-    Not retried: the configuration has to change. ``protocol`` and ``mechanism`` say
+    Not retried (an ``UnrecoverableError``): the configuration has to change. ``protocol`` and ``mechanism`` say
     what was attempted; the message never holds a secret.
     """
 
@@ -51,6 +51,15 @@ class KafkaAuthenticationError(StreamplugError):
         self.protocol = protocol
         self.mechanism = mechanism
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: without this a worker process could not send it back intact,
+        # and the coordinator would see a generic error and restart.
+        return (_rebuild, (str(self), self.protocol, self.mechanism))
+
+
+def _rebuild(message: str, protocol: str | None, mechanism: str | None) -> KafkaAuthenticationError:
+    return KafkaAuthenticationError(message, protocol=protocol, mechanism=mechanism)
 
 
 def _hint(kind: str, protocol: str | None, mechanism: str | None) -> str:

@@ -106,6 +106,16 @@ class FlinkKafkaProducer(Sink[KafkaCommittable, Any]):
         prefix = config.pop("transactional.id", None)
         if prefix:
             builder.set_transactional_id_prefix(str(prefix))
+        elif semantic.value is DeliveryGuarantee.EXACTLY_ONCE:
+            # The builder's advice (set_transactional_id_prefix) names a call this API lacks.
+            raise ConfigError(
+                "FlinkKafkaProducer with Semantic.EXACTLY_ONCE needs a transactional id, "
+                "unique per job and stable across restarts: set 'transactional.id' in its "
+                "producer_config (e.g. {'bootstrap.servers': ..., 'transactional.id': "
+                "'my-job'}); the legacy (broker_list, topic, schema) form has no producer_config, "
+                "use the (topic, schema, producer_config) form",
+                option="transactional.id",
+            )
         builder.set_properties(config)
         self._sink = builder.build()
 

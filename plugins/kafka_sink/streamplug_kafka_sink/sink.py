@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import Committer, DeliveryGuarantee, Sink, SinkWriter
@@ -31,6 +31,7 @@ from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_common.failures import client_creation_error
 from streamplug_kafka_sink import _config
 from streamplug_kafka_sink.committer import KafkaCommitter, KafkaRecoveryCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
@@ -346,8 +347,13 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         # fails fast on rejected credentials) keeps working.
         client_errors = ChainedErrorCallback.install(conf, _log_client_error)
         metrics = WriterMetrics(group, statistics, register)
+        try:
+            producer = Producer(conf)
+        except (KafkaException, ValueError, TypeError) as exc:
+            # Creating a producer does not connect: a restart would fail the same way.
+            raise client_creation_error("Kafka sink", exc, conf) from exc
         return KafkaWriter(
-            Producer(conf),
+            producer,
             errors,
             self.serializer,
             self.guarantee,

@@ -88,7 +88,14 @@ CONSUMER_DEFAULTS: Mapping[str, str] = {
 CLIENT_DEFAULTS: Mapping[str, str] = {"reconnect.backoff.ms": "10"}
 
 DEFAULT_STATISTICS_INTERVAL_MS = "5000"
-DEFAULT_POLL_MAX_RECORDS = 10_000
+# Kafka's own max.poll.records default, and the cheapest batch measured here: a batch's
+# Message objects (and a keyed path's tuples) are tracked by the cyclic garbage collector,
+# and a batch larger than its first generation (700 allocations) survives collections into
+# the oldest generation, whose full collections then take 18-32% of a reading process's
+# CPU. CPython 3.11, 1M records of 100 bytes, 3 runs each: the source alone used 0.87-0.98
+# CPU-s at 10,000 records per poll, 0.63-0.70 at 500; a keyed Kafka -> Kafka job 2.38 and
+# 2.09. Per-batch work (consume call, runtime step, produce loop) stays small at 500.
+DEFAULT_POLL_MAX_RECORDS = 500
 DEFAULT_POLL_TIMEOUT_MS = 100
 
 _TRUE = {"true", "1", "yes", "on"}

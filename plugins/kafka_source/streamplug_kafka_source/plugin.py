@@ -232,7 +232,7 @@ def kafka_source(options: KafkaSourceOptions, host: PluginHost, deserializer: An
     from streamplug_kafka_source.source import KafkaSource
 
     _check_consistent(options, deserializer)
-    builder = KafkaSource.builder()
+    builder = KafkaSource.builder().set_plugin_host(host)
     builder.set_bootstrap_servers(options.bootstrap_servers)
     builder.set_properties(dict(options.properties))
     if options.topics is not None:

@@ -196,22 +196,26 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
         props["enable.idempotence"] = "true"
         return props
 
-    def check_client_settings(self) -> None:
-        """Run the ``streamplug_configure_client`` hooks on a copy of the consumer's
+    def check_client_settings(self, plugin_host: Any = None) -> None:
+        """Run the ``streamplug_configure_client`` hooks of ``plugin_host`` (the run's host;
+        without one, a host of the installed plugins) on a copy of the consumer's
         properties, so a setting a plugin refuses (e.g. Kerberos on a librdkafka without
         GSSAPI) fails when the source is built rather than when the job starts.
 
         Nothing connects: the security plugin's one-time credential check is switched off
         for the copy (it runs when the job's clients are configured), since a build must not
         wait on brokers that may not be reachable from where the job is defined."""
-        from streamplug import plugins  # looked up per call: tests swap the host builder
+        if plugin_host is None:
+            from streamplug import plugins  # looked up per call: tests swap the host builder
+
+            plugin_host = plugins.build_plugin_host()
 
         props: dict[str, Any] = _config.client_properties(self._properties)
         props["bootstrap.servers"] = self._bootstrap_servers
         props.setdefault("group.id", "streamplug-kafka-source-build-check")
         if any(k.startswith(_SECURITY_PREFIXES) for k in props):
             props.setdefault(_VERIFY_CREDENTIALS, "false")
-        plugins.build_plugin_host().configure_client(props, role="consumer", connector="kafka")
+        plugin_host.configure_client(props, role="consumer", connector="kafka")
 
     def _read_committed(self) -> bool:
         # librdkafka's default isolation level is read_committed.
@@ -297,6 +301,14 @@ class KafkaSourceBuilder:
         self._boundedness = Boundedness.CONTINUOUS_UNBOUNDED
         self._properties: dict[str, str] = {}
         self._bad_record_policy: BadRecordPolicy | None = None
+        self._plugin_host: Any = None
+
+    def set_plugin_host(self, plugin_host: Any) -> KafkaSourceBuilder:
+        """The run's ``streamplug.plugin.PluginHost``, whose client-configuration hooks
+        ``build()`` checks the settings with (the ``kafka`` connector of a pipeline passes
+        its run's). Without one, ``build()`` uses a host of the installed plugins."""
+        self._plugin_host = plugin_host
+        return self
 
     def set_bootstrap_servers(self, bootstrap_servers: str) -> KafkaSourceBuilder:
         self._bootstrap_servers = bootstrap_servers
@@ -443,7 +455,7 @@ class KafkaSourceBuilder:
             properties=self._properties,
             bad_record_policy=policy,
         )
-        source.check_client_settings()
+        source.check_client_settings(self._plugin_host)
         return source
 
 

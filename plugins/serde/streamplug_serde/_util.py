@@ -11,23 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from streamplug.api.serde import DeserializationError
+
+# The core's, kept importable from here for the schemas of this package.
+from streamplug.api.serde import SerializationError as SerializationError
 from streamplug.errors import ConfigError
 
 BYTES_LIKE = (bytes, bytearray, memoryview)
-
-
-class SerializationError(ValueError):
-    """An element could not be turned into bytes by format ``format``.
-
-    Raised by every serialization schema of this package, whatever the library underneath
-    raised, so a sink can tell a bad element from a broken client.
-    """
-
-    def __init__(self, reason: str, *, format: str, element: object = None) -> None:
-        self.reason = reason
-        self.format = format
-        self.element_type = type(element).__name__
-        super().__init__(f"cannot serialize {self.element_type} as {format}: {reason}")
 
 
 class BatchDeserializationError(DeserializationError):

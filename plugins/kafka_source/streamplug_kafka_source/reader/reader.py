@@ -22,8 +22,9 @@ from confluent_kafka import (
 
 from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
-from streamplug.secrets import redact, redact_text
+from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
 from streamplug_kafka_source.deserializer import (
     KafkaRecordDeserializationSchema,
     KeyValueDeserializationSchema,
@@ -162,10 +163,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         try:
             self._consumer = Consumer(config)
         except (KafkaException, ValueError, TypeError) as exc:
-            raise ValueError(
-                "Kafka source cannot create its consumer with properties "
-                f"{redact(self._properties)}: {redact_text(str(exc), self._properties)}"
-            ) from exc
+            # Creating a consumer does not connect: its failure is the configuration's,
+            # and a restart would fail the same way.
+            raise client_creation_error("Kafka source", exc, self._properties) from exc
         self._dead_letter: DeadLetterProducer | None = None
         if bad_record_policy.action is BadRecordAction.DEAD_LETTER:
             assert bad_record_policy.dead_letter_topic is not None
@@ -630,7 +630,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             elif err.code() == KafkaError._PARTITION_EOF:
                 continue
             elif err.fatal() or err.code() in _FATAL_CODES:
-                raise KafkaException(err)
+                what = f"Kafka source reading topic {message.topic()!r}"
+                raise unrecoverable_kafka_error(err, what) or KafkaException(err)
             else:
                 log.warning(
                     "Kafka source consumer error on %s-%s (librdkafka retries): %s",
