@@ -408,7 +408,10 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
     )
     caplog.set_level("INFO", logger="streamplug.runtime")
     result = env.execute("ray-merge")
-    assert result.attempts == 2, "slot 1 was never killed at its commit"
+    # Two attempts, or more when an unrelated start-up failure came first.
+    assert result.attempts >= 2, "slot 1 was never killed at its commit"
+    lost = [r.getMessage() for r in caplog.records if "worker slot 1" in r.getMessage()]
+    assert any("is lost" in m for m in lost), lost
     merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
     assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
     _check_exact(kafka_bootstrap, sink_topic, records)
