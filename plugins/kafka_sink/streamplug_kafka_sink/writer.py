@@ -25,6 +25,7 @@ from streamplug.api.context import SinkContext
 from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_common.failures import unrecoverable_kafka_error
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -85,6 +86,18 @@ class DeliveryErrors:
     def raise_if_any(self, what: str) -> None:
         count, samples = self.take()
         if count:
+            last = self.last
+            # A missing topic or a denied ACL fails every replay the same way: say so, and
+            # let the runtime fail the job instead of restarting it.
+            hopeless = (
+                unrecoverable_kafka_error(
+                    last, f"Kafka sink: {count} record(s) not delivered {what}"
+                )
+                if last is not None
+                else None
+            )
+            if hopeless is not None:
+                raise hopeless from KafkaDeliveryError("; ".join(samples))
             raise KafkaDeliveryError(
                 f"{count} record(s) could not be delivered {what}: {'; '.join(samples)}. The "
                 "checkpoint fails and the job replays from the last completed checkpoint; "
