@@ -48,6 +48,7 @@ from streamplug.errors import CheckpointError, ConfigError
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import client_creation_error
+from streamplug_kafka_common.logs import install_client_logger
 from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
@@ -355,6 +356,7 @@ class TransactionManager:
             client_errors = ChainedErrorCallback.install(conf, self._on_error)
             self._client_errors = client_errors
             conf["on_delivery"] = self.errors.on_delivery
+            install_client_logger(conf)
             conf["stats_cb"] = self.statistics.on_stats
             try:
                 producer = self._producer_factory(conf)
