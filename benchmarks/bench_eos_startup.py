@@ -140,7 +140,7 @@ def main() -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_kafka_common.broker import KafkaCluster
+        from streamplug_testing.broker import KafkaCluster
 
         cluster = KafkaCluster(nodes=1).start()
         bootstrap = cluster.bootstrap_servers

@@ -273,7 +273,7 @@ def compare(args: argparse.Namespace) -> int:
     topics: dict[str, str] = {}
     if "kafka" in jobs:
         if bootstrap is None:
-            from streamplug_kafka_common.broker import KafkaCluster
+            from streamplug_testing.broker import KafkaCluster
 
             cluster = KafkaCluster(nodes=1).start()
             bootstrap = cluster.bootstrap_servers

@@ -51,7 +51,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[Cluster]:
-    from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec
+    from streamplug_testing.broker import KafkaCluster, ListenerSpec
 
     jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "

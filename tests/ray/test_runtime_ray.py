@@ -256,6 +256,50 @@ def test_killing_the_driver_ends_its_actors(ray_cluster: Cluster, tmp_path: Path
             driver.wait()
 
 
+def test_streamplug_run_with_runtime_ray_joins_the_cluster_in_ray_address(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    """What ``ray job submit ... -- streamplug run job.toml --runtime ray`` runs on the
+    head node: the CLI, with RAY_ADDRESS set by Ray, joins that cluster."""
+    seen = tmp_path / "seen"
+    # In the job's working directory, which Ray puts on the actors' sys.path.
+    (tmp_path / "stamp.py").write_text(
+        "import os, ray\n"
+        "def record(x):\n"
+        "    node = ray.get_runtime_context().get_node_id()\n"
+        f"    with open({str(seen)!r}, 'a') as f:\n"
+        "        f.write(f'{node} {os.getpid()} {x}\\n')\n"
+        "    return x\n"
+    )
+    job = tmp_path / "job.toml"
+    job.write_text(
+        '[job]\nname = "numbers"\nparallelism = 2\n\n'
+        '[checkpointing]\ninterval = "200 ms"\n\n'
+        '[source]\nconnector = "collection"\nelements = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n\n'
+        '[[transform]]\nmap = "stamp:record"\n\n'
+        '[sink]\nconnector = "discard"\n'
+    )
+    exe = shutil.which("streamplug", path=str(Path(sys.executable).parent)) or shutil.which(
+        "streamplug"
+    )
+    assert exe is not None, "the streamplug command is not installed"
+    done = subprocess.run(
+        [exe, "run", str(job), "--runtime", "ray", "--restore", "none"],
+        cwd=tmp_path,
+        env={**os.environ, "RAY_ADDRESS": ray_cluster.address},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in seen.read_text().splitlines()]
+    assert sorted(int(value) for _, _, value in rows) == list(range(1, 13))
+    # Two slot actors on two of the cluster's worker nodes.
+    assert len({pid for _, pid, _ in rows}) == 2
+    nodes = {node for node, _, _ in rows}
+    assert len(nodes) == 2 and nodes <= {n.node_id for n in ray_cluster.worker_nodes}
+
+
 # -- Kafka -> map -> Kafka EXACTLY_ONCE with actors and a node lost ----------------------------
 
 
@@ -364,7 +408,10 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
     )
     caplog.set_level("INFO", logger="streamplug.runtime")
     result = env.execute("ray-merge")
-    assert result.attempts == 2, "slot 1 was never killed at its commit"
+    # Two attempts, or more when an unrelated start-up failure came first.
+    assert result.attempts >= 2, "slot 1 was never killed at its commit"
+    lost = [r.getMessage() for r in caplog.records if "worker slot 1" in r.getMessage()]
+    assert any("is lost" in m for m in lost), lost
     merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
     assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
     _check_exact(kafka_bootstrap, sink_topic, records)
@@ -382,10 +429,19 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
     moves: list[tuple[str, str]] = []
     errors: list[BaseException] = []
     recoveries: list[float] = []
+    memory: dict[int, dict[str, int]] = {}
 
     def chaos() -> None:
         try:
             runtime = _runtime(client)
+            _wait_for(
+                lambda: len(client.worker_pids()) == 2 and client.metrics().records_out > 500,
+                120,
+                "the job to start",
+                client,
+            )
+            # With Kafka clients (a consumer, a transactional producer) in each slot.
+            memory.update(runtime.memory_kb())
             # Three SIGKILLs of a slot actor at random moments once it made progress...
             for _ in range(3):
                 seen = client.metrics().records_out
@@ -456,5 +512,5 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
     print(
         f"\n{records} records, {len(kills)} actor kills and a node removed, "
         f"{result.attempts} attempts, {elapsed:.1f} s; slot back after "
-        f"{', '.join(f'{r:.1f}' for r in recoveries)} s"
+        f"{', '.join(f'{r:.1f}' for r in recoveries)} s; actor memory (kB) {memory}"
     )

@@ -41,7 +41,7 @@ class BrokersUnreachableError(StreamplugError, RuntimeError):
 
 def is_unreachable(exc: BaseException) -> bool:
     """Whether a ``KafkaException`` says that no broker could be reached."""
-    err = exc.args[0] if exc.args else None
+    err: Any = exc.args[0] if exc.args else None
     return hasattr(err, "code") and err.code() in _UNREACHABLE_CODES
 
 
@@ -66,7 +66,7 @@ _INVALID_VALUE = re.compile(
 
 
 def _error_text(exc: BaseException) -> str:
-    err = exc.args[0] if exc.args else None
+    err: Any = exc.args[0] if exc.args else None
     text = err.str() if hasattr(err, "str") else str(exc)
     return str(text)
 

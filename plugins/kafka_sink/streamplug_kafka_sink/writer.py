@@ -279,7 +279,7 @@ class RecordEmitter:
             keys, encoded = key_value.key_value_columns(values)
             timestamps = _producer_timestamps(timestamps, len(encoded))
             self._produce_values(key_value.topic, encoded, timestamps, keys)  # type: ignore[arg-type]
-            nbytes = sum(map(len, filter(None, encoded))) + sum(map(len, filter(None, keys)))
+            nbytes = _total_length(encoded) + _total_length(keys)
             count = len(values)
         elif topic is not None and self._fast_values is not None:
             # The value format serializes the whole batch (in C for bytes and text), and
@@ -297,8 +297,8 @@ class RecordEmitter:
                         f"{len(encoded)} elements"
                     )
                 self._produce_values(topic, encoded, timestamps, keys)
-                nbytes += sum(map(len, filter(None, keys)))
-            nbytes += sum(map(len, filter(None, encoded)))
+                nbytes += _total_length(keys)
+            nbytes += _total_length(encoded)
             count = len(values)
         else:
             schema = self.schema
@@ -338,6 +338,15 @@ class RecordEmitter:
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
+
+
+def _total_length(items: Sequence[Any]) -> int:
+    """Bytes in a column of keys or values; None (no key, a tombstone) counts 0. The plain
+    sum runs first: it is ~30% cheaper per record than filtering, and a None is rare."""
+    try:
+        return sum(map(len, items))
+    except TypeError:
+        return sum(map(len, filter(None, items)))
 
 
 def _producer_timestamps(timestamps: Sequence[int] | None, count: int) -> Sequence[int] | None:

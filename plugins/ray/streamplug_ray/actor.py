@@ -19,6 +19,7 @@ import os
 import queue
 import socket
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 import attrs
@@ -174,7 +175,10 @@ def _arm_fault_points(worker: int) -> None:
 
     os.environ[faults.SLOT_ENV] = str(worker)
     try:
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():
+            # Ray's property reads a deprecated attribute of its own.
+            warnings.simplefilter("ignore")
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
     except Exception:
         restarted = False
     if restarted:
@@ -256,6 +260,8 @@ class SlotActor:
         """End whatever still runs; the driver kills the actor right after."""
         self._control.put(None)
         self._done.wait(35.0)
+        with self._cond:
+            self._cond.notify_all()
 
     # -- inside the actor --------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from streamplug_kafka_common.jars import KAFKA_VERSION
+from streamplug_testing.jars import KAFKA_VERSION
 
 __all__ = ["configure", "run"]
 
@@ -137,7 +137,7 @@ def _run_start(args: argparse.Namespace) -> int:
 
 
 def _run_embedded(args: argparse.Namespace, stop: _StopSignal) -> int:
-    from streamplug_kafka_common.mock import MockCluster, MockClusterUnavailable
+    from streamplug_testing.mock import MockCluster, MockClusterUnavailable
 
     try:
         cluster = MockCluster(args.nodes)
@@ -164,8 +164,8 @@ def _run_embedded(args: argparse.Namespace, stop: _StopSignal) -> int:
 
 
 def _run_kafka(args: argparse.Namespace, stop: _StopSignal) -> int:
-    from streamplug_kafka_common.broker import BrokerStartError, KafkaCluster
-    from streamplug_kafka_common.jars import KafkaJarsError
+    from streamplug_testing.broker import BrokerStartError, KafkaCluster
+    from streamplug_testing.jars import KafkaJarsError
 
     print(
         f"starting Apache Kafka {KAFKA_VERSION} with {args.nodes} node(s)...",

@@ -51,7 +51,7 @@ from typing import Any
 import attrs
 
 from streamplug_kafka_common import admin
-from streamplug_kafka_common.jars import find_java, kafka_classpath
+from streamplug_testing.jars import find_java, kafka_classpath
 
 __all__ = [
     "BrokerStartError",
