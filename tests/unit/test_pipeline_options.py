@@ -163,6 +163,11 @@ def test_a_missing_key_is_answered_in_toml(host: PluginHost) -> None:
     assert "set_group_id" not in str(err)
     err = _error(host, KAFKA_SOURCE + KAFKA_SINK + 'delivery_guarantee = "exactly-once"\n')
     assert err.key == "sink.transactional_id_prefix" and "set_" not in str(err)
+    err = _error(host, KAFKA_SOURCE.replace('["orders"]', "[]") + KAFKA_SINK)
+    assert (err.line, err.key) == (4, "source.topics") and "set_" not in str(err)
+    err = _error(host, KAFKA_SOURCE + KAFKA_SINK + '[sink.properties]\n"transactional.id" = "x"\n')
+    assert (err.line, err.key) == (13, 'sink.properties."transactional.id"')
+    assert "set_" not in str(err) and "transactional_id_prefix" in (err.fix or "")
 
 
 def test_the_source_and_the_sink_share_one_vocabulary(host: PluginHost) -> None:
