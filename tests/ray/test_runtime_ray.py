@@ -59,12 +59,19 @@ def ray_cluster() -> Iterator[Cluster]:
     os.makedirs(os.path.join(temp, "ray"))
     previous = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = temp
+    # A submitted job's entrypoint runs on the head node with the head's PATH: give it
+    # this environment's commands (streamplug), as an installation on the head would.
+    bin_dir = str(Path(sys.executable).parent)
+    previous_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{previous_path}"
     started = time.monotonic()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 0,
-            "include_dashboard": False,
+            # The job submission server (ray job submit) lives in the dashboard.
+            "include_dashboard": True,
+            "dashboard_port": 0,
             "temp_dir": temp,
             # A dead node is noticed in ~3 s instead of ~30 s.
             "_system_config": {
@@ -87,6 +94,7 @@ def ray_cluster() -> Iterator[Cluster]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        os.environ["PATH"] = previous_path
         if previous is None:
             os.environ.pop("RAY_TMPDIR", None)
         else:
@@ -256,14 +264,16 @@ def test_killing_the_driver_ends_its_actors(ray_cluster: Cluster, tmp_path: Path
             driver.wait()
 
 
-def test_streamplug_run_with_runtime_ray_joins_the_cluster_in_ray_address(
+def test_ray_job_submit_runs_streamplug_run_on_the_cluster(
     ray_cluster: Cluster, tmp_path: Path
 ) -> None:
-    """What ``ray job submit ... -- streamplug run job.toml --runtime ray`` runs on the
-    head node: the CLI, with RAY_ADDRESS set by Ray, joins that cluster."""
+    """The documented command: ``ray job submit --working-dir . -- streamplug run job.toml
+    --runtime ray``. Ray runs the CLI on the head node with RAY_ADDRESS set, the runtime
+    joins that cluster, and the job's own module travels in the working directory."""
     seen = tmp_path / "seen"
-    # In the job's working directory, which Ray puts on the actors' sys.path.
-    (tmp_path / "stamp.py").write_text(
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "stamp.py").write_text(
         "import os, ray\n"
         "def record(x):\n"
         "    node = ray.get_runtime_context().get_node_id()\n"
@@ -271,27 +281,39 @@ def test_streamplug_run_with_runtime_ray_joins_the_cluster_in_ray_address(
         "        f.write(f'{node} {os.getpid()} {x}\\n')\n"
         "    return x\n"
     )
-    job = tmp_path / "job.toml"
-    job.write_text(
+    (work / "job.toml").write_text(
         '[job]\nname = "numbers"\nparallelism = 2\n\n'
         '[checkpointing]\ninterval = "200 ms"\n\n'
         '[source]\nconnector = "collection"\nelements = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n\n'
         '[[transform]]\nmap = "stamp:record"\n\n'
         '[sink]\nconnector = "discard"\n'
     )
-    exe = shutil.which("streamplug", path=str(Path(sys.executable).parent)) or shutil.which(
-        "streamplug"
-    )
-    assert exe is not None, "the streamplug command is not installed"
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli is not None, "the ray command is not installed (pip install 'ray[default]')"
     done = subprocess.run(
-        [exe, "run", str(job), "--runtime", "ray", "--restore", "none"],
-        cwd=tmp_path,
-        env={**os.environ, "RAY_ADDRESS": ray_cluster.address},
+        [
+            ray_cli,
+            "job",
+            "submit",
+            "--address",
+            f"http://{ray_cluster.webui_url}",
+            "--working-dir",
+            str(work),
+            "--",
+            "streamplug",
+            "run",
+            "job.toml",
+            "--runtime",
+            "ray",
+            "--restore",
+            "none",
+        ],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "job 'numbers' FINISHED" in done.stdout, done.stdout[-3000:]
     rows = [line.split() for line in seen.read_text().splitlines()]
     assert sorted(int(value) for _, _, value in rows) == list(range(1, 13))
     # Two slot actors on two of the cluster's worker nodes.
