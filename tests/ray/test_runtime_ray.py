@@ -48,6 +48,7 @@ pytestmark = pytest.mark.timeout(600)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WORKER_NODES = 3
+KILLS = 6
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,27 @@ def _session_logs(cluster: Cluster) -> str:
         if path.is_file():
             text.append(path.read_text(errors="replace"))
     return "\n".join(text)
+
+
+def test_options_are_checked_when_the_runtime_is_chosen() -> None:
+    """Without starting Ray: a wrong option fails at set_runtime, naming it and the fix."""
+    connected = ray.is_initialized()
+    env = StreamExecutionEnvironment.get_execution_environment()
+    assert "ray" in env.plugin_host.names("runtime")  # registered through the entry point
+    with pytest.raises(ConfigError, match=r"unknown option 'adress'.*did you mean 'address'\?"):
+        env.set_runtime("ray", adress="10.0.0.5:6379")
+    with pytest.raises(ConfigError, match="placement must be one of SPREAD, PACK"):
+        env.set_runtime("ray", placement="everywhere")
+    with pytest.raises(ConfigError, match="cpus_per_worker must be a positive number"):
+        env.set_runtime("ray", cpus_per_worker=0)
+    env.set_runtime("ray", placement="pack", runtime_env={"env_vars": {"A": "b"}})
+    runtime = env.create_runtime()
+    assert isinstance(runtime, RayRuntime) and runtime.placement == "PACK"
+    assert runtime.worker_count(4) == 4
+    assert RayRuntime(workers=2).worker_count(4) == 2
+    # Choosing the runtime neither starts nor joins Ray.
+    assert ray.is_initialized() == connected
+    assert "env_vars" not in repr(runtime)
 
 
 class Keyed:
@@ -442,7 +464,7 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
 def test_exactly_once_with_actors_killed_and_a_node_removed(
     ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    records = 30_000
+    records = 40_000
     source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
     env = _kafka_job(kafka_bootstrap, source_topic, sink_topic, tmp_path, 700)
     client = env.execute_async("ray-eos")
@@ -464,20 +486,26 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
             )
             # With Kafka clients (a consumer, a transactional producer) in each slot.
             memory.update(runtime.memory_kb())
-            # Three SIGKILLs of a slot actor at random moments once it made progress...
-            for _ in range(3):
+            # Slot actors killed at random moments once the job made progress, by SIGKILL
+            # and by Ray (ray.kill, which lets Ray restart the actor)...
+            for kill in range(KILLS):
                 seen = client.metrics().records_out
                 _wait_for(
                     lambda seen=seen: (
                         len(client.worker_pids()) == 2
-                        and client.metrics().records_out > seen + 1500
+                        and client.metrics().records_out > seen + 1000
                     ),
                     120,
                     "the job to make progress",
                 )
                 time.sleep(rng.uniform(0.0, 0.8))
-                pid = rng.choice(client.worker_pids())
-                os.kill(pid, signal.SIGKILL)
+                victim = rng.choice([h for h in runtime.handles if h.alive])
+                pid = victim.pid
+                assert pid is not None
+                if kill % 2:
+                    ray.kill(victim.actor, no_restart=False)
+                else:
+                    os.kill(pid, signal.SIGKILL)
                 killed_at = time.monotonic()
                 kills.append(pid)
                 _wait_for(
@@ -528,8 +556,8 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
             ray_cluster.add_node(num_cpus=1)
     elapsed = time.monotonic() - started
     assert not errors, errors
-    assert len(kills) == 3 and len(moves) == 1, (kills, moves)
-    assert result.attempts >= 5, result.attempts
+    assert len(kills) == KILLS and len(moves) == 1, (kills, moves)
+    assert result.attempts >= KILLS + 2, result.attempts
     _check_exact(kafka_bootstrap, sink_topic, records)
     print(
         f"\n{records} records, {len(kills)} actor kills and a node removed, "
