@@ -244,7 +244,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._to_release.clear()
         if not self._splits:
             if self._no_more_splits and (self._splits_can_finish or self._finished_any):
-                return InputStatus.END_OF_INPUT
+                return self._end_of_input()
             if not self._idle:
                 # No partitions to read (more readers than partitions): never hold back
                 # the job's watermark while waiting for an assignment.
@@ -615,13 +615,21 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 state.current_offset = max(state.current_offset, stop)
                 self._finish(state, output)
 
+    def _end_of_input(self) -> InputStatus:
+        if self._dead_letter is not None:
+            # The last word on bad records: without a checkpoint after it (none configured,
+            # or a bounded end), close() could only log a failed write; raising here fails
+            # the job instead, so a bad record is never in neither topic.
+            self._dead_letter.flush()
+        return InputStatus.END_OF_INPUT
+
     def _status(self) -> InputStatus:
         if (
             not self._splits
             and self._no_more_splits
             and (self._splits_can_finish or self._finished_any)
         ):
-            return InputStatus.END_OF_INPUT
+            return self._end_of_input()
         return InputStatus.MORE_AVAILABLE
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
