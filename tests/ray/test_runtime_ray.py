@@ -39,7 +39,7 @@ from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, fa
 from streamplug_kafka_common.admin import create_topic, read_all  # noqa: E402
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink  # noqa: E402
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource  # noqa: E402
-from streamplug_ray.runtime import RayRuntime  # noqa: E402
+from streamplug_ray.runtime import RayRuntime, _requirements  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -147,6 +147,12 @@ def test_options_are_checked_when_the_runtime_is_chosen() -> None:
     assert RayRuntime(workers=2).worker_count(4) == 2
     # Choosing the runtime neither starts nor joins Ray.
     assert ray.is_initialized() == connected
+    # What the slots check on their nodes: plugins a slot uses, not driver-only ones
+    # (CLI commands, runtimes).
+    needs = {n.entry_point: n for n in _requirements(env.plugin_host).plugins}
+    assert {"kafka_source", "kafka_sink", "serde"} <= set(needs)
+    assert not {"testing", "demo", "ray"} & set(needs)
+    assert needs["kafka_sink"].distribution == "streamplug-kafka-sink"
     assert "env_vars" not in repr(runtime)
 
 
@@ -212,7 +218,15 @@ def test_a_plugin_missing_on_a_node_fails_the_job_naming_it_and_the_node(
     """A streamplug plugin installed where the driver runs but not on the nodes."""
     site = tmp_path / "driver-only"
     (site / "needed_plugin").mkdir(parents=True)
-    (site / "needed_plugin" / "__init__.py").write_text("def shift(x):\n    return x + 1\n")
+    # It adjusts Kafka clients: a slot without it would run with other client settings.
+    (site / "needed_plugin" / "__init__.py").write_text(
+        "from streamplug.plugins import hookimpl\n"
+        "@hookimpl\n"
+        "def streamplug_configure_client(properties, role, connector):\n"
+        "    pass\n"
+        "def shift(x):\n"
+        "    return x + 1\n"
+    )
     info = site / "streamplug_needed-1.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: streamplug-needed\nVersion: 1.2\n")

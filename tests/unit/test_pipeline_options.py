@@ -256,3 +256,24 @@ def test_schema_command_prints_the_schema(
     assert "consumer group" in kafka["group_id"]["description"]
     assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text()) == printed
+
+
+def test_an_options_error_never_quotes_a_secret() -> None:
+    from streamplug.plugin.options import OptionsError, option, structure
+
+    @attrs.frozen
+    class Login:
+        """A connector's login."""
+
+        sasl_password: str = option(example='sasl_password = "${PASSWORD}"')
+        settings: dict[str, str] = option(factory=dict)
+
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": 424242})
+    assert "424242" not in str(info.value) and "must be a string, got ***" in str(info.value)
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": "p", "settings": {"ssl.key.password": 77}})
+    assert "77" not in str(info.value)
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": "p", "settings": [{"sasl.password": "hunter2"}]})
+    assert "hunter2" not in str(info.value) and "'sasl.password': '***'" in str(info.value)

@@ -44,8 +44,8 @@ _PROGRESS_INTERVAL_S = 0.1
 
 @attrs.frozen
 class PluginNeed:
-    """A streamplug plugin the driver's plugin host loaded: every slot needs it too (it
-    may hook into the job's clients even where the job graph never names it)."""
+    """A streamplug plugin the driver's plugin host loaded and a slot uses too: it may
+    hook into the job's clients or formats even where the job graph never names it."""
 
     entry_point: str
     module: str

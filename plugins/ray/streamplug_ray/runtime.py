@@ -37,6 +37,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from streamplug.errors import ConfigError
+from streamplug.plugin import spec
 from streamplug.plugin.manager import CORE_DISTRIBUTION
 from streamplug.runtime.messages import ControlMessage, Progress, WorkerError, WorkerFailed
 from streamplug.runtime.processes import _configured_log_levels
@@ -482,15 +483,25 @@ class RayRuntime(Runtime):
             self._owns_ray = False
 
 
+# Hooks only the driver calls: a plugin that implements nothing else (a CLI command, a
+# runtime, job lifecycle listeners) is not needed where the slots run.
+_DRIVER_ONLY_HOOKS = frozenset(
+    {"streamplug_register_commands", "streamplug_register_runtimes", *spec.LIFECYCLE_HOOKS}
+)
+
+
 def _requirements(host: PluginHost) -> Requirements:
-    """The plugins the driver loaded from entry points, and where each top-level module
-    of the driver comes from, for the slots' check on their nodes."""
+    """The plugins the driver loaded from entry points that a slot uses too (connectors,
+    formats, partitioners, offsets initializers, client configuration), and where each
+    top-level module of the driver comes from, for the slots' check on their nodes."""
     needs = []
     for info in host.plugin_infos():
         if info.distribution in (CORE_DISTRIBUTION, "<local>"):
             continue
-        module = getattr(host.pm.get_plugin(info.name), "__name__", None)
-        if isinstance(module, str):
+        plugin = host.pm.get_plugin(info.name)
+        hooks = {caller.name for caller in host.pm.get_hookcallers(plugin) or []}
+        module = getattr(plugin, "__name__", None)
+        if hooks - _DRIVER_ONLY_HOOKS and isinstance(module, str):
             needs.append(PluginNeed(info.name, module, info.distribution, info.version))
     return Requirements(needs, _distributions())
 

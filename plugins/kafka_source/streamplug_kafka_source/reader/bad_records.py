@@ -222,3 +222,8 @@ class DeadLetterProducer:
                 close()
             except Exception as exc:
                 log.debug("dead-letter producer for %r: close: %s", self.topic, exc)
+        # Without close(), the last reference going away is what destroys the client; the
+        # producer's callbacks point back here, so the reader's own reference must go too
+        # (confluent-kafka 2.3.0 kept 3 client threads per closed reader otherwise).
+        # Nothing is called after close.
+        self._producer = None  # type: ignore[assignment]
