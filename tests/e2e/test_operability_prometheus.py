@@ -141,3 +141,138 @@ delivery_guarantee = "at-least-once"
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+INSTALL = "sudo apt-get install -y --no-install-recommends prometheus"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _query(prometheus: str, expression: str) -> list[dict[str, object]]:
+    import json
+    import urllib.parse
+
+    url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(expression)}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def test_a_real_prometheus_scrapes_a_running_job(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    import shutil
+
+    from confluent_kafka import Producer
+
+    binary = shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+    if binary is None:
+        pytest.skip(
+            f"Prometheus is not installed (tox installs it as root through "
+            f".ci/install-system.sh): {INSTALL}"
+        )
+    source_topic, sink_topic = topic_factory(), topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(RECORDS):
+        producer.produce(source_topic, str(i).encode())
+    assert producer.flush(10) == 0
+    job_port, prom_port = _free_port(), _free_port()
+    pipeline = tmp_path / "scraped.toml"
+    pipeline.write_text(
+        f"""\
+[job]
+name = "prom-scraped"
+
+[source]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topics = ["{source_topic}"]
+starting_offsets = "earliest"
+format = "string"
+
+[sink]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topic = "{sink_topic}"
+format = "string"
+delivery_guarantee = "at-least-once"
+"""
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: streamplug\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{job_port}']\n"
+    )
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamplug.cli",
+            "run",
+            str(pipeline),
+            "--no-progress",
+            "--metrics-port",
+            str(job_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    try:
+        deadline = time.monotonic() + 60
+        counted: list[dict[str, object]] = []
+        up: list[dict[str, object]] = []
+        expression = "sum(streamplug_task_kafkasinkwriter_numrecordsout_total)"
+        while time.monotonic() < deadline:
+            assert job.poll() is None, job.communicate()[1]
+            assert server.poll() is None, server.communicate()[1]
+            time.sleep(1)
+            try:
+                up = _query(prometheus, 'up{job="streamplug"}')
+                counted = _query(prometheus, expression)
+            except OSError:
+                continue
+            if counted and float(str(counted[0]["value"][1])) >= RECORDS:  # type: ignore[index]
+                break
+        # The scrape itself succeeded (Prometheus 2.42 asks for OpenMetrics first).
+        assert up and up[0]["value"][1] == "1", up  # type: ignore[index]
+        assert counted, f"Prometheus has no {expression}"
+        assert float(str(counted[0]["value"][1])) == RECORDS  # type: ignore[index]
+        runtime = _query(prometheus, "sum(streamplug_task_numrecordsout)")
+        assert float(str(runtime[0]["value"][1])) == RECORDS  # type: ignore[index]
+        target = _query(prometheus, "target_info")
+        assert target and target[0]["metric"]["service_name"] == "streamplug", target  # type: ignore[index]
+    finally:
+        for process in (job, server):
+            process.send_signal(signal.SIGTERM)
+        for process in (job, server):
+            try:
+                process.wait(30)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
