@@ -17,4 +17,4 @@ for tool in java mvn; do
     exit 1
   fi
 done
-python3 plugins/kafka_common/streamplug_kafka_common/jars.py "$@"
+python3 plugins/testing/streamplug_testing/jars.py "$@"

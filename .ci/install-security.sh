@@ -7,7 +7,10 @@
 #   environment compiles confluent-kafka against Debian's librdkafka, which is built
 #   with Cyrus SASL (GSSAPI); the PyPI wheels are not.
 # Idempotent: does nothing when everything is installed already.
+# --check: install nothing; list what is missing and exit 3 if anything is.
 set -euo pipefail
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
 
 packages=(
   krb5-kdc
@@ -30,6 +33,11 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "security test packages already installed"
   exit 0
+fi
+
+if [ "$check_only" -eq 1 ]; then
+  echo "missing Debian packages: ${missing[*]}"
+  exit 3
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

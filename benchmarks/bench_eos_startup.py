@@ -103,7 +103,7 @@ def time_phases() -> dict[str, list[float]]:
         return wrapper
 
     manager = txn.TransactionManager
-    for name in ("ensure_ready", "_ensure_commit_log", "_commit_log_end", "_begin"):
+    for name in ("ensure_ready", "_ensure_commit_log", "_prepare_commit_log", "_connect", "_begin"):
         if hasattr(manager, name):
             setattr(manager, name, timed(name, getattr(manager, name)))
     factory_default = manager.__init__.__kwdefaults__ or {}
@@ -140,7 +140,7 @@ def main() -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_kafka_common.broker import KafkaCluster
+        from streamplug_testing.broker import KafkaCluster
 
         cluster = KafkaCluster(nodes=1).start()
         bootstrap = cluster.bootstrap_servers

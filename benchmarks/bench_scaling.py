@@ -273,7 +273,7 @@ def compare(args: argparse.Namespace) -> int:
     topics: dict[str, str] = {}
     if "kafka" in jobs:
         if bootstrap is None:
-            from streamplug_kafka_common.broker import KafkaCluster
+            from streamplug_testing.broker import KafkaCluster
 
             cluster = KafkaCluster(nodes=1).start()
             bootstrap = cluster.bootstrap_servers
@@ -368,23 +368,37 @@ def _table(
         "of threads at parallelism 1 of the same job",
         "",
         "| job | shape | guarantee | runtime | p | records/s median | spread (min-max) | ratio "
-        "| first record s | CPU-s per 1M | driver VmHWM MiB | worker VmHWM MiB | load | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| steady records/s | steady ratio | first record s | CPU-s per 1M | driver VmHWM MiB "
+        "| worker VmHWM MiB | load | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base: dict[tuple[str, ...], float] = {}
+    steady_base: dict[tuple[str, ...], float] = {}
     for config in configs:
         runs = [r for r in results[config] if r.get("check") == "ok"]
         job, shape, guarantee, runtime, p = config
         if not runs:
             lines.append(
-                f"| {job} | {shape} | {guarantee} | {runtime} | {p} | - | - | - | - | - | - | - | WRONG |"
+                f"| {job} | {shape} | {guarantee} | {runtime} | {p} | - | - | - | - | - | - | - | - "
+                "| - | - | WRONG |"
             )
             continue
         rates = [r["records"] / r["elapsed"] for r in runs]
         median = statistics.median(rates)
+        # From the first record on: what the runtime does once started, without its start-up.
+        steadies = [
+            r["records"] / (r["elapsed"] - r["first_record_s"])
+            for r in runs
+            if r.get("first_record_s") is not None and r["elapsed"] > r["first_record_s"]
+        ]
+        steady = statistics.median(steadies) if steadies else None
+        key = (job, shape, guarantee)
         if runtime == "threads" and p == "1":
-            base[(job, shape, guarantee)] = median
-        ratio = median / base[(job, shape, guarantee)] if (job, shape, guarantee) in base else None
+            base[key] = median
+            if steady is not None:
+                steady_base[key] = steady
+        ratio = median / base[key] if key in base else None
+        steady_ratio = steady / steady_base[key] if steady and key in steady_base else None
         cpu = statistics.median(r["cpu_s"] for r in runs) / runs[0]["records"] * 1e6
         driver = statistics.median(r["driver_hwm_kib"] for r in runs) / 1024
         worker = [r["worker_hwm_kib"] for r in runs if r.get("worker_hwm_kib")]
@@ -397,7 +411,9 @@ def _table(
         check = "ok" if not wrong else f"{wrong} WRONG"
         lines.append(
             f"| {job} | {shape} | {guarantee} | {runtime} | {p} | {median:,.0f} | "
-            f"{min(rates):,.0f}-{max(rates):,.0f} | {ratio_text} | {first_text} | {cpu:.2f} | "
+            f"{min(rates):,.0f}-{max(rates):,.0f} | {ratio_text} | "
+            f"{f'{steady:,.0f}' if steady else '-'} | "
+            f"{f'{steady_ratio:.2f}' if steady_ratio else '-'} | {first_text} | {cpu:.2f} | "
             f"{driver:.0f} | "
             f"{worker_text} | {load:.1f} | {check} |"
         )

@@ -550,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_kafka_common.broker import KafkaCluster
+        from streamplug_testing.broker import KafkaCluster
 
         cluster = KafkaCluster(nodes=1).start()
         bootstrap = cluster.bootstrap_servers

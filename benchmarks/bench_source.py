@@ -158,7 +158,7 @@ def main() -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_kafka_common.broker import KafkaCluster
+        from streamplug_testing.broker import KafkaCluster
 
         print("starting a local Apache Kafka...", flush=True)
         cluster = KafkaCluster(nodes=1).start()

@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_kafka_common.broker import KafkaCluster
+        from streamplug_testing.broker import KafkaCluster
 
         print("starting a single-node Apache Kafka...", flush=True)
         cluster = KafkaCluster(nodes=1).start()

@@ -16,6 +16,8 @@ from typing import Any
 from streamplug.errors import ConfigError, StreamplugError
 from streamplug.plugin import CommandSpec, PluginHost, build_plugin_host, hookimpl
 
+log = logging.getLogger(__name__)
+
 
 def _version() -> str:
     import importlib.metadata
@@ -314,9 +316,23 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # A command two plugins claim is left out here; `streamplug plugins` shows the conflict.
+    for conflict in host.conflicts():
+        if conflict.kind == "command":
+            log.warning("%s; the command is left out", conflict)
     specs: list[CommandSpec] = [host.lookup("command", name) for name in host.names("command")]
     for spec in specs:
+        # Tried on a scratch parser first: a plugin's broken command must not take the other
+        # commands (and --help) down with it.
+        try:
+            spec.configure(argparse.ArgumentParser(prog=f"streamplug {spec.name}"))
+        except Exception as exc:
+            log.warning(
+                "command %r failed to set up its arguments and is left out: %s: %s",
+                spec.name,
+                type(exc).__name__,
+                " ".join(str(exc).split()),
+            )
+            continue
         p = sub.add_parser(spec.name, help=spec.help, description=spec.help)
         spec.configure(p)
         p.set_defaults(_run=spec.run)

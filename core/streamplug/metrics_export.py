@@ -17,6 +17,7 @@ later calls reuse it and only start another HTTP listener.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ import attrs
 __all__ = ["INSTALL_HINT", "PrometheusEndpoint", "start_prometheus_exporter"]
 
 INSTALL_HINT = "pip install 'streamplug[metrics]'"
+SERVICE = "streamplug"
 
 _lock = threading.Lock()
 _reader: Any = None
@@ -75,8 +77,12 @@ def _install_provider() -> None:
     with _lock:
         if _reader is not None:
             return
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
         reader = reader_cls()
-        provider = provider_cls(metric_readers=[reader])
+        # Scraped as target_info{service_name=...}; OTEL_SERVICE_NAME names a deployment.
+        resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or SERVICE})
+        provider = provider_cls(metric_readers=[reader], resource=resource)
         otel_metrics.set_meter_provider(provider)
         if otel_metrics.get_meter_provider() is not provider:
             # Someone set an SDK provider first; its readers are fixed, ours would see nothing.

@@ -25,6 +25,26 @@ def redact(properties: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (MASK if is_secret_key(str(k)) else v) for k, v in properties.items()}
 
 
+def redact_nested(value: Any) -> Any:
+    """``value`` with every secret masked at any depth: mappings (a secret key's value
+    becomes ``***``), lists and tuples. For reprs of configuration read from files, whose
+    secrets sit in nested tables (``[source.properties]``)."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if is_secret_key(str(k)) and v is not None else redact_nested(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_nested(v) for v in value)
+    return value
+
+
+def redacted_repr(value: Any) -> str:
+    """``repr`` of ``value`` with its secrets masked (``redact_nested``): an attrs field's
+    ``repr=``."""
+    return repr(redact_nested(value))
+
+
 def redact_text(text: str, properties: Mapping[str, Any]) -> str:
     """``text`` with every secret value of ``properties`` replaced by ``***``: for error
     messages that quote a client library, which may echo a value back."""

@@ -31,7 +31,7 @@ def test_plugins_lists_every_distribution_and_the_example_third_party_format() -
             registers.setdefault(kind, []).extend(names)
     for dist in (
         "streamplug",
-        "streamplug-kafka-common",
+        "streamplug-testing",
         "streamplug-kafka-source",
         "streamplug-kafka-sink",
         "streamplug-kafka-security",

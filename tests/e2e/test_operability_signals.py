@@ -11,18 +11,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from operability_support import Process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -53,7 +51,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[Cluster]:
-    from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec
+    from streamplug_testing.broker import KafkaCluster, ListenerSpec
 
     jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -69,72 +67,6 @@ def kafka() -> Iterator[Cluster]:
             cluster.bootstrap_servers_for("CLIENT"),
             cluster.bootstrap_servers_for("SASL"),
         )
-
-
-class Process:
-    """A child process whose output is read on threads, so a test can watch stderr
-    while the process runs and still get everything once it ended."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.started = time.monotonic()
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            into.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.err)
-
-    @property
-    def stdout(self) -> str:
-        return "".join(self.out)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr and text not in self.stdout:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"never saw {text!r} (exit {self.proc.poll()}):\n{self.stdout}\n{self.stderr}"
-                )
-            time.sleep(0.05)
-
-    def wait(self, timeout: float) -> float:
-        """Wait for the end; the seconds it took from the call."""
-        started = time.monotonic()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(
-                f"still running after {timeout} s:\n{self.stdout}\n{self.stderr}"
-            ) from None
-        for reader in self._readers:
-            reader.join(10)
-        return time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamplug_kafka_common import admin
-from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec, ScramUser
+from streamplug_testing.broker import KafkaCluster, ListenerSpec, ScramUser
 
 pytestmark = pytest.mark.integration
 
@@ -251,7 +251,7 @@ def test_broker_start_command(broker_command: Callable[..., Any]) -> None:
 
 def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Maven or Java the error says which tool, which version and how to fix."""
-    from streamplug_kafka_common import jars
+    from streamplug_testing import jars
 
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
     monkeypatch.delenv("JAVA_HOME", raising=False)

@@ -113,13 +113,15 @@ def test_exactly_once_first_record_reaches_the_map_quickly(
 ) -> None:
     """Before the transactional producer waited for a usable broker connection, about half
     of the jobs spent ~0.5 s in init_transactions (librdkafka's coordinator retry timer)
-    before reading anything. Several jobs, each with a new transactional id, one after
-    another; one job may be late (a pause of the shared machine), the rest must not."""
+    before reading anything. Twelve jobs, each with a new transactional id, one after
+    another; two may be late (pauses of a shared, loaded machine: at load 6-9 on two cores
+    single jobs took 0.17-0.25 s), the median may not. Before the fix about half the jobs
+    took 0.55 s, which this fails in about 98 of 100 runs."""
     source = topic_factory(partitions=2)
     _produce(kafka_bootstrap, source, [(f"k{i}".encode(), b"v") for i in range(50)])
     commit_log = topic_factory(partitions=1, name="keyed-commit-log")
     times: list[float] = []
-    for job in range(8):
+    for job in range(12):
         first: list[float] = []
 
         def mark(element: Any, first: list[float] = first) -> Any:
@@ -140,5 +142,5 @@ def test_exactly_once_first_record_reaches_the_map_quickly(
         assert first, "the job read no record"
         times.append(first[0] - started)
     late = [round(t, 3) for t in times if t > 0.15]
-    assert len(late) <= 1, f"first record after {[round(t, 3) for t in times]} s"
+    assert len(late) <= 2, f"first record after {[round(t, 3) for t in times]} s"
     assert statistics.median(times) <= 0.15

@@ -39,7 +39,7 @@ from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, fa
 from streamplug_kafka_common.admin import create_topic, read_all  # noqa: E402
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink  # noqa: E402
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource  # noqa: E402
-from streamplug_ray.runtime import RayRuntime  # noqa: E402
+from streamplug_ray.runtime import RayRuntime, _requirements  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -48,6 +48,7 @@ pytestmark = pytest.mark.timeout(600)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WORKER_NODES = 3
+KILLS = 6
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,19 @@ def ray_cluster() -> Iterator[Cluster]:
     os.makedirs(os.path.join(temp, "ray"))
     previous = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = temp
+    # A submitted job's entrypoint runs on the head node with the head's PATH: give it
+    # this environment's commands (streamplug), as an installation on the head would.
+    bin_dir = str(Path(sys.executable).parent)
+    previous_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{previous_path}"
     started = time.monotonic()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 0,
-            "include_dashboard": False,
+            # The job submission server (ray job submit) lives in the dashboard.
+            "include_dashboard": True,
+            "dashboard_port": 0,
             "temp_dir": temp,
             # A dead node is noticed in ~3 s instead of ~30 s.
             "_system_config": {
@@ -87,6 +95,7 @@ def ray_cluster() -> Iterator[Cluster]:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        os.environ["PATH"] = previous_path
         if previous is None:
             os.environ.pop("RAY_TMPDIR", None)
         else:
@@ -118,6 +127,33 @@ def _session_logs(cluster: Cluster) -> str:
         if path.is_file():
             text.append(path.read_text(errors="replace"))
     return "\n".join(text)
+
+
+def test_options_are_checked_when_the_runtime_is_chosen() -> None:
+    """Without starting Ray: a wrong option fails at set_runtime, naming it and the fix."""
+    connected = ray.is_initialized()
+    env = StreamExecutionEnvironment.get_execution_environment()
+    assert "ray" in env.plugin_host.names("runtime")  # registered through the entry point
+    with pytest.raises(ConfigError, match=r"unknown option 'adress'.*did you mean 'address'\?"):
+        env.set_runtime("ray", adress="10.0.0.5:6379")
+    with pytest.raises(ConfigError, match="placement must be one of SPREAD, PACK"):
+        env.set_runtime("ray", placement="everywhere")
+    with pytest.raises(ConfigError, match="cpus_per_worker must be a positive number"):
+        env.set_runtime("ray", cpus_per_worker=0)
+    env.set_runtime("ray", placement="pack", runtime_env={"env_vars": {"A": "b"}})
+    runtime = env.create_runtime()
+    assert isinstance(runtime, RayRuntime) and runtime.placement == "PACK"
+    assert runtime.worker_count(4) == 4
+    assert RayRuntime(workers=2).worker_count(4) == 2
+    # Choosing the runtime neither starts nor joins Ray.
+    assert ray.is_initialized() == connected
+    # What the slots check on their nodes: plugins a slot uses, not driver-only ones
+    # (CLI commands, runtimes).
+    needs = {n.entry_point: n for n in _requirements(env.plugin_host).plugins}
+    assert {"kafka_source", "kafka_sink", "serde"} <= set(needs)
+    assert not {"testing", "demo", "ray"} & set(needs)
+    assert needs["kafka_sink"].distribution == "streamplug-kafka-sink"
+    assert "env_vars" not in repr(runtime)
 
 
 class Keyed:
@@ -182,7 +218,15 @@ def test_a_plugin_missing_on_a_node_fails_the_job_naming_it_and_the_node(
     """A streamplug plugin installed where the driver runs but not on the nodes."""
     site = tmp_path / "driver-only"
     (site / "needed_plugin").mkdir(parents=True)
-    (site / "needed_plugin" / "__init__.py").write_text("def shift(x):\n    return x + 1\n")
+    # It adjusts Kafka clients: a slot without it would run with other client settings.
+    (site / "needed_plugin" / "__init__.py").write_text(
+        "from streamplug.plugins import hookimpl\n"
+        "@hookimpl\n"
+        "def streamplug_configure_client(properties, role, connector):\n"
+        "    pass\n"
+        "def shift(x):\n"
+        "    return x + 1\n"
+    )
     info = site / "streamplug_needed-1.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: streamplug-needed\nVersion: 1.2\n")
@@ -254,6 +298,64 @@ def test_killing_the_driver_ends_its_actors(ray_cluster: Cluster, tmp_path: Path
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+def test_ray_job_submit_runs_streamplug_run_on_the_cluster(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The documented command: ``ray job submit --working-dir . -- streamplug run job.toml
+    --runtime ray``. Ray runs the CLI on the head node with RAY_ADDRESS set, the runtime
+    joins that cluster, and the job's own module travels in the working directory."""
+    seen = tmp_path / "seen"
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "stamp.py").write_text(
+        "import os, ray\n"
+        "def record(x):\n"
+        "    node = ray.get_runtime_context().get_node_id()\n"
+        f"    with open({str(seen)!r}, 'a') as f:\n"
+        "        f.write(f'{node} {os.getpid()} {x}\\n')\n"
+        "    return x\n"
+    )
+    (work / "job.toml").write_text(
+        '[job]\nname = "numbers"\nparallelism = 2\n\n'
+        '[checkpointing]\ninterval = "200 ms"\n\n'
+        '[source]\nconnector = "collection"\nelements = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n\n'
+        '[[transform]]\nmap = "stamp:record"\n\n'
+        '[sink]\nconnector = "discard"\n'
+    )
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli is not None, "the ray command is not installed (pip install 'ray[default]')"
+    done = subprocess.run(
+        [
+            ray_cli,
+            "job",
+            "submit",
+            "--address",
+            f"http://{ray_cluster.webui_url}",
+            "--working-dir",
+            str(work),
+            "--",
+            "streamplug",
+            "run",
+            "job.toml",
+            "--runtime",
+            "ray",
+            "--restore",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "job 'numbers' FINISHED" in done.stdout, done.stdout[-3000:]
+    rows = [line.split() for line in seen.read_text().splitlines()]
+    assert sorted(int(value) for _, _, value in rows) == list(range(1, 13))
+    # Two slot actors on two of the cluster's worker nodes.
+    assert len({pid for _, pid, _ in rows}) == 2
+    nodes = {node for node, _, _ in rows}
+    assert len(nodes) == 2 and nodes <= {n.node_id for n in ray_cluster.worker_nodes}
 
 
 # -- Kafka -> map -> Kafka EXACTLY_ONCE with actors and a node lost ----------------------------
@@ -364,7 +466,10 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
     )
     caplog.set_level("INFO", logger="streamplug.runtime")
     result = env.execute("ray-merge")
-    assert result.attempts == 2, "slot 1 was never killed at its commit"
+    # Two attempts, or more when an unrelated start-up failure came first.
+    assert result.attempts >= 2, "slot 1 was never killed at its commit"
+    lost = [r.getMessage() for r in caplog.records if "worker slot 1" in r.getMessage()]
+    assert any("is lost" in m for m in lost), lost
     merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
     assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
     _check_exact(kafka_bootstrap, sink_topic, records)
@@ -373,7 +478,7 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
 def test_exactly_once_with_actors_killed_and_a_node_removed(
     ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    records = 30_000
+    records = 40_000
     source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
     env = _kafka_job(kafka_bootstrap, source_topic, sink_topic, tmp_path, 700)
     client = env.execute_async("ray-eos")
@@ -382,24 +487,39 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
     moves: list[tuple[str, str]] = []
     errors: list[BaseException] = []
     recoveries: list[float] = []
+    memory: dict[int, dict[str, int]] = {}
 
     def chaos() -> None:
         try:
             runtime = _runtime(client)
-            # Three SIGKILLs of a slot actor at random moments once it made progress...
-            for _ in range(3):
+            _wait_for(
+                lambda: len(client.worker_pids()) == 2 and client.metrics().records_out > 500,
+                120,
+                "the job to start",
+                client,
+            )
+            # With Kafka clients (a consumer, a transactional producer) in each slot.
+            memory.update(runtime.memory_kb())
+            # Slot actors killed at random moments once the job made progress, by SIGKILL
+            # and by Ray (ray.kill, which lets Ray restart the actor)...
+            for kill in range(KILLS):
                 seen = client.metrics().records_out
                 _wait_for(
                     lambda seen=seen: (
                         len(client.worker_pids()) == 2
-                        and client.metrics().records_out > seen + 1500
+                        and client.metrics().records_out > seen + 1000
                     ),
                     120,
                     "the job to make progress",
                 )
                 time.sleep(rng.uniform(0.0, 0.8))
-                pid = rng.choice(client.worker_pids())
-                os.kill(pid, signal.SIGKILL)
+                victim = rng.choice([h for h in runtime.handles if h.alive])
+                pid = victim.pid
+                assert pid is not None
+                if kill % 2:
+                    ray.kill(victim.actor, no_restart=False)
+                else:
+                    os.kill(pid, signal.SIGKILL)
                 killed_at = time.monotonic()
                 kills.append(pid)
                 _wait_for(
@@ -450,11 +570,11 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
             ray_cluster.add_node(num_cpus=1)
     elapsed = time.monotonic() - started
     assert not errors, errors
-    assert len(kills) == 3 and len(moves) == 1, (kills, moves)
-    assert result.attempts >= 5, result.attempts
+    assert len(kills) == KILLS and len(moves) == 1, (kills, moves)
+    assert result.attempts >= KILLS + 2, result.attempts
     _check_exact(kafka_bootstrap, sink_topic, records)
     print(
         f"\n{records} records, {len(kills)} actor kills and a node removed, "
         f"{result.attempts} attempts, {elapsed:.1f} s; slot back after "
-        f"{', '.join(f'{r:.1f}' for r in recoveries)} s"
+        f"{', '.join(f'{r:.1f}' for r in recoveries)} s; actor memory (kB) {memory}"
     )

@@ -700,3 +700,29 @@ def test_serialization_and_deserialization_errors_are_streamplug_errors() -> Non
     assert streamplug_serde.SerializationError is SerializationError
     with pytest.raises(StreamplugError, match="cannot serialize int as string"):
         streamplug_serde.SimpleStringSchema().serialize(5)  # type: ignore[arg-type]
+
+
+def test_a_command_that_fails_to_configure_is_left_out_and_the_others_stay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamplug.cli import build_parser
+
+    def broken(parser: Any) -> None:
+        raise TypeError("add_argument() got an unexpected keyword argument 'hepl'")
+
+    class Broken:
+        @hookimpl
+        def streamplug_register_commands(self, register: Any) -> None:
+            register(CommandSpec("broken", "does not build", broken, lambda a: 0))
+
+    class Twin:
+        @hookimpl
+        def streamplug_register_commands(self, register: Any) -> None:
+            register(CommandSpec("twin", "claimed twice", lambda p: None, lambda a: 0))
+
+    host = build_plugin_host(autoload=False, plugins=[Broken(), Twin(), Twin()])
+    with caplog.at_level(logging.WARNING):
+        text = build_parser(host).format_help()
+    assert "broken" not in text and "twin" not in text and "checkpoints" in text
+    assert "command 'broken' failed to set up its arguments" in caplog.text
+    assert "command name 'twin' is registered by both" in caplog.text

@@ -4,6 +4,7 @@ loop of the sink waits forever."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -221,8 +222,11 @@ class FakeTransactionalProducer:
 def _manager(
     monkeypatch: pytest.MonkeyPatch, hook: RaisingHook, *, fail_init: bool
 ) -> tuple[TransactionManager, list[FakeTransactionalProducer]]:
-    monkeypatch.setattr(TransactionManager, "_ensure_commit_log", lambda self: None)
-    monkeypatch.setattr(TransactionManager, "_commit_log_end", lambda self: 0)
+    def no_commit_log(self: TransactionManager, present: threading.Event) -> int:
+        present.set()
+        return 0
+
+    monkeypatch.setattr(TransactionManager, "_prepare_commit_log", no_commit_log)
     producers: list[FakeTransactionalProducer] = []
 
     def factory(conf: dict[str, Any]) -> Any:

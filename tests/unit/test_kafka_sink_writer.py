@@ -17,10 +17,10 @@ from streamplug.api.sink import DeliveryGuarantee
 from streamplug.plugins import hookimpl
 from streamplug.testing import sink_context
 from streamplug_kafka_common.admin import read_all
-from streamplug_kafka_common.mock import ApiKey
 from streamplug_kafka_sink import KafkaDeliveryError, KafkaRecordSerializationSchema, KafkaSink
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.writer import KafkaWriter
+from streamplug_testing.mock import ApiKey
 
 
 def _sink(bootstrap: str, topic: str, guarantee: DeliveryGuarantee, **props: Any) -> KafkaSink:

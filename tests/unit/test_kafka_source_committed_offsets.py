@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamplug_kafka_common.admin import group_offsets
-from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import KafkaTopicPartition
 from streamplug_kafka_source.enumerator._admin import AdminOffsetsRetriever
+from streamplug_testing.mock import MockCluster
 
 OFFSET_FETCH = 9  # Kafka's API key of the request that reads committed offsets
 GROUP = "the-job"

@@ -22,7 +22,6 @@ from streamplug.api.source import InputStatus
 from streamplug.errors import ConfigError
 from streamplug.plugins import hookimpl
 from streamplug.testing import RecordingOutput, reader_context
-from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     KafkaOffsetsInitializer,
     KafkaPartitionSplit,
@@ -33,6 +32,7 @@ from streamplug_kafka_source import (
 from streamplug_kafka_source.enumerator import _admin
 from streamplug_kafka_source.enumerator._admin import AdminOffsetsRetriever
 from streamplug_kafka_source.reader.bad_records import DeadLetterProducer
+from streamplug_testing.mock import MockCluster
 
 BASE_TS = 1_600_000_000_000
 RECORDS = 40
@@ -239,14 +239,18 @@ def test_the_kafka_connector_checks_settings_with_the_runs_host_only(
     """A pipeline's kafka source is checked with the host of the run, which is passed to it;
     the plugin builds no second host behind the user's back."""
     import streamplug.plugins
-    from streamplug.plugin import build_plugin_host
+    from streamplug.plugin import FormatSpec, build_plugin_host
     from streamplug_kafka_source import plugin as source_plugin
-    from streamplug_serde import plugin as serde_plugin
+
+    class Text:
+        @hookimpl
+        def streamplug_register_formats(self, register: Any) -> None:
+            register(FormatSpec("string", deserializer=Utf8))
 
     def no_second_host(**kw: Any) -> Any:
         raise AssertionError("the kafka source built a second plugin host")
 
-    host = build_plugin_host(autoload=False, plugins=[source_plugin, serde_plugin, Refuse()])
+    host = build_plugin_host(autoload=False, plugins=[source_plugin, Text(), Refuse()])
     monkeypatch.setattr(streamplug.plugins, "build_plugin_host", no_second_host)
     options = {"bootstrap_servers": UNREACHABLE, "topics": ["t"], "format": "string"}
     spec = host.connector("kafka", "source")

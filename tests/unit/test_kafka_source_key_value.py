@@ -20,7 +20,6 @@ from streamplug.api.serde import DeserializationError
 from streamplug.api.source import InputStatus
 from streamplug.testing import RecordingOutput, reader_context
 from streamplug_kafka_common.admin import read_all
-from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     BadRecordPolicy,
     KafkaPartitionSplit,
@@ -29,6 +28,7 @@ from streamplug_kafka_source import (
     KafkaSource,
     TimestampType,
 )
+from streamplug_testing.mock import MockCluster
 
 BASE_TS = 1_600_000_000_000
 

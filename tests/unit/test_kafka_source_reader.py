@@ -17,7 +17,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streamplug.api import DeserializationSchema
 from streamplug.api.source import InputStatus
 from streamplug.testing import RecordingOutput, reader_context
-from streamplug_kafka_common.mock import MockCluster
 from streamplug_kafka_source import (
     BadRecordPolicy,
     KafkaOffsetsInitializer,
@@ -26,6 +25,7 @@ from streamplug_kafka_source import (
 )
 from streamplug_kafka_source import metrics as source_metrics
 from streamplug_kafka_source.split.split import EARLIEST_OFFSET
+from streamplug_testing.mock import MockCluster
 
 BASE_TS = 1_600_000_000_000
 

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from streamplug_kafka_common import admin
-from streamplug_kafka_common.mock import ApiKey, MockCluster, find_librdkafka
+from streamplug_testing.mock import ApiKey, MockCluster, find_librdkafka
 
 
 def _produce(bootstrap: str, topic: str, count: int, **conf: object) -> list[KafkaError | None]:

@@ -163,6 +163,11 @@ def test_a_missing_key_is_answered_in_toml(host: PluginHost) -> None:
     assert "set_group_id" not in str(err)
     err = _error(host, KAFKA_SOURCE + KAFKA_SINK + 'delivery_guarantee = "exactly-once"\n')
     assert err.key == "sink.transactional_id_prefix" and "set_" not in str(err)
+    err = _error(host, KAFKA_SOURCE.replace('["orders"]', "[]") + KAFKA_SINK)
+    assert (err.line, err.key) == (4, "source.topics") and "set_" not in str(err)
+    err = _error(host, KAFKA_SOURCE + KAFKA_SINK + '[sink.properties]\n"transactional.id" = "x"\n')
+    assert (err.line, err.key) == (13, 'sink.properties."transactional.id"')
+    assert "set_" not in str(err) and "transactional_id_prefix" in (err.fix or "")
 
 
 def test_the_source_and_the_sink_share_one_vocabulary(host: PluginHost) -> None:
@@ -251,3 +256,24 @@ def test_schema_command_prints_the_schema(
     assert "consumer group" in kafka["group_id"]["description"]
     assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text()) == printed
+
+
+def test_an_options_error_never_quotes_a_secret() -> None:
+    from streamplug.plugin.options import OptionsError, option, structure
+
+    @attrs.frozen
+    class Login:
+        """A connector's login."""
+
+        sasl_password: str = option(example='sasl_password = "${PASSWORD}"')
+        settings: dict[str, str] = option(factory=dict)
+
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": 424242})
+    assert "424242" not in str(info.value) and "must be a string, got ***" in str(info.value)
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": "p", "settings": {"ssl.key.password": 77}})
+    assert "77" not in str(info.value)
+    with pytest.raises(OptionsError) as info:
+        structure(Login, {"sasl_password": "p", "settings": [{"sasl.password": "hunter2"}]})
+    assert "hunter2" not in str(info.value) and "'sasl.password': '***'" in str(info.value)

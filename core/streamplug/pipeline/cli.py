@@ -55,7 +55,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         metavar="PORT",
         help="serve metrics for Prometheus at http://HOST:PORT/metrics during the run "
         "(needs pip install 'streamplug[metrics]'; 0 picks a free port)",
@@ -157,6 +157,16 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if endpoint is not None:
             endpoint.close()
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535 (0 picks a free one), got {port}")
+    return port
 
 
 def _execute(built: BuiltPipeline, args: argparse.Namespace) -> int:

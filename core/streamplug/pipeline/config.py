@@ -51,6 +51,7 @@ from streamplug.errors import ConfigError
 from streamplug.pipeline.errors import PipelineConfigError
 from streamplug.pipeline.locate import KeyLocator, PathElement
 from streamplug.runtime.storage import parse_storage_location, redact_storage_options
+from streamplug.secrets import redacted_repr
 
 __all__ = [
     "CheckpointSettings",
@@ -213,7 +214,8 @@ class SourceSettings:
 
     connector: str
     name: str
-    options: dict[str, Any]
+    # Values come expanded from ${VAR}s: passwords and JAAS text are masked in the repr.
+    options: dict[str, Any] = attrs.field(repr=redacted_repr)
     watermarks: WatermarkSettings
     path: tuple[PathElement, ...] = ("source",)
 
@@ -223,7 +225,7 @@ class TransformSettings:
     kind: Literal["map", "filter", "flat_map"]
     function: str
     name: str | None
-    options: dict[str, Any] | None
+    options: dict[str, Any] | None = attrs.field(repr=redacted_repr)
     path: tuple[PathElement, ...]
 
 
@@ -231,7 +233,7 @@ class TransformSettings:
 class SinkSettings:
     connector: str
     name: str
-    options: dict[str, Any]
+    options: dict[str, Any] = attrs.field(repr=redacted_repr)
     path: tuple[PathElement, ...]
 
 

@@ -276,15 +276,25 @@ class PluginHost:
     ) -> Callable[..., Any]:
         registration = hook in spec.REGISTRATION_HOOKS
 
+        if not registration:
+
+            @functools.wraps(function)
+            def observe(*args: Any) -> Any:
+                try:
+                    return function(*args)
+                except Exception:
+                    log.exception("plugin %s failed in %s", plugin_name, hook)
+                    return None
+
+            return observe
+
         @functools.wraps(function)
-        def guarded(*args: Any) -> Any:
+        def collect(*args: Any) -> Any:
+            # Registration runs under the host's lock (see _registry), one hook at a time.
             previous, self._registering = self._registering, plugin_name
             try:
                 return function(*args)
             except Exception as exc:
-                if not registration:
-                    log.exception("plugin %s failed in %s", plugin_name, hook)
-                    return None
                 dist = self._dist_of.get(plugin_name, (plugin_name, ""))[0]
                 failure = PluginLoadFailure(dist, plugin_name, exc, hook)
                 self.failures.append(failure)
@@ -293,7 +303,7 @@ class PluginHost:
             finally:
                 self._registering = previous
 
-        return guarded
+        return collect
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook through pluggy; a failing implementation is logged, never

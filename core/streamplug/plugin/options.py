@@ -31,6 +31,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from streamplug.errors import ConfigError, UnknownNameError
+from streamplug.secrets import MASK, is_secret_key, redact_nested
 
 __all__ = [
     "Duration",
@@ -161,6 +162,11 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _show(value: Any) -> str:
+    """A value as an error quotes it, with the secrets of a table it holds masked."""
+    return repr(redact_nested(value))
+
+
 def _expected(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if tp is str:
@@ -187,7 +193,7 @@ def _expected(tp: Any) -> str:
 def _strict(kind: type | tuple[type, ...], reject_bool: bool = True) -> Callable[[Any, Any], Any]:
     def hook(value: Any, tp: Any) -> Any:
         if (reject_bool and isinstance(value, bool)) or not isinstance(value, kind):
-            raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {value!r}")
+            raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {_show(value)}")
         return value
 
     return hook
@@ -215,14 +221,14 @@ def _union(value: Any, tp: Any) -> Any:
             return _converter.structure(value, member)
         except Exception as exc:
             errors.append(exc)
-    raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {value!r}")
+    raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {_show(value)}")
 
 
 def _literal(value: Any, tp: Any) -> Any:
     if value not in typing.get_args(tp):
         close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(tp)], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TypeError(f"must be {_expected(tp)}, got {value!r}{hint}")
+        raise TypeError(f"must be {_expected(tp)}, got {_show(value)}{hint}")
     return value
 
 
@@ -249,7 +255,7 @@ def _make_converter() -> cattrs.Converter:
 
     def structure_list(value: Any, tp: Any) -> Any:
         if not isinstance(value, list):
-            raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {value!r}")
+            raise TypeError(f"must be {_expected(tp)}, got {_type_name(value)} {_show(value)}")
         args = typing.get_args(tp)
         item = args[0] if args else Any
         return [_at(converter.structure, v, item, i) for i, v in enumerate(value)]
@@ -261,7 +267,7 @@ def _make_converter() -> cattrs.Converter:
 
     def structure_dict(value: Any, tp: Any) -> Any:
         if not isinstance(value, dict):
-            raise TypeError(f"must be a table, got {_type_name(value)} {value!r}")
+            raise TypeError(f"must be a table, got {_type_name(value)} {_show(value)}")
         args = typing.get_args(tp)
         if not args or args[1] is Any:
             return dict(value)
@@ -332,7 +338,7 @@ def structure(cls: type, table: Mapping[str, Any], path: tuple[PathElement, ...]
     """``table`` as an instance of the options class ``cls``. Raises ``OptionsError`` at the
     first problem, unknown keys (with a did-you-mean) before missing ones and wrong types."""
     if not isinstance(table, Mapping):
-        raise OptionsError(path, f"must be a table, got {_type_name(table)} {table!r}", None)
+        raise OptionsError(path, f"must be a table, got {_type_name(table)} {_show(table)}", None)
     try:
         return _converter.structure(dict(table), cls)
     except Exception as exc:
@@ -340,6 +346,9 @@ def structure(cls: type, table: Mapping[str, Any], path: tuple[PathElement, ...]
         if not problems:
             raise
         where, problem, fix = problems[0]
+        if any(isinstance(k, str) and is_secret_key(k) for k in where) and ", got " in problem:
+            # The key may hold a secret: say what is wrong without quoting the value.
+            problem = problem.split(", got ")[0] + f", got {MASK}"
         raise OptionsError(where, problem, fix) from None
 
 

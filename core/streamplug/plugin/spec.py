@@ -77,14 +77,18 @@ def streamplug_register_connectors(register: Callable[[ConnectorSpec], None]) ->
     """Register named sources and sinks, for config-driven pipelines (``streamplug run``).
 
     Called once per plugin manager, the first time any connector name is looked up.
-    ``register`` takes a ``ConnectorSpec``; a name another distribution already registered
-    raises ``DuplicateNameError``. Returns nothing.
+    ``register`` takes a ``ConnectorSpec``; its ``options`` is the frozen attrs class the
+    pipeline table is converted into (see ``streamplug.plugin.options``), and its factory
+    is then called as ``factory(options, host)``. A name another plugin registers too is a
+    conflict: looking it up raises ``DuplicateNameError`` naming both, every other name still
+    works. Returns nothing.
 
     Example::
 
         @hookimpl
         def streamplug_register_connectors(register):
-            register(ConnectorSpec(name="kafka", kind="source", factory=kafka_source_from_options))
+            register(ConnectorSpec(name="kafka", kind="source", factory=kafka_source,
+                                   options=KafkaSourceOptions))
     """
 
 
@@ -94,14 +98,17 @@ def streamplug_register_formats(register: Callable[[FormatSpec], None]) -> None:
 
     Called once per plugin manager, the first time a format name is looked up.
     ``register`` takes a ``streamplug.api.serde.FormatSpec`` whose factories receive the
-    pipeline's format options as keyword arguments. Returns nothing.
+    pipeline's ``format_options`` as keyword arguments, checked first against
+    ``serializer_options`` / ``deserializer_options`` (frozen attrs classes). Returns
+    nothing.
 
     Example::
 
         @hookimpl
         def streamplug_register_formats(register):
             register(FormatSpec(name="msgpack", serializer=MsgpackSerializer,
-                                deserializer=MsgpackDeserializer))
+                                deserializer=MsgpackDeserializer,
+                                serializer_options=NoOptions, deserializer_options=ReadOptions))
     """
 
 
@@ -111,13 +118,15 @@ def streamplug_register_partitioners(register: Callable[[PartitionerSpec], None]
 
     Called once per plugin manager, the first time a partitioner name is looked up.
     ``register`` takes a ``PartitionerSpec`` whose factory receives options as keyword
-    arguments and returns a partitioner object. Returns nothing.
+    arguments, checked first against its ``options`` class, and returns a partitioner
+    object. Returns nothing.
 
     Example::
 
         @hookimpl
         def streamplug_register_partitioners(register):
-            register(PartitionerSpec(name="by-region", factory=RegionPartitioner))
+            register(PartitionerSpec(name="by-region", factory=RegionPartitioner,
+                                     options=RegionOptions))
     """
 
 
@@ -129,13 +138,15 @@ def streamplug_register_offsets_initializers(
 
     Called once per plugin manager, the first time an initializer name is looked up.
     ``register`` takes an ``OffsetsInitializerSpec`` whose factory receives options as
-    keyword arguments and returns an initializer. Returns nothing.
+    keyword arguments, checked first against its ``options`` class, and returns an
+    initializer. Returns nothing.
 
     Example::
 
         @hookimpl
         def streamplug_register_offsets_initializers(register):
-            register(OffsetsInitializerSpec(name="one-hour-ago", factory=OneHourAgo))
+            register(OffsetsInitializerSpec(name="one-hour-ago", factory=OneHourAgo,
+                                            options=NoOptions))
     """
 
 

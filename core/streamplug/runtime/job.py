@@ -23,6 +23,7 @@ from streamplug.metrics import MetricGroup
 from streamplug.plugins import JobInfo
 from streamplug.runtime.coordinator import Attempt as _Attempt
 from streamplug.runtime.coordinator import Stop as _Stop
+from streamplug.runtime.joblock import JobLock
 from streamplug.runtime.restart import fresh
 from streamplug.runtime.runtimes import Runtime
 from streamplug.runtime.storage import CheckpointStorage, open_checkpoint_storage
@@ -190,12 +191,18 @@ class _JobRun:
                 self.cancel_requested.wait(min(left, 0.05))
             return True
 
+        # Only storage the user named can be shared with another run; a temporary one not.
+        lock = JobLock(self.storage, self.job_name) if self._tmpdir is None else None
         try:
             while True:
                 attempt: _Attempt | None = None
                 self.attempts = number + 1
                 self.metrics.attempt = number
                 try:
+                    if lock is not None and not lock.held:
+                        # Part of the attempt: storage trouble restarts like any failure,
+                        # another run holding the lock (JobLockedError) fails at once.
+                        lock.acquire()
                     attempt = _Attempt(self, number)
                     info = attempt.info
                     attempt.execute()
@@ -276,6 +283,8 @@ class _JobRun:
                 self.runtime.close()
             except Exception:
                 log.exception("closing the %s runtime failed", self.runtime.name)
+            if lock is not None:
+                lock.release()
             self.metric_group.close()
             self.done.set()
 

@@ -218,7 +218,11 @@ def check_output(bootstrap: str, output_topic: str, events: int, base_ts: int) -
     wrong = 0
     records = admin.read_all(bootstrap, output_topic, "read_committed", timeout=120)
     for msg in records:
-        value = json.loads(msg.value())
+        raw = msg.value()
+        if raw is None:  # a tombstone is never what the demo's sink writes
+            wrong += 1
+            continue
+        value = json.loads(raw)
         seq = int(value["id"])
         seen[seq] += 1
         if seen[seq] == 1 and (not 0 <= seq < events or value != enrich(make_event(seq, base_ts))):
@@ -245,7 +249,7 @@ def run_demo(
         partitions = settings.partitions or 8
         where = f"your Kafka at {bootstrap}"
     else:
-        from streamplug_kafka_common.mock import MockCluster
+        from streamplug_testing.mock import MockCluster
 
         mock = MockCluster(brokers=1)
         bootstrap = mock.bootstrap_servers

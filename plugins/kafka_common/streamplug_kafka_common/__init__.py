@@ -1,43 +1,15 @@
-"""Kafka support shared by the streamplug Kafka plugins and their tests.
+"""Kafka client support shared by the streamplug Kafka plugins: error-callback chaining
+(:mod:`streamplug_kafka_common.callbacks`) and admin helpers
+(:mod:`streamplug_kafka_common.admin`: create/describe topics, end and committed offsets,
+read a topic with a given isolation level).
 
-- :class:`KafkaCluster`: real Apache Kafka (KRaft) nodes as local ``java`` processes.
-- :class:`MockCluster`: librdkafka's in-process mock cluster (no Java, fault injection,
-  not for exactly-once proofs).
-- :mod:`streamplug_kafka_common.admin`: create/describe topics, end offsets, read a topic.
-- pytest fixtures (``kafka_cluster``, ``kafka_bootstrap``, ``kafka_cluster_3``,
-  ``mock_cluster``, ``topic_factory``, ``new_topic``) registered via ``pytest11``.
+The broker launcher, librdkafka's mock cluster and the pytest fixtures are test support
+and live in the ``streamplug-testing`` distribution (``streamplug_testing``), so that
+installing a connector brings none of them.
 """
 
 from __future__ import annotations
 
 from streamplug_kafka_common import admin
-from streamplug_kafka_common.broker import (
-    BrokerStartError,
-    KafkaCluster,
-    KafkaNode,
-    ListenerSpec,
-    ScramUser,
-)
-from streamplug_kafka_common.jars import (
-    KAFKA_VERSION,
-    KafkaJarsError,
-    ensure_kafka_jars,
-    kafka_classpath,
-)
-from streamplug_kafka_common.mock import ApiKey, MockCluster, MockClusterUnavailable
 
-__all__ = [
-    "KAFKA_VERSION",
-    "ApiKey",
-    "BrokerStartError",
-    "KafkaCluster",
-    "KafkaJarsError",
-    "KafkaNode",
-    "ListenerSpec",
-    "MockCluster",
-    "MockClusterUnavailable",
-    "ScramUser",
-    "admin",
-    "ensure_kafka_jars",
-    "kafka_classpath",
-]
+__all__ = ["admin"]

@@ -12,10 +12,49 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from streamplug.errors import AuthorizationError, ConfigError, MissingResourceError
+from streamplug.errors import (
+    AuthorizationError,
+    ConfigError,
+    MissingResourceError,
+    StreamplugError,
+)
 from streamplug.secrets import redact_text
 
-__all__ = ["CONFIGURATION_DOC", "client_creation_error", "unrecoverable_kafka_error"]
+__all__ = [
+    "CONFIGURATION_DOC",
+    "BrokersUnreachableError",
+    "client_creation_error",
+    "is_unreachable",
+    "unrecoverable_kafka_error",
+]
+
+# librdkafka's codes for "no broker answered": transport failure, all brokers down, timed
+# out, name resolution failed.
+_UNREACHABLE_CODES = frozenset({-195, -187, -185, -193})
+
+
+class BrokersUnreachableError(StreamplugError, RuntimeError):
+    """No broker at the bootstrap address answered within the bound. Retryable (brokers
+    come back), so the restart strategy decides; the message names the address, what was
+    tried and the setting that bounds the wait."""
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a ``KafkaException`` says that no broker could be reached."""
+    err: Any = exc.args[0] if exc.args else None
+    return hasattr(err, "code") and err.code() in _UNREACHABLE_CODES
+
+
+def unreachable_error(
+    component: str, bootstrap: str, timeout_s: float, what: str, detail: str, setting: str
+) -> BrokersUnreachableError:
+    return BrokersUnreachableError(
+        f"{component} could not {what}: no broker at {bootstrap} answered within "
+        f"{timeout_s:g} s ({detail}); check the address and port, that the brokers run and "
+        f"that this host may connect to them (firewall, advertised.listeners); {setting} "
+        "bounds the wait"
+    )
+
 
 CONFIGURATION_DOC = "https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"
 
@@ -27,7 +66,7 @@ _INVALID_VALUE = re.compile(
 
 
 def _error_text(exc: BaseException) -> str:
-    err = exc.args[0] if exc.args else None
+    err: Any = exc.args[0] if exc.args else None
     text = err.str() if hasattr(err, "str") else str(exc)
     return str(text)
 

@@ -386,7 +386,7 @@ class SecuredKafka:
     @classmethod
     @contextmanager
     def start(cls, directory: Path, *, kerberos: bool | None = None) -> Iterator[SecuredKafka]:
-        from streamplug_kafka_common.broker import KafkaCluster, ListenerSpec, ScramUser
+        from streamplug_testing.broker import KafkaCluster, ListenerSpec, ScramUser
 
         pki = make_pki(directory / "pki")
         use_kdc = kdc_available() if kerberos is None else kerberos

@@ -88,6 +88,13 @@ def kafka_sink(options: KafkaSinkOptions, host: PluginHost) -> Any:
             "ids must be unique per job and stable across restarts",
             'transactional_id_prefix = "my-job"',
         )
+    if "transactional.id" in options.properties:
+        raise OptionsError(
+            ("properties", "transactional.id"),
+            "the sink derives each producer's transactional.id from transactional_id_prefix "
+            "('<prefix>-0'); it cannot be set",
+            'transactional_id_prefix = "my-job" (and remove "transactional.id")',
+        )
     builder = KafkaSink.builder().set_bootstrap_servers(options.bootstrap_servers)
     builder.set_record_serializer(record_serializer(options, host))
     if options.delivery_guarantee is not None:

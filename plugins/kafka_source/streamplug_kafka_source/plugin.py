@@ -191,6 +191,10 @@ def _check_consistent(options: KafkaSourceOptions, deserializer: Any) -> None:
     """What the builder would refuse, said in the keys of a pipeline file."""
     from streamplug.plugin.options import OptionsError
 
+    for key in ("topics", "partitions"):
+        value = getattr(options, key)
+        if value is not None and not [v for v in value if v.strip()]:
+            raise OptionsError((key,), f"{key} is empty: name at least one", 'topics = ["orders"]')
     given = [k for k in ("topics", "topic_pattern", "partitions") if getattr(options, k)]
     if not given:
         raise OptionsError(

@@ -242,9 +242,10 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
             context.configure_client(self.admin_properties(), role="admin", connector="kafka")
         )
         group_id, read_committed = self._group_id, self._read_committed()
+        timeout_s = self._settings.api_timeout_ms / 1000
 
         def client_factory() -> AdminOffsetsRetriever:
-            return AdminOffsetsRetriever(admin, group_id, read_committed)
+            return AdminOffsetsRetriever(admin, group_id, read_committed, timeout_s)
 
         return KafkaSourceEnumerator(
             context,

@@ -19,6 +19,7 @@ import os
 import queue
 import socket
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 import attrs
@@ -43,8 +44,8 @@ _PROGRESS_INTERVAL_S = 0.1
 
 @attrs.frozen
 class PluginNeed:
-    """A streamplug plugin the driver's plugin host loaded: every slot needs it too (it
-    may hook into the job's clients even where the job graph never names it)."""
+    """A streamplug plugin the driver's plugin host loaded and a slot uses too: it may
+    hook into the job's clients or formats even where the job graph never names it."""
 
     entry_point: str
     module: str
@@ -174,7 +175,10 @@ def _arm_fault_points(worker: int) -> None:
 
     os.environ[faults.SLOT_ENV] = str(worker)
     try:
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():
+            # Ray's property reads a deprecated attribute of its own.
+            warnings.simplefilter("ignore")
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
     except Exception:
         restarted = False
     if restarted:
@@ -256,6 +260,8 @@ class SlotActor:
         """End whatever still runs; the driver kills the actor right after."""
         self._control.put(None)
         self._done.wait(35.0)
+        with self._cond:
+            self._cond.notify_all()
 
     # -- inside the actor --------------------------------------------------------------------
 

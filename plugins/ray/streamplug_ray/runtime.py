@@ -24,6 +24,7 @@ import difflib
 import functools
 import importlib.metadata
 import logging
+import math
 import os
 import queue
 import threading
@@ -36,6 +37,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from streamplug.errors import ConfigError
+from streamplug.plugin import spec
 from streamplug.plugin.manager import CORE_DISTRIBUTION
 from streamplug.runtime.messages import ControlMessage, Progress, WorkerError, WorkerFailed
 from streamplug.runtime.processes import _configured_log_levels
@@ -202,9 +204,11 @@ class _ActorWorker(WorkerHandle):
         log.warning("%s", text)
         self.post(WorkerFailed(self._attempt, self.worker, WorkerError("WorkerLost", text)))
 
-    def close_threads(self) -> None:
+    def begin_close(self) -> None:
         self._closing.set()
         self._outbox.put(None)
+
+    def join_threads(self) -> None:
         self._sender.join(5.0)
         if self._poller is not None:
             self._poller.join(_POLL_S + 5.0)
@@ -286,7 +290,7 @@ class RayRuntime(Runtime):
 
     # -- starting ----------------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def _connect(self, slots: int) -> None:
         if ray.is_initialized():
             return
         options = dict(self._init_options)
@@ -294,8 +298,12 @@ class RayRuntime(Runtime):
         if address:
             options["address"] = address
         else:
-            # A local Ray for this run only: the dashboard costs memory and seconds.
+            # A local Ray for this run only: the dashboard costs memory and seconds, and
+            # the slots must fit even when they outnumber the cores (as processes may).
             options.setdefault("include_dashboard", False)
+            options.setdefault(
+                "num_cpus", max(os.cpu_count() or 1, math.ceil(slots * self.cpus_per_worker))
+            )
         started = time.monotonic()
         try:
             ray.init(**options)
@@ -354,9 +362,9 @@ class RayRuntime(Runtime):
         return pg
 
     def start_workers(self, graph: JobGraph, host: PluginHost, post: Post) -> list[WorkerHandle]:
-        self._connect()
-        payload = self._payload(graph)
         count = self.worker_count(graph.parallelism)
+        self._connect(count)
+        payload = self._payload(graph)
         pg = self._placement_group(count)
         requirements = _requirements(host)
         levels = _configured_log_levels()
@@ -450,7 +458,7 @@ class RayRuntime(Runtime):
             return
         live = [h for h in self.handles if h.alive]
         for handle in self.handles:
-            handle.close_threads()
+            handle.begin_close()
         stops = [h.actor.stop.remote() for h in live]
         if stops:
             ray.wait(stops, num_returns=len(stops), timeout=_STOP_WAIT_S)
@@ -459,6 +467,9 @@ class RayRuntime(Runtime):
                 ray.kill(handle.actor, no_restart=True)
             except Exception:
                 log.debug("killing %s failed", handle.describe(), exc_info=True)
+        # After the kill a poll in flight fails at once: no thread waits out its poll.
+        for handle in self.handles:
+            handle.join_threads()
         self.handles = []
         if self._pg is not None:
             try:
@@ -472,15 +483,25 @@ class RayRuntime(Runtime):
             self._owns_ray = False
 
 
+# Hooks only the driver calls: a plugin that implements nothing else (a CLI command, a
+# runtime, job lifecycle listeners) is not needed where the slots run.
+_DRIVER_ONLY_HOOKS = frozenset(
+    {"streamplug_register_commands", "streamplug_register_runtimes", *spec.LIFECYCLE_HOOKS}
+)
+
+
 def _requirements(host: PluginHost) -> Requirements:
-    """The plugins the driver loaded from entry points, and where each top-level module
-    of the driver comes from, for the slots' check on their nodes."""
+    """The plugins the driver loaded from entry points that a slot uses too (connectors,
+    formats, partitioners, offsets initializers, client configuration), and where each
+    top-level module of the driver comes from, for the slots' check on their nodes."""
     needs = []
     for info in host.plugin_infos():
         if info.distribution in (CORE_DISTRIBUTION, "<local>"):
             continue
-        module = getattr(host.pm.get_plugin(info.name), "__name__", None)
-        if isinstance(module, str):
+        plugin = host.pm.get_plugin(info.name)
+        hooks = {caller.name for caller in host.pm.get_hookcallers(plugin) or []}
+        module = getattr(plugin, "__name__", None)
+        if hooks - _DRIVER_ONLY_HOOKS and isinstance(module, str):
             needs.append(PluginNeed(info.name, module, info.distribution, info.version))
     return Requirements(needs, _distributions())
 

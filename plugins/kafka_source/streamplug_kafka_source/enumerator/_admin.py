@@ -12,7 +12,10 @@ from confluent_kafka.admin import AdminClient
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.admin import committed_offsets
+from streamplug_kafka_common.failures import is_unreachable, unreachable_error
+from streamplug_kafka_common.logs import install_client_logger
 from streamplug_kafka_source._compat import HAS_ADMIN_LIST_OFFSETS, ConsumerOffsetsLister
+from streamplug_kafka_source._config import API_TIMEOUT_MS
 from streamplug_kafka_source.split.split import KafkaTopicPartition
 
 _NO_OFFSET = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID: nothing committed
@@ -37,6 +40,7 @@ class AdminOffsetsRetriever:
         timeout_s: float = 30.0,
     ) -> None:
         self._properties = dict(properties)
+        install_client_logger(self._properties)
         self._admin = AdminClient(self._properties)
         self._group_id = group_id
         self._read_committed = read_committed
@@ -44,8 +48,18 @@ class AdminOffsetsRetriever:
         self._lister: ConsumerOffsetsLister | None = None
         self._committed_reader: Consumer | None = None
 
-    def _fail(self, what: str, exc: BaseException) -> RuntimeError:
+    def _fail(self, what: str, exc: BaseException) -> Exception:
         text = redact_text(str(exc), self._properties)
+        if is_unreachable(exc):
+            err = exc.args[0]
+            return unreachable_error(
+                "Kafka source",
+                str(self._properties.get("bootstrap.servers")),
+                self._timeout,
+                what,
+                redact_text(err.str(), self._properties),
+                f"the source property {API_TIMEOUT_MS} (now {self._timeout * 1000:.0f})",
+            )
         return RuntimeError(f"Kafka source could not {what}: {text}")
 
     def list_topics(self) -> dict[str, int]:

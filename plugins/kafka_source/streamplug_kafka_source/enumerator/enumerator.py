@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -91,6 +91,8 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
         self._initial_discovery_finished = state.initial_discovery_finished
         self._no_more_new_splits = False
         self._signalled: set[int] = set()
+        # Named topics the cluster did not list at the last discovery (worker thread only).
+        self._missing: set[str] = set()
         self._add_pending(state.unassigned)
 
     # -- SplitEnumerator ---------------------------------------------------------------
@@ -144,7 +146,9 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
             known = set(self._assigned)
             known.update(tp for owned in self._pending.values() for tp in owned)
             first_round = not self._initial_discovery_finished
-        partitions = self._subscriber.subscribed_partitions(client.list_topics())
+        topics = client.list_topics()
+        self._report_missing(topics)
+        partitions = self._subscriber.subscribed_partitions(topics)
         new = partitions - known
         if not new:
             return _Discovered(first_round, ())
@@ -163,6 +167,25 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
             for tp in sorted(new)
         )
         return _Discovered(first_round, splits)
+
+    def _report_missing(self, topics: Mapping[str, int]) -> None:
+        # Said once per topic, not per round: a job reading nothing is otherwise a mystery.
+        missing = set(self._subscriber.missing_topics(topics))
+        for topic in sorted(missing - self._missing):
+            if self._discovery_interval_ms > 0:
+                later = (
+                    f"it is read once it exists (partition discovery runs every "
+                    f"{self._discovery_interval_ms} ms)"
+                )
+            else:
+                later = (
+                    "partition discovery is off, so this run will not read it: create it and "
+                    "restart, or set partition.discovery.interval.ms to pick it up when it appears"
+                )
+            log.warning("Kafka source: topic %r does not exist; %s", topic, later)
+        for topic in sorted(self._missing - missing):
+            log.info("Kafka source: topic %r exists now; reading it", topic)
+        self._missing = missing
 
     # -- coordinator thread ------------------------------------------------------------
 

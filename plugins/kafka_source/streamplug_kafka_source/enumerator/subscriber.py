@@ -25,10 +25,18 @@ class KafkaSubscriber(ABC):
     @abstractmethod
     def describe(self) -> str: ...
 
+    def missing_topics(self, topics: TopicMetadata) -> list[str]:
+        """Topics this subscriber names that the cluster does not list (none for a
+        pattern, which names no topic)."""
+        return []
+
 
 @attrs.frozen
 class TopicListSubscriber(KafkaSubscriber):
     topics: tuple[str, ...]
+
+    def missing_topics(self, topics: TopicMetadata) -> list[str]:
+        return [t for t in self.topics if t not in topics]
 
     def subscribed_partitions(self, topics: TopicMetadata) -> set[KafkaTopicPartition]:
         # A listed topic that does not exist (yet) is not an error: discovery picks it
@@ -64,6 +72,9 @@ class PartitionSetSubscriber(KafkaSubscriber):
 
     def subscribed_partitions(self, topics: TopicMetadata) -> set[KafkaTopicPartition]:
         return {tp for tp in self.partitions if tp.partition < topics.get(tp.topic, 0)}
+
+    def missing_topics(self, topics: TopicMetadata) -> list[str]:
+        return sorted({tp.topic for tp in self.partitions if tp.topic not in topics})
 
     def describe(self) -> str:
         return f"partitions {sorted(str(tp) for tp in self.partitions)}"

@@ -14,6 +14,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from streamplug.api.serde import DeserializationError
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact_text
+from streamplug_kafka_common.failures import unrecoverable_kafka_error
+from streamplug_kafka_common.logs import install_client_logger
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +111,34 @@ class DeadLetterProducer:
     def __init__(self, topic: str, properties: Mapping[str, Any]) -> None:
         self.topic = topic
         self._properties = dict(properties)
+        install_client_logger(self._properties)
         self._producer = Producer(self._properties)
         self._lock = threading.Lock()
         self._errors: list[str] = []
+        self._last_error: KafkaError | None = None
+        self._topic_checked = False
+
+    def _check_topic(self) -> None:
+        # Once, at the first bad record (no start-up cost for jobs that have none): a
+        # missing topic would otherwise show only after librdkafka's 30 s metadata wait.
+        self._topic_checked = True
+        try:
+            metadata = self._producer.list_topics(self.topic, timeout=10.0)
+        except KafkaException as exc:
+            log.warning("could not check that dead-letter topic %r exists: %s", self.topic, exc)
+            return
+        found = metadata.topics.get(self.topic)
+        if found is not None and found.error is not None:
+            hopeless = unrecoverable_kafka_error(
+                found.error,
+                f"Kafka source writing a bad record to dead-letter topic {self.topic!r}",
+            )
+            if hopeless is not None:
+                raise hopeless
 
     def send(self, message: Message, error: DeserializationError) -> None:
+        if not self._topic_checked:
+            self._check_topic()
         original = message.headers() or []
         headers: list[tuple[str, str | bytes | None]] = [
             (k, v) for k, v in (original.items() if isinstance(original, dict) else original)
@@ -147,27 +172,46 @@ class DeadLetterProducer:
         if err is not None:
             with self._lock:
                 self._errors.append(str(err))
+                self._last_error = err
 
     def flush(self, timeout_s: float = 60.0) -> None:
         remaining = self._producer.flush(timeout_s)
         with self._lock:
             errors, self._errors = self._errors, []
+            last, self._last_error = self._last_error, None
         if remaining:
             errors.append(f"{remaining} records still unsent after {timeout_s:.0f} s")
         if errors:
             text = redact_text("; ".join(errors[:5]), self._properties)
-            raise KafkaException(
+            failure = KafkaException(
                 KafkaError(
                     KafkaError._FAIL,
                     f"writing bad records to dead-letter topic {self.topic!r} failed: {text}",
                 )
             )
+            hopeless = (
+                unrecoverable_kafka_error(
+                    last, f"writing {len(errors)} bad record(s) to dead-letter topic {self.topic!r}"
+                )
+                if last is not None
+                else None
+            )
+            if hopeless is not None:
+                raise hopeless from failure
+            raise failure
 
     def close(self) -> None:
+        # close() cannot fail the job any more (the runtime only logs it), so a record that
+        # is lost here is at least reported, loudly, with what was lost.
         try:
-            self._producer.flush(10.0)
-        except Exception:
-            log.warning("dead-letter producer for %r did not flush on close", self.topic)
+            self.flush(10.0)
+        except Exception as exc:
+            log.error(
+                "bad records were lost on close: they are in neither the output nor the "
+                "dead-letter topic %r: %s",
+                self.topic,
+                exc,
+            )
         # End librdkafka's threads now, not when the reader is garbage collected: a closed
         # reader's producer kept reconnecting to the cluster (seen once the brokers were
         # gone). Older confluent-kafka releases have no Producer.close(); collection does
@@ -178,3 +222,8 @@ class DeadLetterProducer:
                 close()
             except Exception as exc:
                 log.debug("dead-letter producer for %r: close: %s", self.topic, exc)
+        # Without close(), the last reference going away is what destroys the client; the
+        # producer's callbacks point back here, so the reader's own reference must go too
+        # (confluent-kafka 2.3.0 kept 3 client threads per closed reader otherwise).
+        # Nothing is called after close.
+        self._producer = None  # type: ignore[assignment]

@@ -25,6 +25,7 @@ from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
+from streamplug_kafka_common.logs import CollapsingClientLogger, install_client_logger
 from streamplug_kafka_source.deserializer import (
     KafkaRecordDeserializationSchema,
     KeyValueDeserializationSchema,
@@ -157,10 +158,12 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         # Chained, not replaced: an error_cb a client-configuration hook installed (the
         # security plugin's turns authentication failures into KafkaAuthenticationError)
         # still hears every error, and what it raises ends the read.
+        self._error_log = CollapsingClientLogger(logger=log)
         self._client_errors = ChainedErrorCallback.install(config, self._on_error)
         if register_consumer_metrics:
             config["stats_cb"] = self._metrics.on_stats
         try:
+            install_client_logger(config)
             self._consumer = Consumer(config)
         except (KafkaException, ValueError, TypeError) as exc:
             # Creating a consumer does not connect: its failure is the configuration's,
@@ -241,7 +244,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._to_release.clear()
         if not self._splits:
             if self._no_more_splits and (self._splits_can_finish or self._finished_any):
-                return InputStatus.END_OF_INPUT
+                return self._end_of_input()
             if not self._idle:
                 # No partitions to read (more readers than partitions): never hold back
                 # the job's watermark while waiting for an assignment.
@@ -612,13 +615,21 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 state.current_offset = max(state.current_offset, stop)
                 self._finish(state, output)
 
+    def _end_of_input(self) -> InputStatus:
+        if self._dead_letter is not None:
+            # The last word on bad records: without a checkpoint after it (none configured,
+            # or a bounded end), close() could only log a failed write; raising here fails
+            # the job instead, so a bad record is never in neither topic.
+            self._dead_letter.flush()
+        return InputStatus.END_OF_INPUT
+
     def _status(self) -> InputStatus:
         if (
             not self._splits
             and self._no_more_splits
             and (self._splits_can_finish or self._finished_any)
         ):
-            return InputStatus.END_OF_INPUT
+            return self._end_of_input()
         return InputStatus.MORE_AVAILABLE
 
     def _drop_errors(self, messages: list[Message]) -> list[Message]:
@@ -670,7 +681,13 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             if self._failure is None:
                 self._failure = KafkaException(err)
         else:
-            log.warning("Kafka source consumer: %s", redact_text(str(err), self._properties))
+            # INFO and collapsed: librdkafka's own log line (streamplug.librdkafka) already
+            # says it at WARNING, and a broker away is reported at every reconnect.
+            self._error_log.log(
+                logging.INFO,
+                "Kafka source consumer: %s",
+                redact_text(str(err), self._properties),
+            )
 
     def _raise_failure(self) -> None:
         """Raise what error_cb reported: a fatal consumer error, else what a hook's

@@ -51,7 +51,7 @@ from typing import Any
 import attrs
 
 from streamplug_kafka_common import admin
-from streamplug_kafka_common.jars import find_java, kafka_classpath
+from streamplug_testing.jars import find_java, kafka_classpath
 
 __all__ = [
     "BrokerStartError",
@@ -389,6 +389,8 @@ class KafkaCluster:
         # read by the storage tool as an option, so draw again in that case.
         self.cluster_id = _new_cluster_id()
         self._nodes: dict[int, KafkaNode] = {}
+        # Ports of an earlier run on the same kept data directory (see _save_identity).
+        self._saved_ports: dict[str, int] = {}
         self._root: Path | None = None
         self._started = False
 
@@ -489,7 +491,9 @@ class KafkaCluster:
             for attempt in range(1, attempts + 1):
                 # Ports are not part of the formatted storage (static quorum), so a
                 # port taken by someone else is fixed by picking new ones.
-                self._plan_nodes()
+                # A kept data directory keeps its ports too, so clients of the earlier
+                # run reconnect; new ones only if those are taken now.
+                self._plan_nodes(reuse_ports=attempt == 1)
                 self._write_configs()
                 if attempt == 1:
                     self._format_all()
@@ -502,6 +506,7 @@ class KafkaCluster:
                     if attempt == attempts or not self._port_conflict():
                         raise
                     self._kill_all()
+            self._save_identity()
         except BaseException:
             self.stop(timeout=5.0)
             raise
@@ -524,8 +529,23 @@ class KafkaCluster:
                     f"{self.nodes} nodes: use nodes={saved.get('nodes')} or another directory"
                 )
             self.cluster_id = saved["cluster.id"]
+            self._saved_ports = {
+                key: int(value) for key, value in saved.items() if key.endswith(".port")
+            }
         elif self._keep_data:
             state.write_text(f"cluster.id={self.cluster_id}\nnodes={self.nodes}\n")
+
+    def _save_identity(self) -> None:
+        if not self._keep_data or self._root is None:
+            return
+        lines = [f"cluster.id={self.cluster_id}", f"nodes={self.nodes}"]
+        for node in self._nodes.values():
+            lines.append(f"node.{node.node_id}.controller.port={node.controller_port}")
+            lines.extend(
+                f"node.{node.node_id}.listener.{name}.port={port}"
+                for name, port in sorted(node.ports.items())
+            )
+        (self._root / _IDENTITY_FILE).write_text("\n".join(lines) + "\n")
 
     def _port_conflict(self) -> bool:
         for node in self._nodes.values():
@@ -670,8 +690,13 @@ class KafkaCluster:
 
     # ----------------------------------------------------------------- internals
 
-    def _plan_nodes(self) -> None:
+    def _plan_nodes(self, reuse_ports: bool = False) -> None:
         assert self._root is not None
+        saved = self._saved_ports if reuse_ports else {}
+
+        def port(key: str) -> int:
+            return saved.get(key) or _free_port(self.host)
+
         self._nodes = {}
         for nid in self.node_ids:
             directory = self._root / f"node-{nid}"
@@ -679,8 +704,8 @@ class KafkaCluster:
             self._nodes[nid] = KafkaNode(
                 node_id=nid,
                 directory=directory,
-                controller_port=_free_port(self.host),
-                ports={s.name: _free_port(self.host) for s in self.listeners},
+                controller_port=port(f"node.{nid}.controller.port"),
+                ports={s.name: port(f"node.{nid}.listener.{s.name}.port") for s in self.listeners},
             )
 
     def _base_properties(self, node: KafkaNode) -> dict[str, str]:

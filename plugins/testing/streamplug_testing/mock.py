@@ -8,7 +8,7 @@ unit tests.
 
 Its transaction support is incomplete (no fencing, a crashed producer's open
 transaction becomes visible, TxnOffsetCommit is dropped): never use it to prove
-exactly-once; use :class:`streamplug_kafka_common.broker.KafkaCluster` for that.
+exactly-once; use :class:`streamplug_testing.broker.KafkaCluster` for that.
 CreateTopics is not implemented either: create topics with :meth:`MockCluster.create_topic`.
 
 Typical use::

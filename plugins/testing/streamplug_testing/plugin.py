@@ -1,15 +1,15 @@
-"""streamplug plugin module of ``streamplug-kafka-common`` (entry point ``kafka_common``).
+"""streamplug plugin module of ``streamplug-testing`` (entry point ``testing``).
 
 Registers the ``streamplug broker`` command. Everything else in this distribution is a
-library (launcher, mock cluster, admin helpers, pytest fixtures) used directly.
+library (launcher, mock cluster, pytest fixtures) used directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamplug.plugins import CommandSpec, hookimpl
-from streamplug_kafka_common import cli
+from streamplug.plugin import CommandSpec, hookimpl
+from streamplug_testing import cli
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from streamplug_kafka_common.jars import KAFKA_VERSION
+from streamplug_testing.jars import KAFKA_VERSION
 
 __all__ = ["configure", "run"]
 
@@ -35,7 +35,36 @@ def _topic_arg(value: str) -> tuple[str, int, int]:
         raise argparse.ArgumentTypeError(
             f"partitions and replication must be integers in {value!r} (e.g. orders:3:1)"
         ) from None
+    if partitions < 1 or replication < 1:
+        raise argparse.ArgumentTypeError(
+            f"partitions and replication must be at least 1 in {value!r} (e.g. orders:3:1)"
+        )
     return parts[0], partitions, replication
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 1 <= number <= 32:
+        raise argparse.ArgumentTypeError(f"expected 1 to 32 nodes, got {number}")
+    return number
+
+
+def _data_dir(value: str) -> str:
+    import os
+    from pathlib import Path
+
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} exists and is not a directory")
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"cannot create or write {value!r}: {existing} is not writable by this user"
+        )
+    return str(path)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ),
     )
     start.add_argument(
-        "--nodes", type=int, default=1, metavar="N", help="number of brokers (default 1)"
+        "--nodes", type=_count, default=1, metavar="N", help="number of brokers (default 1)"
     )
     start.add_argument(
         "--embedded",
@@ -76,6 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--data-dir",
         default=None,
+        type=_data_dir,
         help=(
             "keep broker data in this directory instead of a temporary one; start again "
             "with the same directory to resume (real Kafka only)"
@@ -130,6 +160,14 @@ def _run_start(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         print(f"--nodes must be at least 1, got {args.nodes}", file=sys.stderr)
         return 2
+    for name, _, replication in args.topic:
+        if replication > args.nodes:
+            print(
+                f"error: --topic {name}: replication {replication} needs at least "
+                f"{replication} nodes, and --nodes is {args.nodes}",
+                file=sys.stderr,
+            )
+            return 2
     with _StopSignal() as stop:
         if args.embedded:
             return _run_embedded(args, stop)
@@ -137,7 +175,7 @@ def _run_start(args: argparse.Namespace) -> int:
 
 
 def _run_embedded(args: argparse.Namespace, stop: _StopSignal) -> int:
-    from streamplug_kafka_common.mock import MockCluster, MockClusterUnavailable
+    from streamplug_testing.mock import MockCluster, MockClusterUnavailable
 
     try:
         cluster = MockCluster(args.nodes)
@@ -164,8 +202,8 @@ def _run_embedded(args: argparse.Namespace, stop: _StopSignal) -> int:
 
 
 def _run_kafka(args: argparse.Namespace, stop: _StopSignal) -> int:
-    from streamplug_kafka_common.broker import BrokerStartError, KafkaCluster
-    from streamplug_kafka_common.jars import KafkaJarsError
+    from streamplug_testing.broker import BrokerStartError, KafkaCluster
+    from streamplug_testing.jars import KafkaJarsError
 
     print(
         f"starting Apache Kafka {KAFKA_VERSION} with {args.nodes} node(s)...",
@@ -180,7 +218,13 @@ def _run_kafka(args: argparse.Namespace, stop: _StopSignal) -> int:
         try:
             cluster.start()
             for name, partitions, replication in args.topic:
-                cluster.create_topic(name, partitions, replication)
+                try:
+                    cluster.create_topic(name, partitions, replication)
+                except Exception as exc:
+                    # Started again on its own data directory: the topic is still there.
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                        raise
+                    print(f"topic {name} exists already: kept as it is", file=sys.stderr)
         except (KafkaJarsError, BrokerStartError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

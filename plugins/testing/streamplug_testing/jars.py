@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import queue
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,7 +131,6 @@ def _run_maven(dest: Path) -> None:
         )
         cmd = [
             mvn,
-            "-q",
             "-B",
             "-f",
             str(pom),
@@ -135,14 +138,102 @@ def _run_maven(dest: Path) -> None:
             f"-DoutputDirectory={dest}",
             "-DincludeScope=runtime",
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            output = (proc.stdout + proc.stderr).strip()[-4000:]
+        _run_with_progress(cmd)
+
+
+# Maven's batch-mode line for each file it fetched, e.g.
+# "Downloaded from central: https://.../kafka_2.13-4.1.1.jar (6.6 MB at 2.1 MB/s)".
+_DOWNLOADED = re.compile(r"Downloaded from \S+: \S+ \(([\d.]+) (B|kB|KB|MB|GB)")
+_UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+_UNREACHABLE = (
+    "Could not transfer",
+    "Connection refused",
+    "UnknownHostException",
+    "Connect to",
+    "timed out",
+    "Network is unreachable",
+    "No route to host",
+)
+MAVEN_TIMEOUT_ENV = "STREAMPLUG_MAVEN_TIMEOUT_S"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_with_progress(cmd: list[str]) -> None:
+    """Run Maven, saying what it fetched every few seconds, within a time bound: a
+    registry that cannot be reached fails with a message, never a silent hang."""
+    timeout_s = float(os.environ.get(MAVEN_TIMEOUT_ENV, "900"))
+    _say(
+        f"fetching the Apache Kafka {KAFKA_VERSION} broker jars (about 100 MB, once) from "
+        f"Maven Central with Maven; set {LIBS_ENV} to an unpacked Kafka's libs/ to skip this"
+    )
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+    files, size = 0, 0.0
+    started = time.monotonic()
+    last_report = started
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, name="maven-output", daemon=True).start()
+    try:
+        while True:
+            left = started + timeout_s - time.monotonic()
+            if left <= 0:
+                proc.kill()
+                raise KafkaJarsError(
+                    f"Maven did not finish fetching the Kafka {KAFKA_VERSION} jars within "
+                    f"{timeout_s:.0f} s ({files} files, {size / 1e6:.1f} MB so far): it cannot "
+                    "reach its repository fast enough. Check the network and any proxy in "
+                    f"~/.m2/settings.xml, raise {MAVEN_TIMEOUT_ENV}, or set {LIBS_ENV}"
+                )
+            try:
+                line = lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                line = ""
+            if line is None:
+                break
+            if line:
+                tail = [*tail[-40:], line.rstrip()]
+                found = _DOWNLOADED.search(line)
+                if found:
+                    files += 1
+                    size += float(found.group(1)) * _UNITS[found.group(2)]
+            now = time.monotonic()
+            if now - last_report >= 5 and files:
+                last_report = now
+                _say(f"  ... {files} files, {size / 1e6:.1f} MB")
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        output = "\n".join(tail)[-4000:]
+        reason = next((ln for ln in tail if any(k in ln for k in _UNREACHABLE)), None)
+        if reason is not None:
             raise KafkaJarsError(
-                f"Maven failed (exit {proc.returncode}) to resolve "
-                f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_VERSION} from Maven "
-                f"Central. Command: {' '.join(cmd)}\n{output}"
+                f"Maven cannot reach its repository to fetch the Kafka {KAFKA_VERSION} jars "
+                f"({reason.strip()[:300]}): check the network and any proxy or mirror in "
+                f"~/.m2/settings.xml, or set {LIBS_ENV} to the libs/ directory of an unpacked "
+                f"Kafka {KAFKA_VERSION} distribution"
             )
+        raise KafkaJarsError(
+            f"Maven failed (exit {code}) to resolve "
+            f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_VERSION} from Maven "
+            f"Central. Command: {' '.join(cmd)}\n{output}"
+        )
+    _say(f"fetched {files} files ({size / 1e6:.1f} MB) in {time.monotonic() - started:.0f} s")
 
 
 def ensure_kafka_jars(libs_dir: Path | None = None) -> list[Path]:

@@ -1,0 +1,278 @@
+"""The Prometheus endpoint passes a stock scrape: a running Kafka -> Kafka job served in
+both the Prometheus text format and OpenMetrics (what Prometheus asks for first), each
+parsed by prometheus_client's own parser, with unique names, a service name, HELP on the
+record counters, and values that count the job's records."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+pytest.importorskip(
+    "opentelemetry.exporter.prometheus", reason="needs pip install 'streamplug[metrics]'"
+)
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+RECORDS = 500
+
+
+def _get(url: str, accept: str | None) -> tuple[str, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers.get("Content-Type", ""), response.read().decode()
+
+
+def test_both_formats_parse_with_unique_names_and_count_the_records(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    source_topic, sink_topic = topic_factory(), topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(RECORDS):
+        producer.produce(source_topic, str(i).encode())
+    assert producer.flush(10) == 0
+    pipeline = tmp_path / "metered.toml"
+    pipeline.write_text(
+        f"""\
+[job]
+name = "scraped"
+
+[checkpointing]
+interval = "300 ms"
+storage = "{tmp_path / "chk"}"
+
+[source]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topics = ["{source_topic}"]
+starting_offsets = "earliest"
+format = "string"
+
+[sink]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topic = "{sink_topic}"
+format = "string"
+delivery_guarantee = "at-least-once"
+"""
+    )
+    port = 0
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamplug.cli",
+            "run",
+            str(pipeline),
+            "--no-progress",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 60
+        written = 0.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            try:
+                _, text = _get(url, None)
+            except OSError:
+                continue
+            families = {f.name: f for f in parse_text(text)}
+            writer = families.get("streamplug_task_kafkasinkwriter_numrecordsout")
+            if writer is not None:
+                written = sum(s.value for s in writer.samples if s.name.endswith("_total"))
+                if written >= RECORDS:
+                    break
+        assert proc.poll() is None, proc.communicate()[1]
+        assert written == RECORDS, f"the sink counted {written} of {RECORDS}"
+
+        content_type, text = _get(url, None)
+        assert content_type.startswith("text/plain"), content_type
+        text_families = list(parse_text(text))
+        names = [f.name for f in text_families]
+        assert len(names) == len(set(names)), "a metric family appears twice"
+
+        content_type, om = _get(url, OPENMETRICS)
+        assert content_type.startswith("application/openmetrics-text"), content_type
+        # Raises on what Prometheus' OpenMetrics scrape rejects (clashing names, ...).
+        om_families = {f.name: f for f in parse_openmetrics(om)}
+        assert om.rstrip().endswith("# EOF")
+
+        runtime_out = om_families["streamplug_task_numrecordsout"]
+        assert runtime_out.type == "gauge"
+        assert sum(s.value for s in runtime_out.samples) == RECORDS
+        sink_out = om_families["streamplug_task_kafkasinkwriter_numrecordsout"]
+        assert sink_out.type == "counter"
+        assert sink_out.documentation == "records handed to the producer"
+        assert sum(s.value for s in sink_out.samples) == RECORDS
+        bytes_out = om_families["streamplug_task_kafkasinkwriter_numbytesout_bytes"]
+        assert bytes_out.unit == "bytes"
+
+        target = om_families["target"]
+        labels = target.samples[0].labels
+        assert labels.get("service_name") == "streamplug", labels
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+INSTALL = "sudo apt-get install -y --no-install-recommends prometheus"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _query(prometheus: str, expression: str) -> list[dict[str, object]]:
+    import json
+    import urllib.parse
+
+    url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(expression)}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def test_a_real_prometheus_scrapes_a_running_job(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    import shutil
+
+    from confluent_kafka import Producer
+
+    binary = shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+    if binary is None:
+        pytest.skip(
+            f"Prometheus is not installed (tox installs it as root through "
+            f".ci/install-system.sh): {INSTALL}"
+        )
+    source_topic, sink_topic = topic_factory(), topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(RECORDS):
+        producer.produce(source_topic, str(i).encode())
+    assert producer.flush(10) == 0
+    job_port, prom_port = _free_port(), _free_port()
+    pipeline = tmp_path / "scraped.toml"
+    pipeline.write_text(
+        f"""\
+[job]
+name = "prom-scraped"
+
+[source]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topics = ["{source_topic}"]
+starting_offsets = "earliest"
+format = "string"
+
+[sink]
+connector = "kafka"
+bootstrap_servers = "{kafka_bootstrap}"
+topic = "{sink_topic}"
+format = "string"
+delivery_guarantee = "at-least-once"
+"""
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: streamplug\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{job_port}']\n"
+    )
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamplug.cli",
+            "run",
+            str(pipeline),
+            "--no-progress",
+            "--metrics-port",
+            str(job_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    try:
+        deadline = time.monotonic() + 60
+        counted: list[dict[str, object]] = []
+        up: list[dict[str, object]] = []
+        expression = "sum(streamplug_task_kafkasinkwriter_numrecordsout_total)"
+        while time.monotonic() < deadline:
+            assert job.poll() is None, job.communicate()[1]
+            assert server.poll() is None, server.communicate()[1]
+            time.sleep(1)
+            try:
+                up = _query(prometheus, 'up{job="streamplug"}')
+                counted = _query(prometheus, expression)
+            except OSError:
+                continue
+            if counted and float(str(counted[0]["value"][1])) >= RECORDS:  # type: ignore[index]
+                break
+        # The scrape itself succeeded (Prometheus 2.42 asks for OpenMetrics first).
+        assert up and up[0]["value"][1] == "1", up  # type: ignore[index]
+        assert counted, f"Prometheus has no {expression}"
+        assert float(str(counted[0]["value"][1])) == RECORDS  # type: ignore[index]
+        runtime = _query(prometheus, "sum(streamplug_task_numrecordsout)")
+        assert float(str(runtime[0]["value"][1])) == RECORDS  # type: ignore[index]
+        target = _query(prometheus, "target_info")
+        assert target and target[0]["metric"]["service_name"] == "streamplug", target  # type: ignore[index]
+    finally:
+        for process in (job, server):
+            process.send_signal(signal.SIGTERM)
+        for process in (job, server):
+            try:
+                process.wait(30)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
