@@ -1,6 +1,6 @@
 """``python benchmarks/compare.py``: every job side by side on one real Kafka broker.
 
-Starts a single-node Apache Kafka (streamplug-kafka-common's launcher) unless
+Starts a single-node Apache Kafka (streamplug-testing's launcher) unless
 ``--bootstrap-servers`` names one, fills two input topics (value only; key and value) of
 ``--records`` records of 100 bytes in 6 partitions, then runs every selected job
 ``--runs`` times, interleaved (A B C A B C ...), each in its own process with a fresh
@@ -195,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)
-    command = "python benchmarks/compare.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = " ".join(
+        ["python benchmarks/compare.py", shlex.join(argv if argv is not None else sys.argv[1:])]
+    ).strip()
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     versions = sorted({s["version"] for s in summaries if s["version"]})
     kafka_version = (
-        "Apache Kafka 4.1.1 (streamplug-kafka-common's launcher, 1 node)"
+        "Apache Kafka 4.1.1 (streamplug-testing's launcher, 1 node)"
         if cluster
         else (f"external broker {bootstrap}")
     )
