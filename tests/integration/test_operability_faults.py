@@ -200,3 +200,25 @@ def test_the_broker_stopped_and_started_mid_run_loses_nothing(
             client.stop(timeout=60)
     assert client.status is JobStatus.FINISHED, client.status
     assert set(_values(bootstrap, out)) == set(range(200))
+
+
+def test_a_node_of_three_killed_mid_run_loses_nothing(kafka_cluster_3: Any, tmp_path: Path) -> None:
+    cluster = kafka_cluster_3
+    bootstrap = cluster.bootstrap_servers
+    topic, out = f"faults-in-{uuid.uuid4().hex[:8]}", f"faults-out-{uuid.uuid4().hex[:8]}"
+    for name in (topic, out):
+        cluster.create_topic(name, partitions=3, replication_factor=3)
+    _produce(bootstrap, topic, range(100))
+    env = _env(bootstrap, topic, out, tmp_path / "chk")
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(20, 1000))
+    client = env.execute_async("node-killed")
+    try:
+        _wait(lambda: client.metrics().records_out >= 100, "the first 100 records", 90)
+        cluster.kill_node(cluster.node_ids[0])  # SIGKILL: leaders move to the other two
+        _produce(bootstrap, topic, range(100, 200))
+        _wait(lambda: set(range(200)) <= set(_values(bootstrap, out)), "all 200 records", 120)
+    finally:
+        with contextlib.suppress(Exception):
+            client.stop(timeout=60)
+    assert client.status is JobStatus.FINISHED, client.status
+    assert set(_values(bootstrap, out)) == set(range(200))
