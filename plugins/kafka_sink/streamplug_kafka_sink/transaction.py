@@ -573,7 +573,17 @@ class TransactionManager:
             # it cannot be used).
             if not self._commit_log_ready(consumer):
                 self._ensure_commit_log()
-                self._commit_log_ready(consumer)
+                # Another worker slot may have created it a moment ago (our create then
+                # said TOPIC_ALREADY_EXISTS and waited for nothing): reading its end before
+                # it has a leader fails with "Unknown partition".
+                deadline = time.monotonic() + 30
+                while not self._commit_log_ready(consumer):
+                    if time.monotonic() > deadline:
+                        raise CheckpointError(
+                            f"the commit log {self.commit_log_topic!r} exists but has no "
+                            "leader after 30 s; check the brokers"
+                        )
+                    time.sleep(0.05)
             present.set()
             return max(0, self._log_end(consumer, errors))
         finally:
