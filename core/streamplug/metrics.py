@@ -28,6 +28,28 @@ def metric_name(scope: Iterable[str], name: str) -> str:
     return ".".join(["streamplug", *scope, name])
 
 
+# HELP text for Flink's standard names, used where the code that registers one gives none:
+# Prometheus shows it beside every series, and an OpenMetrics family without one is hard to
+# read. Anything else without a description still gets a line naming where it is described.
+_STANDARD_HELP = {
+    "numRecordsIn": "records the source emitted",
+    "numRecordsOut": "records that reached the sinks",
+    "numberOfCompletedCheckpoints": "checkpoints completed",
+    "numberOfFailedCheckpoints": "checkpoints that failed",
+    "lastCheckpointDuration": "ms from trigger to COMPLETE of the last checkpoint",
+    "numRestarts": "attempts restarted by the restart strategy",
+    "currentWatermark": "the job's combined watermark (epoch ms)",
+    "currentOffset": "the next offset the reader hands out, per partition",
+    "committedOffset": "the offset last committed to Kafka, per partition",
+}
+
+
+def _help(scope: Iterable[str], name: str, description: str) -> str:
+    if description:
+        return description
+    return _STANDARD_HELP.get(name) or f"{metric_name(scope, name)} (see the metrics docs)"
+
+
 class Counter:
     """A monotonically increasing count; ``value`` is kept locally for tests and progress."""
 
@@ -146,7 +168,8 @@ class MetricGroup:
         if name not in self.counters:
             full = metric_name(self.scope, name)
             self.counters[name] = Counter(
-                _REGISTRY.counter(full, unit, description), self.attributes
+                _REGISTRY.counter(full, unit, _help(self.scope, name, description)),
+                self.attributes,
             )
         return self.counters[name]
 
@@ -155,12 +178,15 @@ class MetricGroup:
     ) -> Gauge:
         gauge = Gauge(read)
         full = metric_name(self.scope, name)
+        description = _help(self.scope, name, description)
         self._gauges.append((full, _REGISTRY.add_gauge(full, gauge, self.attributes, description)))
         self.gauges[name] = gauge
         return gauge
 
     def histogram(self, name: str, unit: str = "ms", description: str = "") -> Any:
-        instrument = _REGISTRY.histogram(metric_name(self.scope, name), unit, description)
+        instrument = _REGISTRY.histogram(
+            metric_name(self.scope, name), unit, _help(self.scope, name, description)
+        )
         attributes = self.attributes
 
         def record(value: float) -> None:

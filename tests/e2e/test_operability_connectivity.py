@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,3 +177,35 @@ def test_a_missing_sink_topic_fails_a_checkpointed_run_fast(
     assert "create it (kafka-topics.sh --create) or enable auto.create.topics.enable" in (
         process.stderr
     )
+
+
+def test_sigterm_while_the_brokers_do_not_answer_ends_the_process_at_once(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    # Partition discovery waits up to default.api.timeout.ms (30 s) for an answer; a stop
+    # must not wait it out (the process used to end 27 s after the job had finished).
+    process = _run(
+        processes,
+        tmp_path,
+        """\
+        [job]
+        name = "unreachable-stop"
+
+        [source]
+        connector = "kafka"
+        bootstrap_servers = "127.0.0.1:1"
+        topics = ["orders"]
+        starting_offsets = "earliest"
+        format = "string"
+
+        [sink]
+        connector = "discard"
+        """,
+    )
+    process.wait_for("started", timeout=30)
+    time.sleep(2)
+    process.proc.send_signal(signal.SIGTERM)
+    took = process.wait(60)
+    assert took < 5, f"took {took:.1f} s:\n{process.stderr}"
+    assert process.proc.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr

@@ -120,8 +120,15 @@ delivery_guarantee = "at-least-once"
         om_families = {f.name: f for f in parse_openmetrics(om)}
         assert om.rstrip().endswith("# EOF")
 
+        undocumented = [
+            name
+            for name, f in om_families.items()
+            if name.startswith("streamplug") and not f.documentation
+        ]
+        assert not undocumented, f"families without HELP: {undocumented}"
         runtime_out = om_families["streamplug_task_numrecordsout"]
         assert runtime_out.type == "gauge"
+        assert runtime_out.documentation == "records that reached the sinks"
         assert sum(s.value for s in runtime_out.samples) == RECORDS
         sink_out = om_families["streamplug_task_kafkasinkwriter_numrecordsout"]
         assert sink_out.type == "counter"

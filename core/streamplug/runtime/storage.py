@@ -397,6 +397,25 @@ class CheckpointStorage(abc.ABC):
         return ids[0] if ids else 0
 
 
+def _directory_write_error(directory: Path, exc: OSError) -> CheckpointError:
+    """A write into the storage directory failed: say where, why, and what to do. A full
+    disk may be freed while the job waits to restart; a read-only or forbidden directory
+    stays that way, so the job fails at once."""
+    reason = exc.strerror or str(exc)
+    where = f"cannot write checkpoint storage {directory}: {reason}"
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return CheckpointError(
+            f"{where}: the file system is full; free space there (old checkpoints beyond "
+            "max_retained are pruned) or set another checkpoint storage directory"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return CheckpointStorageDeniedError(
+            f"{where}: set a checkpoint storage directory this process may write to (a "
+            "read-only mount or missing permission will not change on a restart)"
+        )
+    return CheckpointError(where)
+
+
 def _checkpoint_name(checkpoint_id: int) -> str:
     return f"chk-{checkpoint_id:08d}.json"
 
@@ -468,6 +487,12 @@ class FileCheckpointStorage(CheckpointStorage):
 
     def _temporary(self, name: str, data: bytes, torn_point: str | None = None) -> str:
         """A fsynced temporary copy of ``data`` beside ``name``, which a crash may leave."""
+        try:
+            return self._write_temporary(name, data, torn_point)
+        except OSError as exc:
+            raise _directory_write_error(self.directory, exc) from exc
+
+    def _write_temporary(self, name: str, data: bytes, torn_point: str | None) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         try:

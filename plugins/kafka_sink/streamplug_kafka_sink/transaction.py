@@ -47,7 +47,11 @@ from streamplug.api.state import StateSerializer
 from streamplug.errors import CheckpointError, ConfigError
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
-from streamplug_kafka_common.failures import client_creation_error
+from streamplug_kafka_common.failures import (
+    client_creation_error,
+    is_unreachable,
+    unreachable_error,
+)
 from streamplug_kafka_common.logs import install_client_logger
 from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
@@ -176,7 +180,10 @@ _CONNECT_POLL_S = 0.002
 
 
 def _with_start_up_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_START_UP_DEFAULTS, **config}
+    result = {**_START_UP_DEFAULTS, **config}
+    # The helper clients' librdkafka lines go through Python logging too, not to stderr.
+    install_client_logger(result)
+    return result
 
 
 def _drop(producer: Any) -> None:
@@ -474,7 +481,19 @@ class TransactionManager:
 
     def _ensure_commit_log(self) -> None:
         admin = AdminClient(_with_start_up_defaults(self._admin_config))
-        metadata = admin.list_topics(timeout=30)
+        try:
+            metadata = admin.list_topics(timeout=30)
+        except KafkaException as exc:
+            if not is_unreachable(exc):
+                raise
+            raise unreachable_error(
+                "Kafka sink",
+                str(self._admin_config.get("bootstrap.servers")),
+                30,
+                f"look up its exactly-once commit-log topic {self.commit_log_topic!r}",
+                redact_text(str(exc.args[0].str()), self._admin_config),
+                "librdkafka's 30 s metadata timeout",
+            ) from exc
         topic = metadata.topics.get(self.commit_log_topic)
         if topic is not None and topic.error is None:
             return
@@ -554,7 +573,17 @@ class TransactionManager:
             # it cannot be used).
             if not self._commit_log_ready(consumer):
                 self._ensure_commit_log()
-                self._commit_log_ready(consumer)
+                # Another worker slot may have created it a moment ago (our create then
+                # said TOPIC_ALREADY_EXISTS and waited for nothing): reading its end before
+                # it has a leader fails with "Unknown partition".
+                deadline = time.monotonic() + 30
+                while not self._commit_log_ready(consumer):
+                    if time.monotonic() > deadline:
+                        raise CheckpointError(
+                            f"the commit log {self.commit_log_topic!r} exists but has no "
+                            "leader after 30 s; check the brokers"
+                        )
+                    time.sleep(0.05)
             present.set()
             return max(0, self._log_end(consumer, errors))
         finally:

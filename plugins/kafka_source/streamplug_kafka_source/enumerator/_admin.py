@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -47,6 +49,12 @@ class AdminOffsetsRetriever:
         self._timeout = timeout_s
         self._lister: ConsumerOffsetsLister | None = None
         self._committed_reader: Consumer | None = None
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Give up a listing in flight (from another thread): a stopped job's process must
+        not wait out the timeout for a broker that does not answer."""
+        self._closed.set()
 
     def _fail(self, what: str, exc: BaseException) -> Exception:
         text = redact_text(str(exc), self._properties)
@@ -64,10 +72,16 @@ class AdminOffsetsRetriever:
 
     def list_topics(self) -> dict[str, int]:
         """Topic -> partition count for every topic the cluster lists (without errors)."""
-        try:
-            metadata = self._admin.list_topics(timeout=self._timeout)
-        except KafkaException as exc:
-            raise self._fail("list topics for partition discovery", exc) from exc
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                # In slices, so close() is noticed within a second.
+                metadata = self._admin.list_topics(timeout=max(0.05, min(1.0, left)))
+                break
+            except KafkaException as exc:
+                if self._closed.is_set() or left <= 1.0 or not is_unreachable(exc):
+                    raise self._fail("list topics for partition discovery", exc) from exc
         return {
             name: len(meta.partitions)
             for name, meta in metadata.topics.items()

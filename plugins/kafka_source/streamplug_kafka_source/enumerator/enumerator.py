@@ -134,7 +134,11 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
             )
 
     def close(self) -> None:
-        self._client = None
+        client, self._client = self._client, None
+        # A discovery in flight (on the runtime's worker thread) gives up at once.
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
 
     # -- discovery (worker thread) -----------------------------------------------------
 
