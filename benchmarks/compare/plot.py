@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 COLORS = {
     "hand": "#555555",
@@ -60,6 +61,7 @@ def throughput(data: dict, path: str) -> None:
         fontsize=8,
     )
     ax.set_title(data["title"], fontsize=9)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / 1000:,.0f}k"))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
