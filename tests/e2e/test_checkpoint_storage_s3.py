@@ -8,7 +8,6 @@ them: AWS_* environment variables, nothing in the job's code."""
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import random
@@ -17,17 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from kafka_job_support import check_exact, produce_input
 from test_kafka_sink_crash import (
     CrashRun,
     Kill,
     ProcessKill,
-    produce_input,
     run_processes_until_done,
     run_until_done,
 )
 
 from streamplug.runtime.storage import COMPLETE, open_checkpoint_storage
-from streamplug_kafka_common.admin import create_topic, read_all
+from streamplug_kafka_common.admin import create_topic
 
 if TYPE_CHECKING:
     from tests.conftest import S3Server
@@ -76,17 +75,7 @@ def _check(
     job: str,
     seed: int,
 ) -> None:
-    got = [
-        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120)
-    ]
-    counts = collections.Counter(got)
-    expected = {f"{i}:mapped" for i in range(RECORDS)}
-    missing = len(expected - counts.keys())
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    assert (missing, duplicates) == (0, 0), (
-        f"seed {seed}: {missing} missing, {duplicates} duplicated"
-    )
-    assert len(got) == RECORDS
+    check_exact(kafka_bootstrap, sink, RECORDS, f"seed {seed}")
 
     storage = open_checkpoint_storage(storage_url, job, s3_server.options)
     checkpoints = storage.list()

@@ -21,13 +21,19 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from confluent_kafka import Producer
+from kafka_job_support import (
+    CHECKPOINT_FAULTS,
+    SINK_FAULTS,
+    check_exact,
+    create_topics,
+    expected,
+    read_output,
+)
 
 from streamplug_kafka_common.admin import describe_partitions, read_all
 
@@ -41,14 +47,6 @@ RECORDS = 200_000
 # job also takes 100-record polls, so a checkpoint barrier waits at most ~0.1 s for the
 # batch in flight, from the first batch of each run on.
 RATE = 1_000
-
-SINK_FAULTS = ("kafka_sink.before_commit", "kafka_sink.after_commit")
-CHECKPOINT_FAULTS = (
-    "checkpoint.before_write",
-    "checkpoint.during_write",
-    "checkpoint.after_pending",
-    "checkpoint.before_complete",
-)
 
 
 @attrs.frozen
@@ -72,20 +70,6 @@ def kill_plan(
     plan += [Kill(delay=rng.uniform(0.5, 3.0)) for _ in range(timer_runs)]
     rng.shuffle(plan)
     return plan
-
-
-def produce_input(bootstrap: str, topic: str, n: int) -> None:
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
-    )
-    for i in range(n):
-        while True:
-            try:
-                producer.produce(topic, str(i).encode(), partition=i % 2)
-                break
-            except BufferError:
-                producer.poll(0.01)
-    assert producer.flush(60) == 0
 
 
 @attrs.define
@@ -145,21 +129,12 @@ def run_until_done(
 def _setup(
     bootstrap: str, tmp_path: Path, guarantee: str, replication: int = 1, cluster: Any = None
 ) -> tuple[list[str], str]:
-    tag = uuid.uuid4().hex[:8]
-    source, sink = f"crash-in-{tag}", f"crash-out-{tag}"
-    from streamplug_kafka_common.admin import create_topic
-
     config = {"min.insync.replicas": "2"} if replication > 1 else None
-    create_topic(bootstrap, source, 2, replication, config)
-    create_topic(bootstrap, sink, 2, replication, config)
-    produce_input(bootstrap, source, RECORDS)
+    source, sink = create_topics(bootstrap, RECORDS, 2, "crash", replication, config)
     checkpoints = tmp_path / "checkpoints"
-    args = [bootstrap, source, sink, guarantee, f"crash-{tag}", str(checkpoints), str(RATE)]
+    prefix = f"crash-{source.rsplit('-', 1)[1]}"
+    args = [bootstrap, source, sink, guarantee, prefix, str(checkpoints), str(RATE)]
     return args, sink
-
-
-def _expected() -> list[str]:
-    return [f"{i}:mapped" for i in range(RECORDS)]
 
 
 def test_exactly_once_survives_twenty_plus_sigkills(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -172,16 +147,7 @@ def test_exactly_once_survives_twenty_plus_sigkills(kafka_bootstrap: str, tmp_pa
     print("\n".join(run.log))
     assert run.kills >= 20, run.log
     assert set(run.fault_hits) == set(SINK_FAULTS + CHECKPOINT_FAULTS), run.fault_hits
-    got = [
-        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120)
-    ]
-    counts = collections.Counter(got)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    missing = len(set(_expected()) - counts.keys())
-    assert (missing, duplicates) == (0, 0), (
-        f"seed {seed}: {missing} missing, {duplicates} duplicated"
-    )
-    assert sorted(got) == sorted(_expected())
+    check_exact(kafka_bootstrap, sink, RECORDS, f"seed {seed}")
     # Per partition, the output keeps each subtask's order of the input.
     per_partition: dict[int, list[int]] = collections.defaultdict(list)
     for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120):
@@ -199,11 +165,9 @@ def test_at_least_once_loses_nothing_and_counts_duplicates(
     plan = kill_plan(rng, CHECKPOINT_FAULTS, fault_runs=12, timer_runs=12)
     run = run_until_done(args, plan, tmp_path)
     assert run.kills >= 20, run.log
-    got = [
-        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_uncommitted", timeout=120)
-    ]
+    got = read_output(kafka_bootstrap, sink, "read_uncommitted")
     counts = collections.Counter(got)
-    missing = set(_expected()) - counts.keys()
+    missing = set(expected(RECORDS)) - counts.keys()
     duplicates = len(got) - len(counts)
     record_property("alo_duplicates", duplicates)
     record_property("alo_kills", run.kills)
@@ -211,7 +175,7 @@ def test_at_least_once_loses_nothing_and_counts_duplicates(
         f"seed {seed}: AT_LEAST_ONCE after {run.kills} kills: {len(got)} records, {duplicates} duplicates"
     )
     assert not missing, f"{len(missing)} records lost, e.g. {sorted(missing)[:5]}"
-    assert set(counts) == set(_expected())
+    assert set(counts) == set(expected(RECORDS))
 
 
 def test_exactly_once_keeps_guarantee_when_output_leader_stops(
@@ -236,8 +200,7 @@ def test_exactly_once_keeps_guarantee_when_output_leader_stops(
     assert describe_partitions(bootstrap, sink)[0].leader not in stopped
     for node in stopped:
         kafka_cluster_3.start_node(node)
-    got = [m.value().decode() for m in read_all(bootstrap, sink, "read_committed", timeout=120)]
-    assert sorted(got) == sorted(_expected()), run.log
+    assert sorted(read_output(bootstrap, sink)) == sorted(expected(RECORDS)), run.log
 
 
 # -- the processes runtime: worker processes die too -----------------------------------------
@@ -375,12 +338,4 @@ def test_exactly_once_survives_killed_workers_and_drivers_on_processes_runtime(
     worker_hits = sum(n for k, n in run.fault_hits.items() if k.startswith("worker"))
     assert worker_hits >= 8, run.fault_hits
     assert set(CHECKPOINT_FAULTS) <= set(run.fault_hits), run.fault_hits
-    got = [
-        m.value().decode() for m in read_all(kafka_bootstrap, sink, "read_committed", timeout=120)
-    ]
-    counts = collections.Counter(got)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    missing = len(set(_expected()) - counts.keys())
-    assert (missing, duplicates) == (0, 0), (
-        f"seed {seed}: {missing} missing, {duplicates} duplicated"
-    )
+    check_exact(kafka_bootstrap, sink, RECORDS, f"seed {seed}")

@@ -4,7 +4,6 @@ not the other (the merge rule), and rescaling 2 -> 3 -> 1 across restarts."""
 
 from __future__ import annotations
 
-import collections
 import json
 import threading
 import time
@@ -13,52 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from kafka_job_support import SOURCE_NAME, Throttle, add_kafka_job, check_exact, create_topics
 
-from streamplug.api.serde import DeserializationSchema, SerializationSchema
-from streamplug.api.sink import DeliveryGuarantee
 from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, faults
-from streamplug_kafka_common.admin import create_topic, read_all
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-class Utf8In(DeserializationSchema[str]):
-    def deserialize(self, message: bytes) -> str:
-        return message.decode()
-
-
-class Utf8Out(SerializationSchema[str]):
-    def serialize(self, element: str) -> bytes:
-        return element.encode()
-
-
-class Slow:
-    """``v`` -> ``"v:mapped"``, at most ``rate`` records a second per subtask process, so
-    a test can stop or break the job while it runs."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-
-    def __call__(self, value: str) -> str:
-        time.sleep(1 / self.rate)
-        return f"{value}:mapped"
-
-
-def _topics(bootstrap: str, records: int, partitions: int = 6) -> tuple[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    source, sink = f"proc-in-{tag}", f"proc-out-{tag}"
-    create_topic(bootstrap, source, partitions, 1)
-    create_topic(bootstrap, sink, partitions, 1)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for i in range(records):
-        producer.produce(source, str(i).encode(), partition=i % partitions)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
-    return source, sink
 
 
 def _job(
@@ -71,62 +29,31 @@ def _job(
     runtime: str,
     rate: int,
 ) -> StreamExecutionEnvironment:
+    """The tests' Kafka -> map -> Kafka EXACTLY_ONCE job (kafka_job_support), its map at
+    most ``rate`` records a second per subtask, so a test can stop or break it while it runs."""
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(parallelism).enable_checkpointing(300).set_runtime(runtime)
     env.get_checkpoint_config().set_checkpoint_storage_dir(checkpoints)
     env.get_checkpoint_config().set_restore("latest")
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(source_topic)
-        .set_group_id(f"{prefix}-reader")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Utf8In())
-        .set_property("poll.max.records", 100)
-        .build()
-    )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink_topic)
-            .set_value_serialization_schema(Utf8Out())
-            .build()
-        )
-        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
-        .set_transactional_id_prefix(prefix)
-        .build()
-    )
-    env.from_source(source, None, "in").map(Slow(rate)).sink_to(sink)
+    add_kafka_job(env, bootstrap, source_topic, sink_topic, prefix, map_function=Throttle(rate))
     return env
-
-
-def _check_exact(bootstrap: str, sink: str, records: int) -> None:
-    got = [m.value().decode() for m in read_all(bootstrap, sink, "read_committed", timeout=120)]
-    counts = collections.Counter(got)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    missing = records - len(counts)
-    assert (missing, duplicates) == (0, 0), f"{missing} missing, {duplicates} duplicated"
-    assert set(got) == {f"{i}:mapped" for i in range(records)}
 
 
 def test_each_worker_process_commits_its_own_transaction(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     records = 6_000
-    source, sink = _topics(kafka_bootstrap, records)
+    source, sink = create_topics(kafka_bootstrap, records, 6, "proc")
     prefix = f"proc-{uuid.uuid4().hex[:8]}"
-    env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 3, "processes", 2000)
+    env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 3, "processes", 1500)
     client = env.execute_async("per-worker-transactions")
     result = client.wait(180)
     assert result.attempts == 1 and result.checkpoints_completed >= 2
-    _check_exact(kafka_bootstrap, sink, records)
+    check_exact(kafka_bootstrap, sink, records)
     newest = client.checkpoint_storage.list()[0].document
     assert newest["subtask_workers"] == [0, 1, 2]
-    committables = newest["pipelines"]["in"]["sinks"][0]["committables_by_worker"]
+    committables = newest["pipelines"][SOURCE_NAME]["sinks"][0]["committables_by_worker"]
     assert {w: [c["transactional_id"] for c in items] for w, items in committables.items()} == {
         "0": [f"{prefix}-0"],
         "1": [f"{prefix}-1"],
@@ -140,23 +67,23 @@ def test_a_checkpoint_committed_by_one_worker_only_is_merged_and_output_stays_ex
     """Worker slot 1 dies right before its third commit while slot 0 commits: recovery must
     keep slot 0's progress and rewind only slot 1's splits."""
     records = 8_000
-    source, sink = _topics(kafka_bootstrap, records)
+    source, sink = create_topics(kafka_bootstrap, records, 6, "proc")
     prefix = f"merge-{uuid.uuid4().hex[:8]}"
     # Worker processes inherit the plan; the driver has no slot, so "@1" never fires here.
     monkeypatch.setenv(faults.ENV, "kafka_sink.before_commit@1:3")
     faults.reset()
-    env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 2, "processes", 2000)
+    env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 2, "processes", 1500)
     caplog.set_level("INFO", logger="streamplug.runtime")
     result = env.execute("merge")
     assert result.attempts == 2, "worker 1 was never killed at its commit"
     merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
     assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
-    _check_exact(kafka_bootstrap, sink, records)
+    check_exact(kafka_bootstrap, sink, records)
 
 
 def test_rescale_2_to_3_to_1_keeps_exactly_once(kafka_bootstrap: str, tmp_path: Path) -> None:
     records = 12_000
-    source, sink = _topics(kafka_bootstrap, records)
+    source, sink = create_topics(kafka_bootstrap, records, 6, "proc")
     prefix = f"rescale-{uuid.uuid4().hex[:8]}"
     checkpoints = tmp_path / "chk"
     progress = []
@@ -176,7 +103,7 @@ def test_rescale_2_to_3_to_1_keeps_exactly_once(kafka_bootstrap: str, tmp_path: 
     result = env.execute("rescale")
     assert result.attempts == 1
     assert all(p > 0 for p in progress), progress
-    _check_exact(kafka_bootstrap, sink, records)
+    check_exact(kafka_bootstrap, sink, records)
 
 
 def test_killing_the_driver_ends_its_workers(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -233,7 +160,7 @@ def test_secrets_reach_worker_processes_without_being_printed_or_checkpointed(
     checkpoints. (SASL settings on a plaintext broker: librdkafka accepts and ignores them.)"""
     secret = f"pw-{uuid.uuid4().hex}"
     records = 2_000
-    source, sink = _topics(kafka_bootstrap, records)
+    source, sink = create_topics(kafka_bootstrap, records, 6, "proc")
     prefix = f"secret-{uuid.uuid4().hex[:8]}"
     env = _job(kafka_bootstrap, source, sink, prefix, tmp_path / "chk", 2, "processes", 100_000)
     for pipeline in env.pipelines:
@@ -243,7 +170,7 @@ def test_secrets_reach_worker_processes_without_being_printed_or_checkpointed(
     caplog.set_level("DEBUG")
     client = env.execute_async("secrets")
     client.wait(120)
-    _check_exact(kafka_bootstrap, sink, records)
+    check_exact(kafka_bootstrap, sink, records)
     out, err = capfd.readouterr()
     shown = [repr(client), repr(env.pipelines[0].source), *(r.getMessage() for r in caplog.records)]
     assert secret not in out + err

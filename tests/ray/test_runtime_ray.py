@@ -6,9 +6,10 @@ Run by tox's ``ray`` environment (Ray is not in the other environments' dependen
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -27,18 +28,21 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray runtime tests need Ray: tox -e ray")
 
 import cloudpickle  # noqa: E402
-from confluent_kafka import Producer  # noqa: E402
+import kafka_job_support  # noqa: E402
+from kafka_job_support import (  # noqa: E402
+    CHECKPOINT_FAULTS,
+    SINK_FAULTS,
+    Throttle,
+    add_kafka_job,
+    check_exact,
+    create_topics,
+)
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from streamplug.api.serde import DeserializationSchema, SerializationSchema  # noqa: E402
-from streamplug.api.sink import DeliveryGuarantee  # noqa: E402
 from streamplug.connectors import CollectionSource  # noqa: E402
 from streamplug.connectors.files import TransactionalFileSink  # noqa: E402
 from streamplug.errors import ConfigError, JobFailedError  # noqa: E402
 from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, faults  # noqa: E402
-from streamplug_kafka_common.admin import create_topic, read_all  # noqa: E402
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink  # noqa: E402
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource  # noqa: E402
 from streamplug_ray.runtime import RayRuntime, _requirements  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -46,9 +50,9 @@ pytestmark = pytest.mark.timeout(600)
 # The Ray nodes cannot import this test module (a job script's own functions travel by
 # value because they live in __main__); ship its classes and functions by value too.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(kafka_job_support)
 
 WORKER_NODES = 3
-KILLS = 6
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +78,16 @@ def ray_cluster() -> Iterator[Cluster]:
             "include_dashboard": True,
             "dashboard_port": 0,
             "temp_dir": temp,
-            # A dead node is noticed in ~3 s instead of ~30 s.
             "_system_config": {
+                # A dead node is noticed in ~3 s instead of ~30 s.
                 "health_check_initial_delay_ms": 0,
                 "health_check_period_ms": 1000,
                 "health_check_timeout_ms": 1000,
                 "health_check_failure_threshold": 3,
+                # A call to a dead actor fails at once instead of after a 1 s wait for
+                # the GCS's word (what KubeRay sets for Ray Serve): the coordinator
+                # learns of a lost slot ~1 s sooner.
+                "timeout_ms_task_wait_for_death_info": 0,
             },
         },
     )
@@ -358,95 +366,20 @@ def test_ray_job_submit_runs_streamplug_run_on_the_cluster(
     assert len(nodes) == 2 and nodes <= {n.node_id for n in ray_cluster.worker_nodes}
 
 
-# -- Kafka -> map -> Kafka EXACTLY_ONCE with actors and a node lost ----------------------------
+# -- Kafka -> map -> Kafka EXACTLY_ONCE with actors, drivers and a node lost ----------------
 
 
-class Utf8In(DeserializationSchema[str]):
-    def deserialize(self, message: bytes) -> str:
-        return message.decode()
-
-
-class Utf8Out(SerializationSchema[str]):
-    def serialize(self, element: str) -> bytes:
-        return element.encode()
-
-
-class Slow:
-    """``v`` -> ``"v:mapped"`` at most ``rate`` records a second per subtask, so the job
-    runs long enough to be broken several times."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-
-    def __call__(self, value: str) -> str:
-        time.sleep(1 / self.rate)
-        return f"{value}:mapped"
-
-
-def _topics(bootstrap: str, records: int, partitions: int) -> tuple[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    source, sink = f"ray-in-{tag}", f"ray-out-{tag}"
-    create_topic(bootstrap, source, partitions, 1)
-    create_topic(bootstrap, sink, partitions, 1)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for i in range(records):
-        producer.produce(source, str(i).encode(), partition=i % partitions)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
-    return source, sink
-
-
-def _kafka_job(
-    bootstrap: str,
-    source_topic: str,
-    sink_topic: str,
-    tmp_path: Path,
-    rate: int,
-    **runtime_options: Any,
+def _kafka_env(
+    checkpoints: Path, restarts: int, **runtime_options: Any
 ) -> StreamExecutionEnvironment:
-    prefix = f"ray-eos-{uuid.uuid4().hex[:8]}"
+    """Parallelism 2 on Ray, checkpoints every 250 ms, restarts without delay: the time a
+    test spends recovering is the runtime's, not a configured wait."""
     env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(2).enable_checkpointing(300).set_runtime("ray", **runtime_options)
-    env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "checkpoints")
-    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(20, 200))
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(source_topic)
-        .set_group_id(f"{prefix}-reader")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Utf8In())
-        .set_property("poll.max.records", 100)
-        .build()
-    )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink_topic)
-            .set_value_serialization_schema(Utf8Out())
-            .build()
-        )
-        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
-        .set_transactional_id_prefix(prefix)
-        .build()
-    )
-    env.from_source(source, None, "in").map(Slow(rate)).sink_to(sink)
+    env.set_parallelism(2).enable_checkpointing(250).set_runtime("ray", **runtime_options)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(checkpoints)
+    env.get_checkpoint_config().set_checkpoint_timeout(60_000)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(restarts, 0))
     return env
-
-
-def _check_exact(bootstrap: str, sink_topic: str, records: int) -> None:
-    got = [
-        m.value().decode() for m in read_all(bootstrap, sink_topic, "read_committed", timeout=120)
-    ]
-    counts = collections.Counter(got)
-    duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    missing = records - len(counts)
-    assert (missing, duplicates) == (0, 0), f"{missing} missing, {duplicates} duplicated"
-    assert set(got) == {f"{i}:mapped" for i in range(records)}
 
 
 def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exact(
@@ -455,14 +388,15 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
     """Slot 1's actor dies right before its third commit (a named fault point) while
     slot 0 commits: recovery keeps slot 0's progress and rewinds only slot 1's splits."""
     records = 8_000
-    source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
-    env = _kafka_job(
-        kafka_bootstrap,
-        source_topic,
-        sink_topic,
-        tmp_path,
-        1000,
+    source_topic, sink_topic = create_topics(kafka_bootstrap, records, 6, "ray")
+    env = _kafka_env(
+        tmp_path / "checkpoints",
+        5,
         runtime_env={"env_vars": {faults.ENV: "kafka_sink.before_commit@1:3"}},
+    )
+    prefix = f"ray-merge-{uuid.uuid4().hex[:8]}"
+    add_kafka_job(
+        env, kafka_bootstrap, source_topic, sink_topic, prefix, map_function=Throttle(1000)
     )
     caplog.set_level("INFO", logger="streamplug.runtime")
     result = env.execute("ray-merge")
@@ -472,93 +406,182 @@ def test_a_checkpoint_committed_by_one_slot_only_is_merged_and_output_stays_exac
     assert any("is lost" in m for m in lost), lost
     merged = [r.getMessage() for r in caplog.records if "merged checkpoint" in r.getMessage()]
     assert merged and "committed in worker slots [0] and not in [1]" in merged[0], merged
-    _check_exact(kafka_bootstrap, sink_topic, records)
+    check_exact(kafka_bootstrap, sink_topic, records)
 
 
-def test_exactly_once_with_actors_killed_and_a_node_removed(
+# The crash test of tests/e2e/test_kafka_sink_crash.py on Ray: the same job (the same
+# script for the driver runs), the same 200,000 records, the same fault points.
+CRASH_JOB = Path(__file__).parents[1] / "e2e" / "jobs" / "sink_crash_job.py"
+CRASH_RECORDS = 200_000
+# Records/s per subtask while the test breaks the job; lifted once it is done with that.
+CRASH_RATE = 1_000
+SIGKILLS = 20
+# Of the actor kills, these go through Ray (ray.kill, which lets Ray restart the actor)
+# instead of a signal.
+RAY_KILLS = 2
+
+
+def _driver_run(args: list[str], plan: str, log_path: Path, address: str) -> tuple[int, str]:
+    """One run of the crash job script as a driver of its own on the cluster, with the
+    fault plan ``plan`` for it and its actors; returns its exit code and output."""
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    env.update({"RAY_ADDRESS": address, "STREAMPLUG_TEST_RUNTIME": "ray", faults.ENV: plan})
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(CRASH_JOB), *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        try:
+            rc = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"the driver run with {plan} hung; see {log_path}") from None
+    return rc, log_path.read_text()
+
+
+def _wait_flowing(client: Any, after_attempt: int, records: int, timeout: float = 120) -> None:
+    """Until an attempt later than ``after_attempt`` runs on two slots and wrote
+    ``records`` records."""
+    deadline = time.monotonic() + timeout
+    base: int | None = None
+    while True:
+        m = client.metrics()
+        if m.attempt > after_attempt and len(client.worker_pids()) == 2:
+            if base is None:
+                base = m.records_out
+            elif m.records_out >= base + records:
+                return
+        if client.status.is_terminal:
+            client.wait(0)
+            raise AssertionError(f"the job ended ({client.status}) while the test broke it")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"records did not flow again within {timeout} s")
+        time.sleep(0.02)
+
+
+def test_exactly_once_survives_killed_actors_drivers_and_a_removed_node(
     ray_cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    records = 40_000
-    source_topic, sink_topic = _topics(kafka_bootstrap, records, 6)
-    env = _kafka_job(kafka_bootstrap, source_topic, sink_topic, tmp_path, 700)
-    client = env.execute_async("ray-eos")
-    rng = random.Random(11)
-    kills: list[int] = []
-    moves: list[tuple[str, str]] = []
-    errors: list[BaseException] = []
+    """200,000 records Kafka -> map -> Kafka EXACTLY_ONCE on two slot actors:
+
+    1. four driver runs, each a process of its own: a slot actor dies at a sink fault point
+       (``kafka_sink.before_commit@W`` / ``after_commit@W``, every combination once), the
+       driver recovers, then the driver itself dies at a checkpoint fault point (each once);
+       Ray ends the driver's actors with it;
+    2. one driver run in this process resumes from there: 20+ actors SIGKILLed at random
+       moments -- most while records flow, some while the job still recovers from the last
+       kill -- two more killed through Ray, then the node of a slot removed;
+    3. the rest of the input at full speed; a read_committed reader sees each record's
+       result exactly once."""
+    seed = int(os.environ.get("STREAMPLUG_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    started = time.monotonic()
+    source_topic, sink_topic = create_topics(kafka_bootstrap, CRASH_RECORDS, 6, "ray-crash")
+    prefix = f"ray-crash-{uuid.uuid4().hex[:8]}"
+    checkpoints = tmp_path / "checkpoints"
+    release = tmp_path / "release"
+    log: list[str] = [f"seed {seed}; input ready after {time.monotonic() - started:.1f} s"]
+
+    # 1. Drivers and slots killed at the named fault points.
+    slot_faults = [f"{f}@{w}" for f in SINK_FAULTS for w in (0, 1)]
+    driver_faults = list(CHECKPOINT_FAULTS)
+    rng.shuffle(slot_faults)
+    rng.shuffle(driver_faults)
+    args = [
+        kafka_bootstrap,
+        source_topic,
+        sink_topic,
+        "exactly-once",
+        prefix,
+        str(checkpoints),
+        str(CRASH_RATE),
+    ]
+    for run, (slot_fault, driver_fault) in enumerate(zip(slot_faults, driver_faults, strict=True)):
+        nth = rng.randint(1, 2)
+        # The driver's point comes two or more checkpoints after the slot's fault and the
+        # recovery from it (the write points are passed twice per checkpoint).
+        per_checkpoint = 2 if driver_fault.endswith("_write") else 1
+        driver_nth = per_checkpoint * (nth + 2) + rng.randint(0, 2)
+        plan = f"{slot_fault}:{nth},{driver_fault}:{driver_nth}"
+        run_started = time.monotonic()
+        rc, text = _driver_run(args, plan, tmp_path / f"driver-{run}.log", ray_cluster.address)
+        slot = slot_fault.rsplit("@", 1)[1]
+        assert rc == -signal.SIGKILL, f"driver run {run} ({plan}) ended with {rc}:\n{text[-4000:]}"
+        assert f"fault point {driver_fault} reached" in text, text[-4000:]
+        assert re.search(rf"worker slot {slot} \(Ray actor .* is lost", text), text[-4000:]
+        assert "JOB FINISHED" not in text
+        log.append(f"driver run {run}: {plan}: {time.monotonic() - run_started:.1f} s")
+
+    # 2. This process drives the job on: actors and a node lost.
+    env = _kafka_env(checkpoints, SIGKILLS + RAY_KILLS + 10)
+    add_kafka_job(
+        env,
+        kafka_bootstrap,
+        source_topic,
+        sink_topic,
+        prefix,
+        map_function=Throttle(CRASH_RATE, str(release)),
+    )
+    client = env.execute_async(f"sink-crash-{prefix}")
+    runtime = _runtime(client)
+    kills: list[str] = []
     recoveries: list[float] = []
+    errors: list[BaseException] = []
     memory: dict[int, dict[str, int]] = {}
 
     def chaos() -> None:
         try:
-            runtime = _runtime(client)
-            _wait_for(
-                lambda: len(client.worker_pids()) == 2 and client.metrics().records_out > 500,
-                120,
-                "the job to start",
-                client,
-            )
-            # With Kafka clients (a consumer, a transactional producer) in each slot.
+            _wait_flowing(client, -1, 200)
             memory.update(runtime.memory_kb())
-            # Slot actors killed at random moments once the job made progress, by SIGKILL
-            # and by Ray (ray.kill, which lets Ray restart the actor)...
-            for kill in range(KILLS):
-                seen = client.metrics().records_out
-                _wait_for(
-                    lambda seen=seen: (
-                        len(client.worker_pids()) == 2
-                        and client.metrics().records_out > seen + 1000
-                    ),
-                    120,
-                    "the job to make progress",
-                )
-                time.sleep(rng.uniform(0.0, 0.8))
-                victim = rng.choice([h for h in runtime.handles if h.alive])
-                pid = victim.pid
-                assert pid is not None
-                if kill % 2:
+            attempt = client.metrics().attempt
+            plan = ["signal"] * SIGKILLS + ["ray"] * RAY_KILLS
+            rng.shuffle(plan)
+            for n, how in enumerate(plan):
+                # Every fifth kill lands while the job still recovers from the previous one
+                # (a slot restarting, the other one rebuilding its subtasks); the others a
+                # random moment after records flow again.
+                early = n % 5 == 4
+                if early:
+                    time.sleep(rng.uniform(0.0, 1.0))
+                else:
+                    waited = time.monotonic()
+                    _wait_flowing(client, attempt, 100)
+                    if kills:
+                        recoveries.append(time.monotonic() - waited)
+                    time.sleep(rng.uniform(0.0, 0.6))
+                deadline = time.monotonic() + 60
+                while not (live := [h for h in runtime.handles if h.alive and h.pid]):
+                    assert time.monotonic() < deadline, "no slot actor came back"
+                    time.sleep(0.02)
+                victim = rng.choice(live)
+                attempt = client.metrics().attempt
+                if how == "ray":
                     ray.kill(victim.actor, no_restart=False)
                 else:
-                    os.kill(pid, signal.SIGKILL)
-                killed_at = time.monotonic()
-                kills.append(pid)
-                _wait_for(
-                    lambda pid=pid: (
-                        len(client.worker_pids()) == 2 and pid not in client.worker_pids()
-                    ),
-                    60,
-                    "the killed slot to be back",
-                )
-                recoveries.append(time.monotonic() - killed_at)
-            # ...then a node that hosts a slot goes away; Ray moves that slot to the
-            # spare node.
-            seen = client.metrics().records_out
-            _wait_for(
-                lambda: (
-                    len(client.worker_pids()) == 2 and client.metrics().records_out > seen + 1500
-                ),
-                120,
-                "the job to make progress",
-            )
-            handle = runtime.handles[1]
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim.pid, signal.SIGKILL)
+                kills.append(f"{how} slot {victim.worker}{' early' if early else ''}")
+            # ...then a node that hosts a slot goes away; Ray moves the slot to the spare
+            # node.
+            _wait_flowing(client, attempt, 100)
+            attempt = client.metrics().attempt
+            handle = rng.choice(runtime.handles)
             assert handle.facts is not None
             old_node = handle.facts.node_id
             node = next(n for n in ray_cluster.worker_nodes if n.node_id == old_node)
             ray_cluster.remove_node(node, allow_graceful=False)
-            removed_at = time.monotonic()
-            _wait_for(
-                lambda: (
-                    handle.alive and handle.facts is not None and handle.facts.node_id != old_node
-                ),
-                120,
-                "the slot to come back on another node",
-            )
-            moves.append((old_node, handle.facts.node_id))
-            recoveries.append(time.monotonic() - removed_at)
+            removed = time.monotonic()
+            _wait_flowing(client, attempt, 100)
+            assert handle.facts is not None and handle.facts.node_id != old_node
+            kills.append(f"node of slot {handle.worker}")
+            recoveries.append(time.monotonic() - removed)
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            # 3. The rest at full speed.
+            release.touch()
 
-    started = time.monotonic()
+    chaos_started = time.monotonic()
     breaker = threading.Thread(target=chaos, daemon=True)
     breaker.start()
     try:
@@ -568,13 +591,16 @@ def test_exactly_once_with_actors_killed_and_a_node_removed(
         # Later tests get the cluster back at full size.
         while len(ray_cluster.worker_nodes) < WORKER_NODES:
             ray_cluster.add_node(num_cpus=1)
-    elapsed = time.monotonic() - started
     assert not errors, errors
-    assert len(kills) == KILLS and len(moves) == 1, (kills, moves)
-    assert result.attempts >= KILLS + 2, result.attempts
-    _check_exact(kafka_bootstrap, sink_topic, records)
-    print(
-        f"\n{records} records, {len(kills)} actor kills and a node removed, "
-        f"{result.attempts} attempts, {elapsed:.1f} s; slot back after "
-        f"{', '.join(f'{r:.1f}' for r in recoveries)} s; actor memory (kB) {memory}"
+    log.append(
+        f"in-process run: {len(kills)} kills ({', '.join(kills)}), {result.attempts} attempts, "
+        f"{time.monotonic() - chaos_started:.1f} s; records flowed again "
+        f"{', '.join(f'{r:.1f}' for r in recoveries)} s after a kill (the last: the node)"
     )
+    assert sum(k.startswith("signal") for k in kills) >= SIGKILLS, kills
+    assert kills[-1].startswith("node"), kills
+    # Each kill that waited for records to flow failed an attempt of its own.
+    assert result.attempts > len([k for k in kills if "early" not in k]), (result.attempts, kills)
+    check_exact(kafka_bootstrap, sink_topic, CRASH_RECORDS, f"seed {seed}")
+    log.append(f"total {time.monotonic() - started:.1f} s; actor memory (kB) {memory}")
+    print("\n" + "\n".join(log))

@@ -6,11 +6,14 @@ Reads INPUT from the earliest offset up to the end it has when the job first sta
 (bounded), maps each value ``v`` to ``"v:mapped"``, and writes OUTPUT with the given
 delivery guarantee, checkpointing every 500 ms into CHECKPOINT_DIR. Re-running the same
 command after a crash resumes from the checkpoints there. RATE (records/s per subtask,
-0 = unlimited) slows the map down so a driver has time to kill the job many times.
+0 = unlimited) slows the map down so a driver has time to kill the job many times. The
+pipeline is tests/kafka_job_support.py's, which the runtime tests build in-process too.
 
-With STREAMPLUG_TEST_RUNTIME=processes the subtasks run in worker processes; the script
-then prints ``WORKERS pid pid`` whenever the set of worker processes changes, so a test
-can kill one of them.
+With STREAMPLUG_TEST_RUNTIME=processes (or ray) the subtasks run in worker processes (Ray
+actors, on the cluster RAY_ADDRESS names); the script then prints ``WORKERS pid pid``
+whenever the set of worker processes changes, so a test can kill one of them. Worker
+processes inherit STREAMPLUG_FAULT_POINTS; Ray actors get it through their runtime
+environment, so ``name@W`` fault points work on both.
 """
 
 from __future__ import annotations
@@ -18,50 +21,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
-import time
+from pathlib import Path
 
-from streamplug.api.serde import DeserializationSchema, SerializationSchema
+# The tests' shared job (tests/kafka_job_support.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import kafka_job_support
+from kafka_job_support import Throttle, add_kafka_job
+
 from streamplug.api.sink import DeliveryGuarantee
-from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
-
-
-class Utf8In(DeserializationSchema[str]):
-    def deserialize(self, message: bytes) -> str:
-        return message.decode()
-
-
-class Utf8Out(SerializationSchema[str]):
-    def serialize(self, element: str) -> bytes:
-        return element.encode()
-
-
-class Throttle:
-    """At most ``rate`` calls per second per thread (0: no limit)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.local = threading.local()
-
-    # Shipped to worker processes (the processes runtime): each starts its own counters.
-    def __getstate__(self) -> dict[str, int]:
-        return {"rate": self.rate}
-
-    def __setstate__(self, state: dict[str, int]) -> None:
-        self.__init__(state["rate"])  # type: ignore[misc]
-
-    def __call__(self, value: str) -> str:
-        if self.rate:
-            state = self.local.__dict__
-            n = state.get("n", 0) + 1
-            state["n"] = n
-            start = state.setdefault("start", time.monotonic())
-            ahead = n / self.rate - (time.monotonic() - start)
-            if ahead > 0.01:
-                time.sleep(ahead)
-        return f"{value}:mapped"
+from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment, faults
 
 
 def main() -> int:
@@ -79,37 +48,32 @@ def main() -> int:
     env.get_checkpoint_config().set_checkpoint_storage_dir(checkpoint_dir)
     env.get_checkpoint_config().set_checkpoint_timeout(60_000)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 200))
-
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(source_topic)
-        .set_group_id(f"{prefix}-reader")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Utf8In())
-        # A barrier waits for the batch in flight. The reader shrinks batches for slow work
-        # by itself, but its first batch after each restart (500 records) would still take
-        # 0.5 s at RATE; 100-record polls let even a short run reach a checkpoint.
-        .set_property("poll.max.records", 100 if rate else 10_000)
-        .build()
+    # The reader shrinks batches for slow work by itself, but its first batch after each
+    # restart (500 records) would still take 0.5 s at RATE; 100-record polls let even a
+    # short run reach a checkpoint.
+    add_kafka_job(
+        env,
+        bootstrap,
+        source_topic,
+        sink_topic,
+        prefix,
+        guarantee=DeliveryGuarantee.parse(guarantee),
+        map_function=Throttle(rate),
+        poll_max_records=100 if rate else 10_000,
     )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink_topic)
-            .set_value_serialization_schema(Utf8Out())
-            .build()
-        )
-        .set_delivery_guarantee(DeliveryGuarantee.parse(guarantee))
-        .set_transactional_id_prefix(prefix)
-        .build()
-    )
-    env.from_source(source, None, "input").map(Throttle(rate)).sink_to(sink)
     runtime = os.environ.get("STREAMPLUG_TEST_RUNTIME", "threads")
-    env.set_runtime(runtime)
+    if runtime == "ray":
+        import cloudpickle
+
+        # The Ray nodes' workers have neither this script's directory nor tests/ on
+        # their path: the job's classes travel by value.
+        cloudpickle.register_pickle_by_value(kafka_job_support)
+        plan = os.environ.get(faults.ENV)
+        env.set_runtime(
+            "ray", **({"runtime_env": {"env_vars": {faults.ENV: plan}}} if plan else {})
+        )
+    else:
+        env.set_runtime(runtime)
     client = env.execute_async(f"sink-crash-{prefix}")
     shown: list[int] = []
     while not client.wait_quietly(0.05) and runtime != "threads":
