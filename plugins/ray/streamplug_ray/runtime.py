@@ -92,6 +92,10 @@ class _ActorWorker(WorkerHandle):
         self._incarnation = 0
         self._lost = threading.Event()
         self._lost.set()  # until ``attach`` saw the actor ready
+        # Why this incarnation is lost (None: not lost since ``attach``) and the newest
+        # attempt the coordinator was told so for.
+        self._lost_text: str | None = None
+        self._lost_reported = -1
         self._closing = threading.Event()
         self._outbox: queue.Queue[ControlMessage | None] = queue.Queue()
         self._sender = threading.Thread(
@@ -143,6 +147,8 @@ class _ActorWorker(WorkerHandle):
             self._latest = None
             self._incarnation += 1
             incarnation = self._incarnation
+            self._lost_text = None
+            self._lost_reported = -1
             self._lost.clear()
         self._poller = threading.Thread(
             target=self._poll_loop,
@@ -159,7 +165,12 @@ class _ActorWorker(WorkerHandle):
                 return
             incarnation = self._incarnation
             if self._lost.is_set():
-                continue  # the coordinator was told; the next attempt starts the slot anew
+                # Not sent: the next attempt starts the slot anew. A message of a later
+                # attempt than the one told of the loss (the actor died between two
+                # attempts) must fail that attempt too, or it would wait for the slot
+                # until a checkpoint timed out.
+                self._report_lost(message.attempt)
+                continue
             try:
                 ray.get(self.actor.deliver.remote(message))
             except RayActorError as exc:
@@ -195,14 +206,28 @@ class _ActorWorker(WorkerHandle):
 
     def _mark_lost(self, error: BaseException, incarnation: int) -> None:
         with self._lock:
-            if incarnation != self._incarnation or self._lost.is_set():
+            if incarnation != self._incarnation:
                 return
-            self._lost.set()
+            first = not self._lost.is_set()
+            if first:
+                self._lost_text = f"{self.describe()} is lost: {_short(error)}"
+                self._lost.set()
         if self._closing.is_set():
             return
-        text = f"{self.describe()} is lost: {_short(error)}"
-        log.warning("%s", text)
-        self.post(WorkerFailed(self._attempt, self.worker, WorkerError("WorkerLost", text)))
+        if first:
+            log.warning("%s", self._lost_text)
+        # The poller and the sender may both see the loss: the second one counts only
+        # when the coordinator has moved on to another attempt meanwhile.
+        self._report_lost(self._attempt)
+
+    def _report_lost(self, attempt: int) -> None:
+        """Tell the coordinator, once per attempt, that this slot is lost."""
+        with self._lock:
+            text = self._lost_text
+            if text is None or attempt <= self._lost_reported or self._closing.is_set():
+                return
+            self._lost_reported = attempt
+        self.post(WorkerFailed(attempt, self.worker, WorkerError("WorkerLost", text)))
 
     def begin_close(self) -> None:
         self._closing.set()
