@@ -319,6 +319,7 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
             ),
             job_name=context.job_name,
             statistics=ProducerStatistics(),
+            on_outcome=context.plugin_hook("streamplug_writer_outcome"),
         )
 
     def _forget(self, key: tuple[int, int], manager: TransactionManager) -> None:
