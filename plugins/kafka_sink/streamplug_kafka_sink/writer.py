@@ -362,23 +362,62 @@ class RecordEmitter:
         self._metrics.records_out.inc(len(tuples))
         self._metrics.bytes_out.inc(nbytes)
 
+    def _produce_columns(
+        self,
+        topic: str,
+        encoded: list[Any],
+        timestamps: Sequence[int] | None,
+        keys: list[Any] | None,
+        extra: dict[int, list[tuple[str, bytes]]] | None,
+    ) -> None:
+        """``_produce_values``, with the records plugins added headers to produced one by
+        one in their place: the runs between them stay in bulk, and the order is kept."""
+        if not extra:
+            self._produce_values(topic, encoded, timestamps, keys)
+            return
+        start = 0
+        for position in sorted(extra):
+            if position > start:
+                self._produce_values(
+                    topic,
+                    encoded[start:position],
+                    None if timestamps is None else timestamps[start:position],
+                    None if keys is None else keys[start:position],
+                )
+            ts = timestamps[position] if timestamps is not None else 0
+            key = keys[position] if keys is not None else None
+            headers: Any = extra[position]
+            try:
+                self._produce(topic, encoded[position], key, -1, timestamp=ts, headers=headers)
+            except BufferError:
+                self._produce_blocking(topic, encoded[position], key, -1, ts, headers)
+            start = position + 1
+        if start < len(encoded):
+            self._produce_values(
+                topic,
+                encoded[start:],
+                None if timestamps is None else timestamps[start:],
+                None if keys is None else keys[start:],
+            )
+
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        extra: dict[int, list[tuple[str, bytes]]] | None = None
         if self._on_batch is not None and values:
             extra = self._headers_from_plugins(values, timestamps)
-            if extra:
-                self._emit_with_headers(values, timestamps, extra)
-                return
         produce = self._produce
         nbytes = 0
         count = 0
         topic = self._fast_topic
         key_value = self._fast_key_value
+        if extra and key_value is None and (topic is None or self._fast_values is None):
+            self._emit_with_headers(values, timestamps, extra)
+            return
         if key_value is not None:
             # Keys and values each serialized in one call, then produced from C as above:
             # no record object and no bytecode per record.
             keys, encoded = key_value.key_value_columns(values)
             timestamps = _producer_timestamps(timestamps, len(encoded))
-            self._produce_values(key_value.topic, encoded, timestamps, keys)  # type: ignore[arg-type]
+            self._produce_columns(key_value.topic, encoded, timestamps, keys, extra)  # type: ignore[arg-type]
             nbytes = _total_length(encoded) + _total_length(keys)
             count = len(values)
         elif topic is not None and self._fast_values is not None:
@@ -388,7 +427,7 @@ class RecordEmitter:
             timestamps = _producer_timestamps(timestamps, len(encoded))
             fast_keys = self._fast_keys
             if fast_keys is None:
-                self._produce_values(topic, encoded, timestamps)
+                self._produce_columns(topic, encoded, timestamps, None, extra)
             else:
                 keys = fast_keys(values)
                 if len(keys) != len(encoded):
@@ -396,7 +435,7 @@ class RecordEmitter:
                         f"the key schema's serialize_batch returned {len(keys)} keys for "
                         f"{len(encoded)} elements"
                     )
-                self._produce_values(topic, encoded, timestamps, keys)
+                self._produce_columns(topic, encoded, timestamps, keys, extra)
                 nbytes += _total_length(keys)
             nbytes += _total_length(encoded)
             count = len(values)
