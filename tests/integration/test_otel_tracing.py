@@ -314,3 +314,75 @@ def test_headers_carry_the_trace_from_worker_processes(
             assert parent[0] == _hex(upstream[original].get_span_context().trace_id, 32)
             carried += 1
     assert carried == len(upstream)
+
+
+def test_through_a_filter_a_shared_context_is_kept_and_differing_ones_are_not_guessed(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """Behind a filter the writer's positions no longer match the reader's: one request's
+    records (one shared context) keep it, records of different requests get none rather
+    than a wrong one, and the publish span links to every input trace."""
+    tracer = trace.get_tracer("upstream-service")
+    shared_in, mixed_in = topic_factory(), topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+    with tracer.start_as_current_span("one request") as request:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        one = [(k, v.encode()) for k, v in carrier.items()]
+        for i in range(20):
+            producer.produce(shared_in, f"v{i}".encode(), headers=one)
+    mixed_traces = set()
+    for i in range(20):
+        with tracer.start_as_current_span(f"request {i}") as span:
+            carrier = {}
+            propagate.inject(carrier)
+            producer.produce(
+                mixed_in, f"v{i}".encode(), headers=[(k, v.encode()) for k, v in carrier.items()]
+            )
+            mixed_traces.add(span.get_span_context().trace_id)
+    assert producer.flush(30) == 0
+    for name, source in (("shared", shared_in), ("mixed", mixed_in)):
+        sink = topic_factory(name=f"filtered-{name}")
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.enable_checkpointing(300)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path / name))
+        kafka_source = (
+            KafkaSource.builder()
+            .set_bootstrap_servers(kafka_bootstrap)
+            .set_topics(source)
+            .set_group_id(f"otel-{uuid.uuid4().hex[:8]}")
+            .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+            .set_bounded(KafkaOffsetsInitializer.latest())
+            .set_value_only_deserializer(SimpleStringSchema())
+            .build()
+        )
+        kafka_sink = (
+            KafkaSink.builder()
+            .set_bootstrap_servers(kafka_bootstrap)
+            .set_record_serializer(
+                KafkaRecordSerializationSchema.builder()
+                .set_topic(sink)
+                .set_value_serialization_schema(SimpleStringSchema())
+                .build()
+            )
+            .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+            .build()
+        )
+        env.from_source(kafka_source, None, "filtered").filter(
+            lambda v: int(v[1:]) % 2 == 0
+        ).sink_to(kafka_sink)
+        env.execute(f"otel-filter-{name}")
+        out = read_all(kafka_bootstrap, sink)
+        assert len(out) == 10
+        if name == "shared":
+            trace_id = _hex(request.get_span_context().trace_id, 32)
+            assert all((_traceparent(m) or ("", ""))[0] == trace_id for m in out)
+        else:
+            assert all(_traceparent(m) is None for m in out)
+            publishes = [s for s in spans.get_finished_spans() if s.name == f"publish {sink}"]
+            assert publishes and not any(
+                s.attributes["streamplug.positions_mapped"]  # type: ignore[index]
+                for s in publishes
+            )
+            linked = {link.context.trace_id for s in publishes for link in s.links}
+            assert linked == mixed_traces

@@ -9,7 +9,8 @@ table::
 
 An environment variable reaches every worker process of the ``processes`` runtime (and of
 Ray, through the job's runtime environment), which is where the reader and writer hooks
-run. A wrong key or value fails the first job that would use it, naming the key.
+run. A wrong key or value raises ``OptionsError`` naming the key in every hook that reads
+the options; the plugin host logs it and the job runs on untraced.
 """
 
 from __future__ import annotations
