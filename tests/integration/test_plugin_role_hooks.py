@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class RolePlugin:
     @hookimpl
     def streamplug_writer_batch_producing(
         self, batch: ProducingBatch
-    ) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+    ) -> Mapping[int, list[tuple[str, bytes]]] | None:
         self._seen("streamplug_writer_batch_producing", (batch, list(batch.values)))
         stamp = [("x-job", batch.subtask.job_name.encode())]
         return dict.fromkeys(range(len(batch.values)), stamp)

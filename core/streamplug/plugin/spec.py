@@ -25,7 +25,7 @@ from being told.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -440,19 +440,22 @@ def streamplug_reader_splits_finished(splits: ReaderSplits) -> None:
 @hookspec
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+) -> Mapping[int, list[tuple[str, bytes]]] | None:
     """Called on the subtask's thread for each batch a sink writer is about to serialize and
     produce, after the operators emitted it; the records are produced right after the call,
     in the same thread (so a reader hook's state of the same subtask describes the batch
     they came from).
 
     Return None to produce the batch as it is, or a mapping from positions (indices into
-    ``batch.values``) to headers for those records: each header replaces any header of the
-    same name the record serializer set, the others are appended. Under EXACTLY_ONCE
+    ``batch.values``) to a list of ``(name, value)`` header pairs for those records (the
+    writer may hand a list to the client as it is: do not change it afterwards). On the
+    record serializer's bulk paths (fixed topic, no headers of its own) the pairs are the
+    record's headers; otherwise each replaces any header of the same name the serializer
+    set, the others are appended. Under EXACTLY_ONCE
     headers are part of the transactional output. Every implementation runs; for one
     position, later implementations' headers of a name replace earlier ones'. Returning
-    headers for a batch makes the writer produce it record by record (a few hundred
-    nanoseconds per record more than the bulk path); returning None keeps the bulk path.
+    headers for a batch adds a headers column to the writer's produce calls (and on the
+    general serializer path a per-record merge); returning None keeps the bulk path as is.
 
     Example::
 

@@ -298,16 +298,25 @@ class RecordEmitter:
             self._transaction(),
             self._keeps_positions,
         )
+        results = self._on_batch(batch=batch)
+        if not results:
+            return {}
+        n = len(values)
+        for result in results:
+            if result and not (min(result) >= 0 and max(result) < n):
+                bad = [p for p in result if not 0 <= p < n][:3]
+                raise IndexError(
+                    f"a streamplug_writer_batch_producing hook returned headers for "
+                    f"position(s) {bad} of a batch of {n}"
+                )
+        if len(results) == 1:
+            # One plugin: its header lists as they are, no per-record merge.
+            return dict(results[0])
         extra: dict[int, list[tuple[str, bytes]]] = {}
         # pluggy's results come last-registered first; apply them in registration order
         # so that a later plugin's header of a name replaces an earlier one's.
-        for result in reversed(self._on_batch(batch=batch)):
+        for result in reversed(results):
             for position, headers in result.items():
-                if not 0 <= position < len(values):
-                    raise IndexError(
-                        f"a streamplug_writer_batch_producing hook returned headers for "
-                        f"position {position} of a batch of {len(values)}"
-                    )
                 extra[position] = _merge_headers(extra.get(position), headers)
         return extra
 
@@ -370,35 +379,37 @@ class RecordEmitter:
         keys: list[Any] | None,
         extra: dict[int, list[tuple[str, bytes]]] | None,
     ) -> None:
-        """``_produce_values``, with the records plugins added headers to produced one by
-        one in their place: the runs between them stay in bulk, and the order is kept."""
+        """``_produce_values``, with the headers plugins added to some records: still one
+        ``produce`` call per record from C, in order, the headers as one more column (None
+        where a record gets none)."""
         if not extra:
             self._produce_values(topic, encoded, timestamps, keys)
             return
-        start = 0
-        for position in sorted(extra):
-            if position > start:
-                self._produce_values(
-                    topic,
-                    encoded[start:position],
-                    None if timestamps is None else timestamps[start:position],
-                    None if keys is None else keys[start:position],
-                )
-            ts = timestamps[position] if timestamps is not None else 0
-            key = keys[position] if keys is not None else None
-            headers: Any = extra[position]
+        n = len(encoded)
+        headers: list[Any] = [None] * n
+        for position, added in extra.items():
+            headers[position] = added
+        values = iter(encoded)
+        args = zip(
+            repeat(topic),
+            values,
+            repeat(None) if keys is None else keys,
+            repeat(-1),
+            repeat(None),
+            repeat(None),
+            repeat(0) if timestamps is None else timestamps,
+            headers,
+        )
+        calls = starmap(self._produce, args)
+        while True:
             try:
-                self._produce(topic, encoded[position], key, -1, timestamp=ts, headers=headers)
+                _exhaust(calls)
+                return
             except BufferError:
-                self._produce_blocking(topic, encoded[position], key, -1, ts, headers)
-            start = position + 1
-        if start < len(encoded):
-            self._produce_values(
-                topic,
-                encoded[start:],
-                None if timestamps is None else timestamps[start:],
-                None if keys is None else keys[start:],
-            )
+                refused = n - length_hint(values) - 1
+                ts = timestamps[refused] if timestamps is not None else 0
+                key = keys[refused] if keys is not None else None
+                self._produce_blocking(topic, encoded[refused], key, -1, ts, headers[refused])
 
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         extra: dict[int, list[tuple[str, bytes]]] | None = None

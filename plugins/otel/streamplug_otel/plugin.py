@@ -102,6 +102,9 @@ def _install_provider(name: str) -> None:
 
 
 def _w3c(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]] | None:
+    if len(headers) == 1:
+        # The common case, a traceparent alone: the client's own list, no copy.
+        return headers if headers[0][0] in W3C_HEADERS else None
     found = [(k, v) for k, v in headers if k in W3C_HEADERS]
     return found or None
 
@@ -310,7 +313,7 @@ def _publish_attributes(batch: ProducingBatch) -> dict[str, Any]:
 @hookimpl
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+) -> Mapping[int, list[tuple[str, bytes]]] | None:
     opts = _settings()
     read: _ReadBatch | None = getattr(_local, "batch", None)
     count = len(batch.values)
@@ -320,9 +323,7 @@ def streamplug_writer_batch_producing(
     mapped = read is not None and batch.same_positions and count == read.count
     if read is not None and mapped:
         if carried is not None:
-            for position, headers in enumerate(carried):
-                if headers is not None:
-                    out[position] = headers
+            out = {p: h for p, h in enumerate(carried) if h is not None}
         if read.records:
             for position, (process, parent) in read.records.items():
                 attributes = _publish_attributes(batch)
