@@ -25,6 +25,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -104,9 +105,14 @@ def one(args: argparse.Namespace) -> int:
         .build()
     )
     env.from_source(source, None, "in").map(identity).sink_to(sink)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     result = env.execute("bench-hooks")
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds of the job's process (every thread, librdkafka's included): on a machine
+    # shared with the broker and other work, less noisy than the wall clock.
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     messages = read_all(args.bootstrap, out, "read_uncommitted", timeout=120)
     check = "ok"
     if len(messages) != args.records or result.records_in != args.records:
@@ -125,7 +131,7 @@ def one(args: argparse.Namespace) -> int:
         )
         if carried != args.records:
             check = f"WRONG: {carried} of {args.records} records carry the input's trace"
-    print("RESULT " + json.dumps({"elapsed": elapsed, "check": check}), flush=True)
+    print("RESULT " + json.dumps({"elapsed": elapsed, "cpu_s": cpu_s, "check": check}), flush=True)
     return 0
 
 
@@ -227,22 +233,29 @@ def _table(
         f"{os.cpu_count()} cores shared with the broker and other work",
         "",
         "| input | configuration | records/s (median) | runs (records/s) | vs hooks unused "
-        "| load avg (1 min) | checks |",
-        "|---|---|---|---|---|---|---|",
+        "| CPU us/record (median) | CPU vs hooks unused | load avg (1 min) | checks |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     base: dict[bool, float] = {}
+    base_cpu: dict[bool, float] = {}
     for name, traced in configs:
         runs = results[(name, traced)]
         good = [args.records / r["elapsed"] for r in runs if r.get("check") == "ok"]
         median = statistics.median(good) if good else 0.0
+        cpu = [r["cpu_s"] / args.records * 1e6 for r in runs if r.get("check") == "ok"]
+        cpu_median = statistics.median(cpu) if cpu else float("nan")
         if name == "hooks unused":
             base[traced] = median
+            base_cpu[traced] = cpu_median
         ratio = median / base[traced] if base.get(traced) else float("nan")
+        # Throughput-like: hooks unused's CPU per record over this one's (1.0 = no cost).
+        cpu_ratio = base_cpu[traced] / cpu_median if base_cpu.get(traced) else float("nan")
         loads = [r["load"] for r in runs]
         checks = "ok" if all(r.get("check") == "ok" for r in runs) else "WRONG"
         lines.append(
             f"| {'traceparent on every record' if traced else 'no headers'} | {name} "
             f"| {median:,.0f} | {', '.join(f'{g / 1000:.0f}k' for g in good)} | {ratio:.3f} "
+            f"| {cpu_median:.2f} | {cpu_ratio:.3f} "
             f"| {min(loads):.1f}-{max(loads):.1f} | {checks} |"
         )
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from being told.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -440,15 +440,17 @@ def streamplug_reader_splits_finished(splits: ReaderSplits) -> None:
 @hookspec
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, list[tuple[str, bytes]]] | None:
+) -> Mapping[int, list[tuple[str, bytes]]] | Sequence[list[tuple[str, bytes]] | None] | None:
     """Called on the subtask's thread for each batch a sink writer is about to serialize and
     produce, after the operators emitted it; the records are produced right after the call,
     in the same thread (so a reader hook's state of the same subtask describes the batch
     they came from).
 
-    Return None to produce the batch as it is, or a mapping from positions (indices into
-    ``batch.values``) to a list of ``(name, value)`` header pairs for those records (the
-    writer may hand a list to the client as it is: do not change it afterwards). On the
+    Return None to produce the batch as it is, or the headers to add: a mapping from
+    positions (indices into ``batch.values``) to a list of ``(name, value)`` pairs, or a
+    sequence as long as the batch holding such a list or None per position (the cheapest:
+    a list is used as the producer's header column as it is). The writer may hand the
+    lists to the client as they are: do not change them afterwards. On the
     record serializer's bulk paths (fixed topic, no headers of its own) the pairs are the
     record's headers; otherwise each replaces any header of the same name the serializer
     set, the others are appended. Under EXACTLY_ONCE

@@ -28,7 +28,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -61,6 +61,9 @@ W3C_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 # Links per batch span: OpenTelemetry's default span limit is 128; a few dozen show the
 # fan-in without making every batch span heavy.
 MAX_LINKS = 32
+# Records looked at for links: a batch of one request's records (all one traceparent)
+# would otherwise be scanned to its end, per batch, twice.
+MAX_LINK_SCAN = 256
 
 _tracer = trace.get_tracer("streamplug_otel", "0.1.0")
 _local = threading.local()
@@ -125,7 +128,7 @@ def _span_context_of(headers: Iterable[tuple[str, bytes]]) -> trace.SpanContext 
 def _links(carried: Sequence[list[tuple[str, bytes]] | None]) -> list[Link]:
     links: list[Link] = []
     seen: set[bytes] = set()
-    for headers in carried:
+    for headers in carried[:MAX_LINK_SCAN]:
         if headers is None:
             continue
         parent = next((v for k, v in headers if k == "traceparent"), None)
@@ -313,18 +316,20 @@ def _publish_attributes(batch: ProducingBatch) -> dict[str, Any]:
 @hookimpl
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, list[tuple[str, bytes]]] | None:
+) -> list[list[tuple[str, bytes]] | None] | None:
     opts = _settings()
     read: _ReadBatch | None = getattr(_local, "batch", None)
     count = len(batch.values)
     to_end: list[Any] = []
-    out: dict[int, list[tuple[str, bytes]]] = {}
+    # A header list (or None) per output position: the writer's header column.
+    out: list[list[tuple[str, bytes]] | None] | None = None
     carried = read.carried if read is not None else None
     mapped = read is not None and batch.same_positions and count == read.count
     if read is not None and mapped:
-        if carried is not None:
-            out = {p: h for p, h in enumerate(carried) if h is not None}
+        # Position i came from record i: the reader's column is the writer's, as it is.
+        out = carried
         if read.records:
+            out = list(carried) if carried is not None else [None] * count
             for position, (process, parent) in read.records.items():
                 attributes = _publish_attributes(batch)
                 publish = _tracer.start_span(
@@ -343,8 +348,7 @@ def streamplug_writer_batch_producing(
         if len(distinct) == 1:
             # One request fanned out (or filtered): every output record belongs to it.
             (only,) = distinct
-            shared = list(only)
-            out = dict.fromkeys(range(count), shared)
+            out = [list(only)] * count
     if read is not None and not mapped:
         read.end(mapped=False)
     if opts.batch_spans:
@@ -361,7 +365,7 @@ def streamplug_writer_batch_producing(
         to_end.append(span)
     if to_end:
         _hold_or_end(to_end, batch.transaction)
-    return out or None
+    return out
 
 
 @hookimpl
