@@ -63,7 +63,7 @@ W3C_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 MAX_LINKS = 32
 # Records looked at for links: a batch of one request's records (all one traceparent)
 # would otherwise be scanned to its end, per batch, twice.
-MAX_LINK_SCAN = 256
+MAX_LINK_SCAN = 64
 
 _tracer = trace.get_tracer("streamplug_otel", "0.1.0")
 _local = threading.local()
@@ -125,17 +125,44 @@ def _span_context_of(headers: Iterable[tuple[str, bytes]]) -> trace.SpanContext 
     return span_context if span_context.is_valid else None
 
 
+def _traceparent(headers: list[tuple[str, bytes]]) -> bytes | None:
+    first = headers[0]
+    if first[0] == "traceparent":
+        return first[1]
+    for name, value in headers:
+        if name == "traceparent":
+            return value
+    return None
+
+
+def _parse_traceparent(value: bytes) -> trace.SpanContext | None:
+    """A link's span context straight from ``00-<trace id>-<span id>-<flags>``: the
+    propagator's extract builds a whole Context per call, several times the cost, and a
+    link needs none of it."""
+    parts = value.split(b"-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        span_context = trace.SpanContext(
+            int(parts[1], 16), int(parts[2], 16), True, trace.TraceFlags(int(parts[3][:2], 16))
+        )
+    except ValueError:
+        return None
+    return span_context if span_context.is_valid else None
+
+
 def _links(carried: Sequence[list[tuple[str, bytes]] | None]) -> list[Link]:
+    """Links to the distinct traces among the first records of a batch."""
     links: list[Link] = []
     seen: set[bytes] = set()
     for headers in carried[:MAX_LINK_SCAN]:
         if headers is None:
             continue
-        parent = next((v for k, v in headers if k == "traceparent"), None)
+        parent = _traceparent(headers)
         if parent is None or parent in seen:
             continue
         seen.add(parent)
-        span_context = _span_context_of(headers)
+        span_context = _parse_traceparent(parent)
         if span_context is not None:
             links.append(Link(span_context))
             if len(links) >= MAX_LINKS:
@@ -162,19 +189,22 @@ def _sample(n: int, share: float) -> Sequence[int]:
 class _ReadBatch:
     """What the reader hook left for the writer hook of the same subtask thread."""
 
-    __slots__ = ("carried", "count", "ended", "records")
+    __slots__ = ("carried", "count", "ended", "links", "records")
 
     def __init__(
         self,
         count: int,
         carried: list[list[tuple[str, bytes]] | None] | None,
         records: dict[int, tuple[Any, otel_context.Context]] | None,
+        links: list[Link] | None,
     ) -> None:
         self.count = count
         self.carried = carried
         # Sampled positions: (process span, the context it was started in).
         self.records = records
         self.ended = False
+        # Computed once, for the receive span and again for the publish span.
+        self.links = links
 
     def end(self, mapped: bool) -> None:
         if self.ended or not self.records:
@@ -220,14 +250,19 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
     messages = batch.messages
     count = len(messages)
     carried: list[list[tuple[str, bytes]] | None] | None = None
-    if opts.propagate:
-        # The client's own method, looked up once per batch: map() calls it from C.
-        headers = list(map(type(messages[0]).headers, messages)) if count else []
-        # any() scans at C speed; records without headers at all cost nothing more.
-        if any(headers):
-            carried = [_w3c(h) if h else None for h in headers]
-            if not any(carried):
-                carried = None
+    # The client's own method, looked up once per batch: map() calls it from C.
+    headers = list(map(type(messages[0]).headers, messages)) if count else []
+    # any() scans at C speed; records without headers at all cost nothing more.
+    if any(headers):
+        carried = [_w3c(h) if h else None for h in headers]
+        if not any(carried):
+            carried = None
+    sampled = _sample(count, opts.sampling)
+    if carried is None and not (sampled and opts.root_without_context):
+        # Nothing in this batch belongs to a trace, and none starts here: no span either
+        # (a span per untraced batch would be a root trace of its own, noise).
+        return
+    links = _links(carried) if carried is not None else None
     receive_context: trace.SpanContext | None = None
     if opts.batch_spans:
         attributes = _messaging(batch.topic, "receive", "receive")
@@ -247,13 +282,13 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
             f"receive {batch.topic}",
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-            links=_links(carried) if carried else None,
+            links=links,
             context=otel_context.Context(),
         )
         receive_context = span.get_span_context()
         span.end()
     records: dict[int, tuple[Any, otel_context.Context]] | None = None
-    for position in _sample(count, opts.sampling):
+    for position in sampled:
         own = carried[position] if carried is not None else None
         if own is not None:
             parent = _context_of(own)
@@ -288,7 +323,7 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
             records = {}
         records[position] = (span, parent)
     if carried is not None or records:
-        _local.batch = _ReadBatch(count, carried, records)
+        _local.batch = _ReadBatch(count, carried, records, links)
 
 
 # -- writer ------------------------------------------------------------------------------
@@ -351,7 +386,7 @@ def streamplug_writer_batch_producing(
             out = [list(only)] * count
     if read is not None and not mapped:
         read.end(mapped=False)
-    if opts.batch_spans:
+    if opts.batch_spans and read is not None:
         attributes = _publish_attributes(batch)
         attributes["messaging.batch.message_count"] = count
         attributes["streamplug.positions_mapped"] = mapped
@@ -359,13 +394,13 @@ def streamplug_writer_batch_producing(
             f"publish {batch.topic}",
             kind=SpanKind.PRODUCER,
             attributes=attributes,
-            links=_links(carried) if carried else None,
+            links=read.links,
             context=otel_context.Context(),
         )
         to_end.append(span)
     if to_end:
         _hold_or_end(to_end, batch.transaction)
-    return out
+    return out if opts.propagate else None
 
 
 @hookimpl
