@@ -171,6 +171,10 @@ class RecordEmitter:
         if cached is not None and now - cached[0] < _METADATA_MAX_AGE_S:
             return cached[1]
         deadline = now + 30.0
+        # A topic created just before the job is often not yet in the broker's metadata
+        # answer: ask again soon (a fixed half second here was most of a keyed job's
+        # start-up), then back off.
+        backoff = 0.01
         while True:
             metadata = self._producer.list_topics(topic, timeout=10)
             tmeta = metadata.topics.get(topic)
@@ -189,7 +193,8 @@ class RecordEmitter:
                     f"cannot choose a partition of topic {topic!r}: {err}; create the topic "
                     "(the sink does not create output topics) or fix the topic name"
                 )
-            time.sleep(0.5)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
 
     def _produce_blocking(
         self, topic: str, value: Any, key: Any, partition: int, ts: int, headers: Any
