@@ -395,21 +395,28 @@ class Subtask:
     def _main(self) -> None:
         try:
             self.reader.start()
-            self._loop()
+            graceful = self._loop()
         except BaseException as exc:
             if not self.cancelled.is_set():
                 self._post(("failed", self.key, exc))
-        finally:
-            self._close()
+            self._close(graceful=False)
+        else:
+            failure = self._close(graceful=graceful)
+            if failure is not None:
+                # The attempt ended well (input done, or stopped), but a reader or writer
+                # could not hand over its last records (a dead-letter write or a delivery
+                # refused): that is the job's outcome, not a log line.
+                self._post(("failed", self.key, failure))
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """Run until told to close (True: a graceful end) or cancelled (False)."""
         next_watermark = time.monotonic() + self._watermark_interval
         while True:
             while self.control:
                 if self._handle(self.control.popleft()):
-                    return
+                    return not self.cancelled.is_set()
             if self.cancelled.is_set():
-                return
+                return False
             if self.finished or self.stopping:
                 self.wakeup.wait(0.1)
                 self.wakeup.clear()
@@ -471,14 +478,32 @@ class Subtask:
         # reach a transaction that the checkpoint's commit is about to close.
         barrier.wait_released(self.cancelled)
 
-    def _close(self) -> None:
+    def _close(self, graceful: bool) -> BaseException | None:
+        """Close the reader and the writers, each even if another failed. On a graceful end
+        the first failure is returned for the job's outcome (the SPI's ``close`` contract);
+        after a failure or a cancel, whatever was in flight is replayed or discarded
+        anyway, so a failing close is only logged."""
         if self.closed:
-            return
+            return None
         self.closed = True
+        first: BaseException | None = None
         closeables: list[Any] = [self.reader, *self.writers]
         for closeable in closeables:
             try:
                 closeable.close()
-            except Exception:
-                log.exception("closing %s of subtask %s failed", type(closeable).__name__, self.key)
+            except Exception as exc:
+                what = type(closeable).__name__
+                if graceful and first is None:
+                    first = exc
+                elif graceful:
+                    log.error("closing %s of subtask %s failed too: %s", what, self.key, exc)
+                else:
+                    log.warning(
+                        "closing %s of subtask %s after the attempt ended: %s",
+                        what,
+                        self.key,
+                        exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
         self.metric_group.close()
+        return first

@@ -491,22 +491,46 @@ class KafkaWriter(SinkWriter[Any, Any]):
         self._check_errors()
 
     def close(self) -> None:
+        """Wait (at most ``close_timeout_s``) for what was written since the last flush and
+        release the producer. AT_LEAST_ONCE raises ``KafkaDeliveryError`` if a record was
+        refused or is still unacknowledged: on a graceful end without a checkpoint after
+        the last write (a stop without checkpointing), this is the only place that learns
+        of it, and the runtime makes it the job's outcome. NONE logs and counts."""
         if self._closed:
             return
         self._closed = True
+        lost: KafkaDeliveryError | None = None
         try:
-            # A client whose credentials were rejected delivers nothing: do not wait.
-            wait_s = 0.0 if self._client_failure() is not None else self._close_timeout_s
+            # A client whose credentials were rejected delivers nothing, and the job has
+            # failed with that already: do not wait, and do not report it twice.
+            failed_client = self._client_failure() is not None
+            wait_s = 0.0 if failed_client else self._close_timeout_s
             remaining = self._producer.flush(wait_s)
+            count, samples = self._errors.take()
             if remaining:
-                log.warning(
-                    "subtask %d closed with %d record(s) undelivered after %.0f s",
-                    self._subtask,
-                    remaining,
-                    wait_s,
-                )
                 # close() flushes again without a bound; give up on what is left.
                 self._producer.purge()
+                self._producer.poll(0)
+                self._errors.take()  # "purged" reports: counted as `remaining` already
+                samples.append(f"{remaining} still unacknowledged after {wait_s:g} s")
+            if count or remaining:
+                self._metrics.errors.inc(count + remaining)
+            if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples and not failed_client:
+                lost = KafkaDeliveryError(
+                    f"Kafka sink subtask {self._subtask} closed with {count + remaining} "
+                    f"record(s) not delivered ({'; '.join(samples)}): no checkpoint covers "
+                    "them and they are not in the topic, so the job fails instead of ending "
+                    "without them. Check that the topic exists, takes records of their size "
+                    "(max.message.bytes) and that the sink may write to it, and that the "
+                    "brokers are reachable; then run the job again from offsets before them"
+                )
+            elif samples:
+                log.warning(
+                    "subtask %d closed with %d record(s) undelivered: %s",
+                    self._subtask,
+                    count + remaining,
+                    "; ".join(samples),
+                )
             # Stop librdkafka's threads now rather than when the object is collected: a
             # closed writer must not keep reconnecting to the cluster. Older confluent-kafka
             # releases (2.0.2 among them) have no Producer.close(); collection does it there.
@@ -515,3 +539,5 @@ class KafkaWriter(SinkWriter[Any, Any]):
                 close()
         finally:
             self._metrics.close()
+        if lost is not None:
+            raise lost
