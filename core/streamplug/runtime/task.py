@@ -458,6 +458,9 @@ class Subtask:
             self.reader.notify_checkpoint_aborted(message[1])
         elif kind == "stop":
             self.stopping = True
+        elif kind == "call":
+            # SinkContext.run_in_task: what it raises fails this subtask.
+            message[1]()
         elif kind == "close":
             return True
         return False

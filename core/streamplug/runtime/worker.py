@@ -31,7 +31,7 @@ import attrs
 from streamplug.api.sink import Committer
 from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamplug.metrics import MetricGroup
-from streamplug.runtime.contexts import RuntimeReaderContext, RuntimeSinkContext
+from streamplug.runtime.contexts import Mailbox, RuntimeReaderContext, RuntimeSinkContext
 from streamplug.runtime.messages import (
     AssignmentRound,
     AssignSplits,
@@ -190,7 +190,7 @@ class WorkerSlot:
     # -- building --------------------------------------------------------------------------
 
     def _sink_context(
-        self, index: int, group: MetricGroup, start: StartAttempt
+        self, index: int, group: MetricGroup, start: StartAttempt, mailbox: Mailbox | None = None
     ) -> RuntimeSinkContext:
         cfg = self.graph.checkpoint
         return RuntimeSinkContext(
@@ -199,6 +199,7 @@ class WorkerSlot:
             interval_ms=cfg.interval_ms,
             timeout_ms=cfg.timeout_ms,
             worker_index=self.worker,
+            mailbox=mailbox,
         )
 
     def _facts(self, index: int, group: MetricGroup) -> tuple[Any, ...]:
@@ -268,8 +269,9 @@ class WorkerSlot:
         states = start.writer_states.get(key) or [[] for _ in pipeline.sinks()]
         writers = {}
         ordered_writers = []
+        mailbox = Mailbox()
         for (sink, _), restored in zip(pipeline.sinks(), states, strict=True):
-            writer = sink.create_writer(self._sink_context(index, group, start), restored)
+            writer = sink.create_writer(self._sink_context(index, group, start, mailbox), restored)
             writers[id(sink)] = writer
             ordered_writers.append(writer)
         records_out = [0]
@@ -286,6 +288,7 @@ class WorkerSlot:
             group,
         )
         subtask.records_out = records_out
+        mailbox.bind(subtask.send)
         _register_task_metrics(group, subtask)
         subtask.add_restored_splits(start.restored_splits.get(key, []))
         return subtask

@@ -26,6 +26,7 @@ from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import unrecoverable_kafka_error
+from streamplug_kafka_sink._startup import StartupCheck
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -410,6 +411,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
         *,
         client_errors: ChainedErrorCallback | None = None,
         delivery_wait_s: float = 330.0,
+        startup_check: StartupCheck | None = None,
     ) -> None:
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             raise ValueError(
@@ -436,6 +438,15 @@ class KafkaWriter(SinkWriter[Any, Any]):
         self._subtask = context.subtask_index
         self._closed = False
         self._reported = 0
+        self._startup_check = startup_check
+        # Whether the job has heard of _client_failure() from a call of ours: close()
+        # reports it only if not.
+        self._failure_raised = False
+        if startup_check is not None:
+            # Raised on the subtask's thread as soon as it is known: no write or
+            # checkpoint may come for a long while (the records already written wait out
+            # message.timeout.ms in the producer's queue).
+            startup_check.start(lambda: context.run_in_task(self._raise_client_failure))
 
     @property
     def producer(self) -> Producer:
@@ -446,12 +457,29 @@ class KafkaWriter(SinkWriter[Any, Any]):
         return self._metrics
 
     def _client_failure(self) -> BaseException | None:
-        return self._client_errors.failure
+        """Why the producer cannot deliver anything: what a hook's chained ``error_cb``
+        raised (rejected credentials), or what the start-up check found (no broker
+        answers, no such topic)."""
+        failure = self._client_errors.failure
+        if failure is None and self._startup_check is not None:
+            failure = self._startup_check.failure
+        return failure
+
+    def _raise_client_failure(self) -> None:
+        failure = self._client_failure()
+        if failure is not None:
+            self._failure_raised = True
+            raise failure
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        self._client_errors.raise_pending()
+        self._raise_client_failure()
         self._check_errors()
-        self._emitter.emit(values, timestamps)
+        try:
+            self._emitter.emit(values, timestamps)
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
 
     def _check_errors(self) -> None:
         if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
@@ -473,7 +501,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def flush(self, end_of_input: bool) -> None:
         if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
             self._producer.poll(0)
-            self._client_errors.raise_pending()
+            self._raise_client_failure()
             self._check_errors()
             return
         try:
@@ -485,6 +513,10 @@ class KafkaWriter(SinkWriter[Any, Any]):
             )
         except KafkaException as exc:
             raise KafkaDeliveryError(f"subtask {self._subtask}: producer failed: {exc}") from exc
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
         count = self._errors.count
         if count and self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
             self._metrics.errors.inc(count)
@@ -499,12 +531,14 @@ class KafkaWriter(SinkWriter[Any, Any]):
         if self._closed:
             return
         self._closed = True
-        lost: KafkaDeliveryError | None = None
+        lost: BaseException | None = None
         try:
-            # A client whose credentials were rejected delivers nothing, and the job has
-            # failed with that already: do not wait, and do not report it twice.
-            failed_client = self._client_failure() is not None
-            wait_s = 0.0 if failed_client else self._close_timeout_s
+            if self._startup_check is not None:
+                self._startup_check.close()
+            # A client whose credentials were rejected, or whose brokers never answered,
+            # delivers nothing: do not wait.
+            failure = self._client_failure()
+            wait_s = 0.0 if failure is not None else self._close_timeout_s
             remaining = self._producer.flush(wait_s)
             count, samples = self._errors.take()
             if remaining:
@@ -515,7 +549,11 @@ class KafkaWriter(SinkWriter[Any, Any]):
                 samples.append(f"{remaining} still unacknowledged after {wait_s:g} s")
             if count or remaining:
                 self._metrics.errors.inc(count + remaining)
-            if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples and not failed_client:
+            if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples and failure:
+                # Lost because of it; the job has heard of it already, or hears it now.
+                if not self._failure_raised:
+                    lost = failure
+            elif self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples:
                 lost = KafkaDeliveryError(
                     f"Kafka sink subtask {self._subtask} closed with {count + remaining} "
                     f"record(s) not delivered ({'; '.join(samples)}): no checkpoint covers "
