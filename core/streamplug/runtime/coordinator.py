@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import queue
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from streamplug.api.state import StateSerializer
 from streamplug.api.watermarks import MIN_WATERMARK
 from streamplug.errors import CheckpointError
 from streamplug.metrics import MetricGroup
+from streamplug.plugin.records import CheckpointAck, EnumeratorSplits, SourceInfo
 from streamplug.plugins import JobInfo
 from streamplug.runtime import checkpoint_document
 from streamplug.runtime.checkpoint_document import BaseSplits
@@ -151,6 +153,7 @@ class Attempt:
         self.latest_progress: dict[int, Progress] = {}
         self.metric_groups: list[MetricGroup] = []
         self._closed = False
+        self._on_subtask_ack: Callable[..., Any] | None = None
 
     # -- building and restoring --------------------------------------------------------------
 
@@ -365,6 +368,8 @@ class Attempt:
             self.scheduler,
             base_group.add_group("enumerator"),
             self.checkpoint_cfg.enabled,
+            self.info,
+            pipeline.name,
         )
         enum_doc = stored.get("enumerator")
         if enum_doc is not None:
@@ -383,7 +388,14 @@ class Attempt:
             # Restored: the assignment rounds before the checkpoint already happened.
             for handle in self.handles:
                 handle.send(AssignmentRound(self.number, pipeline.name))
+        added_back = self.host.caller("streamplug_enumerator_splits_added_back")
         for index, split in self._orphans.get(pipeline.name, []):
+            if added_back is not None:
+                added_back(
+                    splits=EnumeratorSplits(
+                        self.info, pipeline.name, (split,), index % self.parallelism
+                    )
+                )
             enumerator.add_splits_back([split], index % self.parallelism)
 
     def _register_remote_task_metrics(self, pipeline: str, group: MetricGroup) -> None:
@@ -427,6 +439,19 @@ class Attempt:
         """Run until every input ended (FINISHED) or a stop request (FINISHED with a final
         checkpoint); raises on failure and ``Stop`` on cancel."""
         self.build()
+        starting = self.host.caller("streamplug_source_starting")
+        if starting is not None:
+            for pipeline in self.env.pipelines:
+                source = pipeline.source
+                starting(
+                    source=SourceInfo(
+                        self.info,
+                        pipeline.name,
+                        dict(source.describe()),
+                        source.get_boundedness().name,
+                    )
+                )
+        self._on_subtask_ack = self.host.caller("streamplug_checkpoint_subtask_acknowledged")
         for enumerator in self.enumerators.values():
             enumerator.start()
             for index in range(self.parallelism):
@@ -592,6 +617,8 @@ class Attempt:
         except BaseException as exc:
             self._abort(cid, f"{type(exc).__name__}: {exc}")
             raise
+        if acks is not None and self._on_subtask_ack is not None:
+            self._report_acks(cid, acks)
         if acks is None:
             self._abort(cid, "timeout")
             raise CheckpointError(
@@ -664,6 +691,23 @@ class Attempt:
                 checkpoint_id=cid,
                 location=str(path),
             )
+
+    def _report_acks(self, cid: int, acks: dict[int, Any]) -> None:
+        assert self._on_subtask_ack is not None
+        for worker in sorted(acks):
+            for snap in acks[worker].snapshots:
+                # The size it takes in the checkpoint: the serialized values, pickled as one.
+                size = len(
+                    pickle.dumps(
+                        (snap.splits, snap.committables, snap.writer_states),
+                        protocol=pickle.HIGHEST_PROTOCOL,
+                    )
+                )
+                self._on_subtask_ack(
+                    ack=CheckpointAck(
+                        self.info, cid, snap.subtask[0], snap.subtask[1], size, snap.duration_ms
+                    )
+                )
 
     def _abort(self, cid: int, reason: str) -> None:
         for handle in self.handles:

@@ -322,6 +322,7 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
             job_name=context.job_name,
             statistics=ProducerStatistics(),
             api_timeout_ms=_config.api_timeout_ms(self.properties),
+            on_outcome=context.plugin_hook("streamplug_writer_outcome"),
         )
 
     def _forget(self, key: tuple[int, int], manager: TransactionManager) -> None:
