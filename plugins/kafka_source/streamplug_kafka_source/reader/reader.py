@@ -23,6 +23,7 @@ from confluent_kafka import (
 
 from streamplug.api.context import ReaderContext
 from streamplug.api.source import InputStatus, ReaderOutput, SourceReader
+from streamplug.plugin.records import FetchedBatch, SubtaskInfo
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
@@ -200,6 +201,18 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._opened = False
         self._closed = False
         self._properties = dict(consumer_properties)
+        # Asked once: with no plugin implementing the hook, a batch costs one attribute test.
+        hook = getattr(context, "plugin_hook", None)
+        self._on_fetched = hook("streamplug_reader_batch_fetched") if hook is not None else None
+        self._subtask_info = SubtaskInfo(
+            context.job_name,
+            context.subtask_index,
+            context.parallelism,
+            context.attempt_number,
+            "kafka",
+        )
+        group = self._properties.get("group.id")
+        self._group_id = str(group) if group else None
         config: dict[str, Any] = dict(self._properties)
         config["on_commit"] = self._on_commit
         # Chained, not replaced: an error_cb a client-configuration hook installed (the
@@ -463,11 +476,35 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             run, timestamps = run[:cut], timestamps[:cut]
             finished = True
         if run:
-            self._deliver(state, run, timestamps, output)
+            if self._on_fetched is None:
+                self._deliver(state, run, timestamps, output)
+            else:
+                kept, kept_timestamps = self._offer(state, run, timestamps)
+                if kept:
+                    self._deliver(state, kept, kept_timestamps, output)
+            # Records a plugin dropped count as read: a checkpoint does not replay them.
             state.current_offset = _offset(run[-1]) + 1
             state.records += len(run)
         if finished or state.finished:
             self._finish(state, output)
+
+    def _offer(
+        self, state: KafkaPartitionSplitState, run: list[Message], timestamps: list[int]
+    ) -> tuple[list[Message], list[int]]:
+        """The run and its timestamps without the records streamplug_reader_batch_fetched
+        implementations asked to drop."""
+        assert self._on_fetched is not None
+        split = state.split
+        batch = FetchedBatch(
+            self._subtask_info, state.split_id, split.topic, split.partition, run, self._group_id
+        )
+        drops: set[int] = set()
+        for result in self._on_fetched(batch=batch):
+            drops.update(result)
+        if not drops:
+            return run, timestamps
+        keep = [i for i in range(len(run)) if i not in drops]
+        return [run[i] for i in keep], [timestamps[i] for i in keep]
 
     def _deliver(
         self,
