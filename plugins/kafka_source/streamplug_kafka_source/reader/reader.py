@@ -489,8 +489,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._finish(state, output)
 
     def _offer(
-        self, state: KafkaPartitionSplitState, run: list[Message], timestamps: list[int]
-    ) -> tuple[list[Message], list[int]]:
+        self, state: KafkaPartitionSplitState, run: list[Message], timestamps: Sequence[int]
+    ) -> tuple[list[Message], Sequence[int]]:
         """The run and its timestamps without the records streamplug_reader_batch_fetched
         implementations asked to drop."""
         assert self._on_fetched is not None
@@ -503,8 +503,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             drops.update(result)
         if not drops:
             return run, timestamps
-        keep = [i for i in range(len(run)) if i not in drops]
-        return [run[i] for i in keep], [timestamps[i] for i in keep]
+        kept = [message for i, message in enumerate(run) if i not in drops]
+        return kept, RecordTimestamps(kept)
 
     def _deliver(
         self,
