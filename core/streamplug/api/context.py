@@ -99,6 +99,23 @@ class SinkContext(RuntimeContext):
         False when a filter or flat_map does, and outside the runtime."""
         return False
 
+    def run_in_task(self, fn: Callable[[], None]) -> bool:
+        """Have the writer's subtask thread call ``fn`` soon, between two calls of the
+        writer, even when no record arrives (Flink's ``MailboxExecutor``). Safe from any
+        thread. What ``fn`` raises fails the subtask as if a writer method had raised it:
+        this is how a failure a client finds on a thread of its own (a delivery callback, a
+        background check) reaches the job without waiting for the next write.
+
+        Returns True when ``fn`` was queued. Contexts with no subtask thread (a
+        committer's, one built outside a job) return False and never call it; a writer
+        then reports the failure at its next call. Calls queued after the subtask ended
+        are dropped. For example::
+
+            def _on_broker_gone(self) -> None:  # on the client's thread
+                self._context.run_in_task(self._raise_pending_failure)
+        """
+        return False
+
 
 class SplitEnumeratorContext(ABC, Generic[SplitT]):
     """The enumerator's window on the runtime. Every method is safe to call from the

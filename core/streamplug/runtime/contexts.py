@@ -6,6 +6,7 @@ import concurrent.futures
 import heapq
 import itertools
 import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -90,6 +91,33 @@ class RuntimeReaderContext(_Facts, ReaderContext):
         self._request_split()
 
 
+class Mailbox:
+    """Calls other threads hand to one subtask's thread (``SinkContext.run_in_task``).
+
+    The writers are created before their subtask, so calls made meanwhile wait here until
+    ``bind`` gives the subtask's control queue."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._send: Callable[..., None] | None = None
+        self._early: list[Callable[[], None]] = []
+
+    def bind(self, send: Callable[..., None]) -> None:
+        with self._lock:
+            self._send = send
+            early, self._early = self._early, []
+        for fn in early:
+            send("call", fn)
+
+    def put(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            send = self._send
+            if send is None:
+                self._early.append(fn)
+                return
+        send("call", fn)
+
+
 class RuntimeSinkContext(_Facts, SinkContext):
     def __init__(
         self,
@@ -98,6 +126,7 @@ class RuntimeSinkContext(_Facts, SinkContext):
         interval_ms: int | None,
         timeout_ms: int,
         worker_index: int | None = 0,
+        mailbox: Mailbox | None = None,
         keeps_positions: bool = False,
     ) -> None:
         super().__init__(*args)
@@ -105,7 +134,14 @@ class RuntimeSinkContext(_Facts, SinkContext):
         self._interval = interval_ms
         self._timeout = timeout_ms
         self._worker = worker_index
+        self._mailbox = mailbox
         self._keeps_positions = keeps_positions
+
+    def run_in_task(self, fn: Callable[[], None]) -> bool:
+        if self._mailbox is None:
+            return False
+        self._mailbox.put(fn)
+        return True
 
     @property
     def keeps_positions(self) -> bool:

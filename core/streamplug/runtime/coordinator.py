@@ -152,6 +152,7 @@ class Attempt:
         self._orphans: dict[str, list[tuple[int, Any]]] = {}
         self.latest_progress: dict[int, Progress] = {}
         self.metric_groups: list[MetricGroup] = []
+        self._closed = False
         self._on_subtask_ack: Callable[..., Any] | None = None
 
     # -- building and restoring --------------------------------------------------------------
@@ -721,11 +722,14 @@ class Attempt:
             self.events.put(event)
         self.deferred.clear()
 
-    def _await_ended(self) -> None:
+    def _await_ended(self) -> BaseException | None:
         """Wait until every live slot closed its subtasks (and reported its last counters),
-        so nothing of this attempt still writes when the next one starts."""
+        so nothing of this attempt still writes when the next one starts. Returns the first
+        failure a slot reported meanwhile: after a graceful end, a reader or writer that
+        could not hand over its last records (``Subtask._close``)."""
         waiting = {h.worker for h in self.handles if h.alive}
         deadline = time.monotonic() + 35.0
+        failure: BaseException | None = None
         while waiting and time.monotonic() < deadline:
             try:
                 event = self.events.get(timeout=0.1)
@@ -734,25 +738,34 @@ class Attempt:
                 continue
             if isinstance(event, Progress) and event.attempt == self.number:
                 self.latest_progress[event.worker] = event
+            elif isinstance(event, WorkerFailed) and event.attempt == self.number:
+                failure = failure or event.error
             elif isinstance(event, AttemptEnded) and event.attempt == self.number:
                 waiting.discard(event.worker)
         if waiting:
             log.warning(
                 "worker slots %s did not end attempt %d within 35 s", sorted(waiting), self.number
             )
+        return failure
 
     # -- teardown ----------------------------------------------------------------------------
 
     def close(self, graceful: bool) -> None:
         """End the slots' subtasks and release every coordinator resource. ``graceful``
-        after a normal end: subtasks are told to close; otherwise they are cancelled."""
+        after a normal end: subtasks are told to close, and if one of them could not
+        deliver its last records, that failure is raised once everything is released (the
+        job fails instead of ending FINISHED without them); otherwise they are cancelled.
+        A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.scheduler.close()
         for handle in self.handles:
             try:
                 handle.send(EndAttempt(self.number, graceful))
             except Exception:
                 log.exception("ending the attempt on %s failed", handle.describe())
-        self._await_ended()
+        failure = self._await_ended()
         for enumerator in self.enumerators.values():
             try:
                 enumerator.close()
@@ -770,3 +783,5 @@ class Attempt:
             group.close()
         self.run.records_in_base = self.run.metrics.records_in
         self.run.records_out_base = self.run.metrics.records_out
+        if graceful and failure is not None:
+            raise failure

@@ -32,7 +32,7 @@ from streamplug.api.sink import Committer
 from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamplug.metrics import MetricGroup
 from streamplug.plugin.records import SubtaskInfo
-from streamplug.runtime.contexts import RuntimeReaderContext, RuntimeSinkContext
+from streamplug.runtime.contexts import Mailbox, RuntimeReaderContext, RuntimeSinkContext
 from streamplug.runtime.messages import (
     AssignmentRound,
     AssignSplits,
@@ -191,7 +191,12 @@ class WorkerSlot:
     # -- building --------------------------------------------------------------------------
 
     def _sink_context(
-        self, index: int, group: MetricGroup, start: StartAttempt, keeps_positions: bool = False
+        self,
+        index: int,
+        group: MetricGroup,
+        start: StartAttempt,
+        keeps_positions: bool = False,
+        mailbox: Mailbox | None = None,
     ) -> RuntimeSinkContext:
         cfg = self.graph.checkpoint
         return RuntimeSinkContext(
@@ -201,6 +206,7 @@ class WorkerSlot:
             timeout_ms=cfg.timeout_ms,
             worker_index=self.worker,
             keeps_positions=keeps_positions,
+            mailbox=mailbox,
         )
 
     def _facts(self, index: int, group: MetricGroup) -> tuple[Any, ...]:
@@ -271,8 +277,9 @@ class WorkerSlot:
         writers = {}
         ordered_writers = []
         keeping = pipeline.sinks_keeping_positions()
+        mailbox = Mailbox()
         for (sink, _), restored in zip(pipeline.sinks(), states, strict=True):
-            ctx = self._sink_context(index, group, start, id(sink) in keeping)
+            ctx = self._sink_context(index, group, start, id(sink) in keeping, mailbox)
             writer = sink.create_writer(ctx, restored)
             writers[id(sink)] = writer
             ordered_writers.append(writer)
@@ -290,6 +297,7 @@ class WorkerSlot:
             group,
         )
         subtask.records_out = records_out
+        mailbox.bind(subtask.send)
         added = self.host.caller("streamplug_reader_splits_added")
         finished = self.host.caller("streamplug_reader_splits_finished")
         if added is not None or finished is not None:

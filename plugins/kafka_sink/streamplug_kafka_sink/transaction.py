@@ -54,7 +54,12 @@ from streamplug_kafka_common.failures import (
     unreachable_error,
 )
 from streamplug_kafka_common.logs import install_client_logger
-from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
+from streamplug_kafka_sink._config import (
+    DEFAULT_API_TIMEOUT_MS,
+    api_timeout_setting,
+    delivery_wait_s,
+    finalize_client_config,
+)
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.writer import (
@@ -254,6 +259,7 @@ class TransactionManager:
         statistics: ProducerStatistics,
         init_timeout_s: float = 60.0,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        api_timeout_ms: int = DEFAULT_API_TIMEOUT_MS,
         on_outcome: Callable[..., Any] | None = None,
     ) -> None:
         self.transactional_id = transactional_id
@@ -268,6 +274,7 @@ class TransactionManager:
         self._consumer_config = dict(consumer_config)
         self._replication = commit_log_replication
         self._init_timeout_s = init_timeout_s
+        self._api_timeout_ms = api_timeout_ms
         self._producer_factory = producer_factory
         self._lock = threading.RLock()
         self._producer: Producer | None = None
@@ -514,18 +521,19 @@ class TransactionManager:
 
     def _ensure_commit_log(self) -> None:
         admin = AdminClient(_with_start_up_defaults(self._admin_config))
+        timeout_s = self._api_timeout_ms / 1000
         try:
-            metadata = admin.list_topics(timeout=30)
+            metadata = admin.list_topics(timeout=timeout_s)
         except KafkaException as exc:
             if not is_unreachable(exc):
                 raise
             raise unreachable_error(
                 "Kafka sink",
                 str(self._admin_config.get("bootstrap.servers")),
-                30,
+                timeout_s,
                 f"look up its exactly-once commit-log topic {self.commit_log_topic!r}",
                 redact_text(str(exc.args[0].str()), self._admin_config),
-                "librdkafka's 30 s metadata timeout",
+                api_timeout_setting(self._api_timeout_ms),
             ) from exc
         topic = metadata.topics.get(self.commit_log_topic)
         if topic is not None and topic.error is None:

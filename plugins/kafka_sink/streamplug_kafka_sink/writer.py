@@ -27,6 +27,7 @@ from streamplug.errors import StreamplugError
 from streamplug.plugin.records import ProducingBatch, SubtaskInfo, WriterOutcome
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import unrecoverable_kafka_error
+from streamplug_kafka_sink._startup import StartupCheck
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -189,6 +190,10 @@ class RecordEmitter:
         if cached is not None and now - cached[0] < _METADATA_MAX_AGE_S:
             return cached[1]
         deadline = now + 30.0
+        # A topic created just before the job is often not yet in the broker's metadata
+        # answer: ask again soon (a fixed half second here was most of a keyed job's
+        # start-up), then back off.
+        backoff = 0.01
         while True:
             metadata = self._producer.list_topics(topic, timeout=10)
             tmeta = metadata.topics.get(topic)
@@ -207,7 +212,8 @@ class RecordEmitter:
                     f"cannot choose a partition of topic {topic!r}: {err}; create the topic "
                     "(the sink does not create output topics) or fix the topic name"
                 )
-            time.sleep(0.5)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
 
     def _produce_blocking(
         self, topic: str, value: Any, key: Any, partition: int, ts: int, headers: Any
@@ -600,6 +606,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
         *,
         client_errors: ChainedErrorCallback | None = None,
         delivery_wait_s: float = 330.0,
+        startup_check: StartupCheck | None = None,
     ) -> None:
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             raise ValueError(
@@ -630,6 +637,15 @@ class KafkaWriter(SinkWriter[Any, Any]):
         self._on_outcome = hook("streamplug_writer_outcome") if hook is not None else None
         self._closed = False
         self._reported = 0
+        self._startup_check = startup_check
+        # Whether the job has heard of _client_failure() from a call of ours: close()
+        # reports it only if not.
+        self._failure_raised = False
+        if startup_check is not None:
+            # Raised on the subtask's thread as soon as it is known: no write or
+            # checkpoint may come for a long while (the records already written wait out
+            # message.timeout.ms in the producer's queue).
+            startup_check.start(lambda: context.run_in_task(self._raise_client_failure))
 
     @property
     def producer(self) -> Producer:
@@ -640,12 +656,29 @@ class KafkaWriter(SinkWriter[Any, Any]):
         return self._metrics
 
     def _client_failure(self) -> BaseException | None:
-        return self._client_errors.failure
+        """Why the producer cannot deliver anything: what a hook's chained ``error_cb``
+        raised (rejected credentials), or what the start-up check found (no broker
+        answers, no such topic)."""
+        failure = self._client_errors.failure
+        if failure is None and self._startup_check is not None:
+            failure = self._startup_check.failure
+        return failure
+
+    def _raise_client_failure(self) -> None:
+        failure = self._client_failure()
+        if failure is not None:
+            self._failure_raised = True
+            raise failure
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        self._client_errors.raise_pending()
+        self._raise_client_failure()
         self._check_errors()
-        self._emitter.emit(values, timestamps)
+        try:
+            self._emitter.emit(values, timestamps)
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
 
     def _check_errors(self) -> None:
         if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
@@ -667,7 +700,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def flush(self, end_of_input: bool) -> None:
         if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
             self._producer.poll(0)
-            self._client_errors.raise_pending()
+            self._raise_client_failure()
             self._check_errors()
             return
         if self._on_outcome is None:
@@ -698,28 +731,62 @@ class KafkaWriter(SinkWriter[Any, Any]):
             )
         except KafkaException as exc:
             raise KafkaDeliveryError(f"subtask {self._subtask}: producer failed: {exc}") from exc
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
         count = self._errors.count
         if count and self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
             self._metrics.errors.inc(count)
         self._check_errors()
 
     def close(self) -> None:
+        """Wait (at most ``close_timeout_s``) for what was written since the last flush and
+        release the producer. AT_LEAST_ONCE raises ``KafkaDeliveryError`` if a record was
+        refused or is still unacknowledged: on a graceful end without a checkpoint after
+        the last write (a stop without checkpointing), this is the only place that learns
+        of it, and the runtime makes it the job's outcome. NONE logs and counts."""
         if self._closed:
             return
         self._closed = True
+        lost: BaseException | None = None
         try:
-            # A client whose credentials were rejected delivers nothing: do not wait.
-            wait_s = 0.0 if self._client_failure() is not None else self._close_timeout_s
+            if self._startup_check is not None:
+                self._startup_check.close()
+            # A client whose credentials were rejected, or whose brokers never answered,
+            # delivers nothing: do not wait.
+            failure = self._client_failure()
+            wait_s = 0.0 if failure is not None else self._close_timeout_s
             remaining = self._producer.flush(wait_s)
+            count, samples = self._errors.take()
             if remaining:
-                log.warning(
-                    "subtask %d closed with %d record(s) undelivered after %.0f s",
-                    self._subtask,
-                    remaining,
-                    wait_s,
-                )
                 # close() flushes again without a bound; give up on what is left.
                 self._producer.purge()
+                self._producer.poll(0)
+                self._errors.take()  # "purged" reports: counted as `remaining` already
+                samples.append(f"{remaining} still unacknowledged after {wait_s:g} s")
+            if count or remaining:
+                self._metrics.errors.inc(count + remaining)
+            if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples and failure:
+                # Lost because of it; the job has heard of it already, or hears it now.
+                if not self._failure_raised:
+                    lost = failure
+            elif self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples:
+                lost = KafkaDeliveryError(
+                    f"Kafka sink subtask {self._subtask} closed with {count + remaining} "
+                    f"record(s) not delivered ({'; '.join(samples)}): no checkpoint covers "
+                    "them and they are not in the topic, so the job fails instead of ending "
+                    "without them. Check that the topic exists, takes records of their size "
+                    "(max.message.bytes) and that the sink may write to it, and that the "
+                    "brokers are reachable; then run the job again from offsets before them"
+                )
+            elif samples:
+                log.warning(
+                    "subtask %d closed with %d record(s) undelivered: %s",
+                    self._subtask,
+                    count + remaining,
+                    "; ".join(samples),
+                )
             # Stop librdkafka's threads now rather than when the object is collected: a
             # closed writer must not keep reconnecting to the cluster. Older confluent-kafka
             # releases (2.0.2 among them) have no Producer.close(); collection does it there.
@@ -728,3 +795,5 @@ class KafkaWriter(SinkWriter[Any, Any]):
                 close()
         finally:
             self._metrics.close()
+        if lost is not None:
+            raise lost
