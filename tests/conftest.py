@@ -23,6 +23,7 @@ _PLUGIN_TESTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "kafka-sink": (("test_kafka_sink_",), ()),
     "kafka-security": (("test_security_",), ()),
     "testing": (("test_mock_cluster",), ()),
+    "otel": (("test_otel_",), ()),
 }
 
 

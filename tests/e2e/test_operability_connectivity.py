@@ -209,3 +209,74 @@ def test_sigterm_while_the_brokers_do_not_answer_ends_the_process_at_once(
     assert took < 5, f"took {took:.1f} s:\n{process.stderr}"
     assert process.proc.returncode == 0, process.stderr
     assert "Traceback" not in process.stderr
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once", "none"])
+def test_an_unreachable_sink_bootstrap_fails_within_its_bound_in_a_few_lines(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    processes: list[Process],
+    guarantee: str,
+) -> None:
+    # The source reads a real broker and keeps sending records; only the sink's address is
+    # wrong. Before, the at-least-once sink said nothing for message.timeout.ms + 30 s (5.5
+    # minutes by default) and the exactly-once sink waited a fixed 30 s whatever was set.
+    source_topic = topic_factory()
+    _produce(kafka_bootstrap, source_topic, ["a", "b", "c"])
+    exactly_once = guarantee == "exactly-once"
+    checkpointing = (
+        f'[checkpointing]\n        interval = "500 ms"\n        storage = "{tmp_path / "chk"}"'
+        if exactly_once
+        else ""
+    )
+    prefix = 'transactional_id_prefix = "unreachable"' if exactly_once else ""
+    process = _run(
+        processes,
+        tmp_path,
+        f"""\
+        [job]
+        name = "unreachable-sink"
+
+        {checkpointing}
+        [restart_strategy]
+        type = "none"
+
+        [source]
+        connector = "kafka"
+        bootstrap_servers = "{kafka_bootstrap}"
+        topics = ["{source_topic}"]
+        starting_offsets = "earliest"
+        format = "string"
+
+        [sink]
+        connector = "kafka"
+        bootstrap_servers = "127.0.0.1:1"
+        topic = "out"
+        format = "string"
+        delivery_guarantee = "{guarantee}"
+        {prefix}
+
+        [sink.properties]
+        "default.api.timeout.ms" = "3000"
+        """,
+    )
+    took = process.wait(120)
+    assert process.proc.returncode == 1, process.stderr
+    assert took < 3 + 7, f"took {took:.1f} s (bound 3 s):\n{process.stderr}"
+    what = (
+        "look up its exactly-once commit-log topic 'unreachable.streamplug-commits'"
+        if exactly_once
+        else "look up topic 'out'"
+    )
+    assert (
+        f"Kafka sink could not {what}: no broker at 127.0.0.1:1 answered within 3 s ("
+    ) in process.stderr
+    assert (
+        "check the address and port, that the brokers run and that this host may connect to "
+        "them (firewall, advertised.listeners); the sink property default.api.timeout.ms "
+        "(now 3000) bounds the wait"
+    ) in process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) <= 6, f"{len(lines)} lines of output:\n{process.stderr}"
+    assert "%3|" not in process.stderr, "librdkafka wrote to stderr directly"

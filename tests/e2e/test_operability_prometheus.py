@@ -1,7 +1,9 @@
 """The Prometheus endpoint passes a stock scrape: a running Kafka -> Kafka job served in
 both the Prometheus text format and OpenMetrics (what Prometheus asks for first), each
 parsed by prometheus_client's own parser, with unique names, a service name, HELP on the
-record counters, and values that count the job's records."""
+record counters, and values that count the job's records; and a real Prometheus server
+scraping it in both formats (/metrics and /metrics/text), checked through its query
+API."""
 
 from __future__ import annotations
 
@@ -172,7 +174,22 @@ def _query(prometheus: str, expression: str) -> list[dict[str, object]]:
     return list(answer["data"]["result"])
 
 
-def test_a_real_prometheus_scrapes_a_running_job(
+def _metadata(prometheus: str, metric: str) -> dict[str, tuple[str, str]]:
+    """Scrape job -> (type, unit) of ``metric`` as Prometheus recorded it per target."""
+    import json
+    import urllib.parse
+
+    url = f"{prometheus}/api/v1/targets/metadata?metric={urllib.parse.quote(metric)}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success", answer
+    return {
+        str(entry["target"]["job"]): (str(entry["type"]), str(entry["unit"]))
+        for entry in answer["data"]
+    }
+
+
+def test_a_real_prometheus_scrapes_a_running_job_in_both_formats(
     kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
     import shutil
@@ -215,10 +232,16 @@ delivery_guarantee = "at-least-once"
 """
     )
     config = tmp_path / "prometheus.yml"
+    # Two scrapes of one endpoint: /metrics, where Prometheus 2.42's Accept header gets
+    # OpenMetrics, and /metrics/text, which serves the text format 0.0.4 whatever Accept
+    # says (2.42 has no scrape_protocols to ask for it).
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         "scrape_configs:\n"
-        "  - job_name: streamplug\n"
+        "  - job_name: openmetrics\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{job_port}']\n"
+        "  - job_name: text\n"
+        "    metrics_path: /metrics/text\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{job_port}']\n"
     )
     job = subprocess.Popen(
@@ -251,28 +274,45 @@ delivery_guarantee = "at-least-once"
     prometheus = f"http://127.0.0.1:{prom_port}"
     try:
         deadline = time.monotonic() + 60
-        counted: list[dict[str, object]] = []
-        up: list[dict[str, object]] = []
-        expression = "sum(streamplug_task_kafkasinkwriter_numrecordsout_total)"
+        counted: dict[str, float] = {}
+        # Per scrape job: the sink's counter, summed over subtasks and the job's label.
+        expression = "sum by (job) (streamplug_task_kafkasinkwriter_numrecordsout_total)"
         while time.monotonic() < deadline:
             assert job.poll() is None, job.communicate()[1]
             assert server.poll() is None, server.communicate()[1]
             time.sleep(1)
             try:
-                up = _query(prometheus, 'up{job="streamplug"}')
-                counted = _query(prometheus, expression)
+                counted = {
+                    str(r["metric"]["job"]): float(str(r["value"][1]))  # type: ignore[index]
+                    for r in _query(prometheus, expression)
+                }
             except OSError:
                 continue
-            if counted and float(str(counted[0]["value"][1])) >= RECORDS:  # type: ignore[index]
+            if len(counted) == 2 and min(counted.values()) >= RECORDS:
                 break
-        # The scrape itself succeeded (Prometheus 2.42 asks for OpenMetrics first).
-        assert up and up[0]["value"][1] == "1", up  # type: ignore[index]
-        assert counted, f"Prometheus has no {expression}"
-        assert float(str(counted[0]["value"][1])) == RECORDS  # type: ignore[index]
-        runtime = _query(prometheus, "sum(streamplug_task_numrecordsout)")
-        assert float(str(runtime[0]["value"][1])) == RECORDS  # type: ignore[index]
-        target = _query(prometheus, "target_info")
-        assert target and target[0]["metric"]["service_name"] == "streamplug", target  # type: ignore[index]
+        # Both scrapes succeeded, and each holds the job's record counters.
+        up = {str(r["metric"]["job"]): r["value"][1] for r in _query(prometheus, "up")}  # type: ignore[index]
+        assert up == {"openmetrics": "1", "text": "1"}, up
+        assert counted == {"openmetrics": RECORDS, "text": RECORDS}, counted
+        runtime = {
+            str(r["metric"]["job"]): float(str(r["value"][1]))  # type: ignore[index]
+            for r in _query(prometheus, "sum by (job) (streamplug_task_numrecordsout)")
+        }
+        assert runtime == {"openmetrics": RECORDS, "text": RECORDS}, runtime
+        targets = {
+            str(r["metric"]["job"]): r["metric"]["service_name"]  # type: ignore[index]
+            for r in _query(prometheus, "target_info")
+        }
+        assert targets == {"openmetrics": "streamplug", "text": "streamplug"}, targets
+        # Which format each scrape got, in Prometheus' own words: only OpenMetrics
+        # carries units (# UNIT), and names a counter's family without _total.
+        metadata = _metadata(prometheus, "streamplug_task_kafkasinkwriter_numbytesout_bytes")
+        assert metadata.get("openmetrics") == ("counter", "bytes"), metadata
+        assert "text" not in metadata, metadata
+        text_metadata = _metadata(
+            prometheus, "streamplug_task_kafkasinkwriter_numbytesout_bytes_total"
+        )
+        assert text_metadata.get("text") == ("counter", ""), text_metadata
     finally:
         for process in (job, server):
             process.send_signal(signal.SIGTERM)

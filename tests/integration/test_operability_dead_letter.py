@@ -14,9 +14,10 @@ import pytest
 from confluent_kafka import Producer
 
 from streamplug.api import DeserializationError, DeserializationSchema, WatermarkStrategy
-from streamplug.connectors import CollectSink
+from streamplug.connectors import CollectSink, DiscardingSink
 from streamplug.errors import JobFailedError, MissingResourceError
-from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+from streamplug.runtime import JobStatus, RestartStrategies, StreamExecutionEnvironment
+from streamplug_kafka_common import admin
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
 
 pytestmark = pytest.mark.integration
@@ -97,4 +98,117 @@ def test_a_dead_letter_write_the_broker_refuses_fails_a_bounded_job_without_chec
     env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(CollectSink())
     with pytest.raises(JobFailedError) as info:
         env.execute("refused-dlq")
-    assert f"writing bad records to dead-letter topic {dlq!r} failed: " in str(info.value)
+    assert (
+        f"writing 1 bad record(s) to dead-letter topic {dlq!r} failed: Broker: Message size "
+        "too large; these records are in neither the output nor the dead-letter topic"
+    ) in str(info.value)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpoints", "checkpoints"])
+@pytest.mark.parametrize("ending", ["stop", "bounded"])
+def test_a_refused_dead_letter_write_fails_the_job_on_a_stop_and_at_the_end(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    checkpointing: bool,
+    ending: str,
+) -> None:
+    # The broker refuses the dead-lettered record (larger than the topic's
+    # max.message.bytes), and nothing flushes the dead-letter producer before the job
+    # ends: no checkpoint in between (none configured, or one far off). Before, a stop
+    # without checkpointing ended FINISHED with only an ERROR line, and the bad record
+    # was in neither topic.
+    topic = topic_factory()
+    dlq = topic_factory(config={"max.message.bytes": "200"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in (b"1", b"x" * 2000, b"3"):
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(topic)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(Ints())
+        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
+    )
+    if ending == "bounded":
+        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if checkpointing:
+        env.enable_checkpointing(600_000)  # only the final checkpoint of the stop or the end
+        env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    # A strategy that would retry: the stop must not restart the job, and a record the
+    # topic refuses is refused again on every replay.
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(1, 200))
+    sink: CollectSink[Any] = CollectSink()
+    env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "kafka").sink_to(sink)
+    client = env.execute_async(f"refused-dlq-{ending}")
+    try:
+        if ending == "stop":
+            deadline = time.monotonic() + 20
+            while sorted(sink.results) != [1, 3]:
+                assert time.monotonic() < deadline, sink.results
+                assert not client.status.is_terminal, client.status
+                time.sleep(0.05)
+        with pytest.raises(JobFailedError) as info:
+            client.stop(timeout=30) if ending == "stop" else client.wait(30)
+    finally:
+        client.cancel()
+        client.wait_quietly(30)
+    assert client.status is JobStatus.FAILED
+    message = str(info.value)
+    assert (
+        f"DeadLetterRefusedError: writing 1 bad record(s) to dead-letter topic {dlq!r} "
+        "failed: Broker: Message size too large; "
+    ) in message
+    assert (
+        "these records are in neither the output nor the dead-letter topic, and no "
+        "checkpoint covers them: fix the topic (it must exist, take records of their size "
+        "(its max.message.bytes) and let this client write to it), then run the job again "
+        "from its last checkpoint or from offsets before them"
+    ) in message
+    assert admin.read_all(kafka_bootstrap, dlq) == []
+
+
+def test_a_refused_dead_letter_write_fails_a_stop_on_the_processes_runtime(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    # The failure of a worker process's reader close travels to the driver as any other
+    # failure does, ahead of the end of the attempt, and keeps its class (not retried).
+    topic = topic_factory()
+    dlq = topic_factory(config={"max.message.bytes": "200"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in (b"1", b"x" * 2000, b"3"):
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(topic)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(Ints())
+        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
+        .build()
+    )
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_runtime("processes").set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 200))
+    env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(DiscardingSink())
+    client = env.execute_async("refused-dlq-processes")
+    try:
+        deadline = time.monotonic() + 60
+        while client.metrics().records_in < 2:
+            assert time.monotonic() < deadline, client.metrics()
+            assert not client.status.is_terminal, client.status
+            time.sleep(0.05)
+        time.sleep(1.0)  # the broker's refusal reaches the dead-letter producer
+        with pytest.raises(JobFailedError) as info:
+            client.stop(timeout=60)
+    finally:
+        client.cancel()
+        client.wait_quietly(30)
+    assert client.status is JobStatus.FAILED
+    assert (
+        f"failed after 1 attempt(s): DeadLetterRefusedError: writing 1 bad record(s) to "
+        f"dead-letter topic {dlq!r} failed: Broker: Message size too large; "
+    ) in str(info.value)

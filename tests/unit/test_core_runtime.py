@@ -527,3 +527,109 @@ def test_watermark_lag_is_now_minus_the_subtasks_watermark(
     assert seen, "no watermarkLag while the job ran"
     assert all(59_000 < lag < 70_000 for lag in seen), seen
     assert groups[0].gauges["watermarkLag"].value is None  # ended: MAX_WATERMARK, no lag
+
+
+# -- what a writer reports off its own calls -------------------------------------------------
+
+
+class _Refused(Exception):
+    """A failure a writer learns of on a thread of its own (or in its close)."""
+
+
+class _ReportingSink(Sink[Any, Any]):
+    """``fail_after_s``: the writer's context gets ``run_in_task`` of a failing call from
+    another thread that long after the writer starts; ``close_fails``: close raises."""
+
+    def __init__(self, fail_after_s: float | None = None, close_fails: bool = False) -> None:
+        self.fail_after_s = fail_after_s
+        self.close_fails = close_fails
+        self.queued: list[bool] = []
+
+    def create_writer(self, context: Any, restored_state: Sequence[Any]) -> SinkWriter[Any, Any]:
+        sink = self
+
+        class Writer(SinkWriter[Any, Any]):
+            def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+                pass
+
+            def flush(self, end_of_input: bool) -> None:
+                pass
+
+            def close(self) -> None:
+                if sink.close_fails:
+                    raise _Refused("3 records were not acknowledged")
+
+        def fail() -> None:
+            raise _Refused("the brokers never answered")
+
+        if self.fail_after_s is not None:
+            timer = threading.Timer(
+                self.fail_after_s, lambda: self.queued.append(context.run_in_task(fail))
+            )
+            timer.daemon = True
+            timer.start()
+        return Writer()
+
+    @property
+    def delivery_guarantee(self) -> DeliveryGuarantee:
+        return DeliveryGuarantee.AT_LEAST_ONCE
+
+
+def _slow_source() -> CollectionSource:
+    return CollectionSource(list(range(10_000)), num_splits=1, records_per_second=20)
+
+
+def test_a_failure_handed_to_run_in_task_fails_the_job_without_another_write(
+    env: StreamExecutionEnvironment,
+) -> None:
+    # The writer sees no call after the failure is found (a slow source, no checkpoints):
+    # only the subtask's own thread running the call can fail the job in time.
+    sink = _ReportingSink(fail_after_s=0.3)
+    env.set_restart_strategy(RestartStrategies.no_restart())
+    env.from_source(_slow_source(), WatermarkStrategy.no_watermarks(), "slow").sink_to(sink)
+    started = time.monotonic()
+    with pytest.raises(JobFailedError, match="_Refused: the brokers never answered"):
+        env.execute("run-in-task")
+    assert time.monotonic() - started < 3
+    assert sink.queued == [True]
+
+
+def test_run_in_task_outside_a_subtask_says_it_queued_nothing() -> None:
+    from streamplug.testing import sink_context
+
+    assert sink_context().run_in_task(lambda: None) is False
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpoints", "checkpoints"])
+def test_a_writer_close_that_fails_on_a_stop_fails_the_job(
+    env: StreamExecutionEnvironment, tmp_path: Path, checkpointing: bool
+) -> None:
+    if checkpointing:
+        env.enable_checkpointing(60_000)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(tmp_path / "chk")
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
+    env.from_source(_slow_source(), WatermarkStrategy.no_watermarks(), "slow").sink_to(
+        _ReportingSink(close_fails=True)
+    )
+    client = env.execute_async("close-fails")
+    time.sleep(0.3)
+    with pytest.raises(JobFailedError, match="_Refused: 3 records were not acknowledged"):
+        client.stop(timeout=10)
+    assert client.status is JobStatus.FAILED
+    assert client._run.attempts == 1  # asked to stop: never restarted
+
+
+def test_a_writer_close_that_fails_after_a_cancel_is_only_logged(
+    env: StreamExecutionEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.from_source(_slow_source(), WatermarkStrategy.no_watermarks(), "slow").sink_to(
+        _ReportingSink(close_fails=True)
+    )
+    client = env.execute_async("close-fails-cancel")
+    time.sleep(0.3)
+    client.cancel()
+    with pytest.raises(JobCancelledError):
+        client.wait(10)
+    assert "closing Writer of subtask ('slow', 0) after the attempt ended: 3 records" in (
+        caplog.text
+    )

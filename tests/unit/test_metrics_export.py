@@ -79,3 +79,63 @@ def test_a_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPat
         metrics_export.start_prometheus_exporter(0)
     assert "pip install 'streamplug[metrics]'" in str(info.value)
     assert metrics_export.INSTALL_HINT == "pip install 'streamplug[metrics]'"
+
+
+# What Prometheus 2.42 (Debian 12's) sends with every scrape, whatever its configuration.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+SCRAPE_EACH_PATH = textwrap.dedent(
+    """
+    import sys, urllib.request
+    from streamplug.metrics import MetricGroup
+    from streamplug.metrics_export import start_prometheus_exporter
+
+    endpoint = start_prometheus_exporter(0)
+    MetricGroup(("task",), {"job": "j"}).counter("numRecordsOut").inc(7)
+    for url in (endpoint.url, endpoint.text_url, endpoint.openmetrics_url):
+        for accept in (sys.argv[1], None):
+            headers = {"Accept": accept} if accept else {}
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                kind = response.headers["Content-Type"]
+                print(url.rsplit("/", 1)[1], bool(accept), kind, sep="|")
+                print(response.read().decode())
+                print("=====")
+    endpoint.close()
+    """
+)
+
+
+def test_fixed_format_paths_ignore_the_accept_header() -> None:
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    run = subprocess.run(
+        [sys.executable, "-c", SCRAPE_EACH_PATH, PROMETHEUS_ACCEPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    served = {}
+    for chunk in run.stdout.split("=====\n")[:-1]:
+        head, _, body = chunk.partition("\n")
+        path, asked, kind = head.split("|")
+        served[(path, asked == "True")] = (kind, body.rstrip("\n") + "\n")  # print's newline
+    assert len(served) == 6, run.stdout
+    for (path, asked), (kind, body) in served.items():
+        openmetrics = path == "openmetrics" or (path == "metrics" and asked)
+        if openmetrics:
+            assert kind.startswith("application/openmetrics-text; version=1.0.0"), (path, kind)
+            families = {f.name: f for f in parse_openmetrics(body)}
+            assert body.rstrip().endswith("# EOF")
+        else:
+            assert kind == "text/plain; version=0.0.4; charset=utf-8", (path, asked, kind)
+            families = {f.name: f for f in parse_text(body)}
+        out = families["streamplug_task_numrecordsout"]
+        assert [s.value for s in out.samples if s.name.endswith("_total")] == [7.0], body

@@ -48,6 +48,14 @@ class RuntimeContext(ABC):
         """Run the ``streamplug_configure_client`` hooks over ``properties`` (in place) and
         return them. ``role`` is ``"consumer"``, ``"producer"`` or ``"admin"``."""
 
+    def plugin_hook(self, name: str) -> Callable[..., list[Any]] | None:
+        """The caller of hook ``name`` (one of ``streamplug.plugin.spec.ROLE_HOOKS``) when a
+        plugin implements it, else None. Connectors ask once, when their reader or writer is
+        built, keep the answer, and call it per batch with keyword arguments only when it is
+        not None: a job whose plugins implement none of these hooks pays nothing per batch.
+        Contexts outside the runtime (tests) have no plugins: None."""
+        return None
+
 
 class ReaderContext(RuntimeContext):
     """Given to ``Source.create_reader``."""
@@ -82,6 +90,31 @@ class SinkContext(RuntimeContext):
         the ``threads`` runtime; None for the committer the coordinator builds to resolve
         and fence after a crash, which writes nothing itself."""
         return 0
+
+    @property
+    def keeps_positions(self) -> bool:
+        """True when the element at position i of every batch this writer gets was made from
+        the record at position i of the batch the source's reader delivered just before, in
+        the same thread: only maps (and timestamp assignment) lie between source and sink.
+        False when a filter or flat_map does, and outside the runtime."""
+        return False
+
+    def run_in_task(self, fn: Callable[[], None]) -> bool:
+        """Have the writer's subtask thread call ``fn`` soon, between two calls of the
+        writer, even when no record arrives (Flink's ``MailboxExecutor``). Safe from any
+        thread. What ``fn`` raises fails the subtask as if a writer method had raised it:
+        this is how a failure a client finds on a thread of its own (a delivery callback, a
+        background check) reaches the job without waiting for the next write.
+
+        Returns True when ``fn`` was queued. Contexts with no subtask thread (a
+        committer's, one built outside a job) return False and never call it; a writer
+        then reports the failure at its next call. Calls queued after the subtask ended
+        are dropped. For example::
+
+            def _on_broker_gone(self) -> None:  # on the client's thread
+                self._context.run_in_task(self._raise_pending_failure)
+        """
+        return False
 
 
 class SplitEnumeratorContext(ABC, Generic[SplitT]):
@@ -129,6 +162,12 @@ class SplitEnumeratorContext(ABC, Generic[SplitT]):
     @property
     @abstractmethod
     def checkpointing_enabled(self) -> bool: ...
+
+    def splits_discovered(self, splits: Sequence[SplitT]) -> None:
+        """Tell the plugins (``streamplug_enumerator_splits_discovered``) that the enumerator
+        found ``splits``, which it did not know before. Coordinator thread only. Contexts
+        outside the runtime ignore it."""
+        return None
 
     def describe(self) -> Mapping[str, Any]:
         return {"parallelism": self.parallelism}

@@ -17,6 +17,8 @@ Lifecycle, as the embedded runtime guarantees it:
   slot's committables at a time) and fences the slots an earlier attempt used and this
   one will not (``Committer.fence_workers``), before any writer starts.
 * At the end of a bounded input: ``flush(end_of_input=True)``, then a final checkpoint.
+* On a stop: a final checkpoint when checkpointing is on (or the sink has a committer);
+  then ``close``, whose failure fails the job (see ``SinkWriter.close``).
 """
 
 from __future__ import annotations
@@ -91,7 +93,13 @@ class SinkWriter(ABC, Generic[CommT, WriterStateT]):
 
     def close(self) -> None:
         """Release resources. Called once; nothing is called afterwards. May be called
-        without a prior flush when the job fails."""
+        without a prior flush when the job fails, or when it is stopped without
+        checkpointing.
+
+        On a graceful end (the input ended, or the job was stopped) what it raises fails
+        the job: a writer that cannot deliver what it wrote since its last flush says so
+        here rather than lose it. After a failure or a cancel, what it raises is only
+        logged."""
 
 
 class Committer(ABC, Generic[CommT]):

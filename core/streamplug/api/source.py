@@ -133,7 +133,12 @@ class SourceReader(ABC, Generic[SplitT]):
 
     def close(self) -> None:
         """Release resources. Called once; nothing but ``pending_records`` is called
-        afterwards."""
+        afterwards.
+
+        On a graceful end (the input ended, or the job was stopped) it is the reader's last
+        word: what it raises fails the job (e.g. records it sent somewhere that were not
+        acknowledged), after the writers were closed too. After a failure or a cancel, what
+        it raises is only logged."""
 
     def pending_records(self) -> int | None:
         """How many records the reader's splits still hold beyond what it has emitted

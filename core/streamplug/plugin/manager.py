@@ -261,7 +261,11 @@ class PluginHost:
         """Make each of the plugin's registration and lifecycle implementations contain its
         own failure, so one broken plugin does not keep the hook from the others."""
         for caller in self.pm.get_hookcallers(plugin) or []:
-            if caller.name not in (*spec.REGISTRATION_HOOKS, *spec.LIFECYCLE_HOOKS):
+            if caller.name not in (
+                *spec.REGISTRATION_HOOKS,
+                *spec.LIFECYCLE_HOOKS,
+                *spec.ROLE_HOOKS,
+            ):
                 continue
             for impl in caller.get_hookimpls():
                 if impl.plugin is not plugin or impl.wrapper or impl.hookwrapper:
@@ -275,6 +279,28 @@ class PluginHost:
         self, function: Callable[..., Any], plugin_name: str, hook: str
     ) -> Callable[..., Any]:
         registration = hook in spec.REGISTRATION_HOOKS
+
+        if hook in spec.ROLE_HOOKS:
+            # Called per batch: a plugin that fails on every batch must not flood the log.
+            failures = [0]
+
+            @functools.wraps(function)
+            def take_part(*args: Any) -> Any:
+                try:
+                    return function(*args)
+                except Exception:
+                    failures[0] += 1
+                    if failures[0] == 1 or failures[0] % 1000 == 0:
+                        log.exception(
+                            "plugin %s failed in %s (%d time(s) so far; the job goes on as "
+                            "if it had returned None)",
+                            plugin_name,
+                            hook,
+                            failures[0],
+                        )
+                    return None
+
+            return take_part
 
         if not registration:
 
@@ -313,6 +339,16 @@ class PluginHost:
         except Exception:
             # Only a wrapper gets here: plain implementations are guarded at registration.
             log.exception("a wrapper of %s failed", hook_name)
+
+    def caller(self, hook_name: str) -> Callable[..., list[Any]] | None:
+        """The pluggy caller of ``hook_name`` if any registered plugin implements it, else
+        None. For hooks called per batch: look it up once when a subtask starts, keep the
+        result, and skip the call entirely while it is None."""
+        caller = getattr(self.pm.hook, hook_name)
+        if not caller.get_hookimpls():
+            return None
+        hook: Callable[..., list[Any]] = caller
+        return hook
 
     def configure_client(
         self, properties: MutableMapping[str, str], *, role: str, connector: str

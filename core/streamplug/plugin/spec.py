@@ -25,7 +25,7 @@ from being told.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -33,12 +33,19 @@ import pluggy
 if TYPE_CHECKING:
     from streamplug.api.serde import FormatSpec
     from streamplug.plugin.records import (
+        CheckpointAck,
         CommandSpec,
         ConnectorSpec,
+        EnumeratorSplits,
+        FetchedBatch,
         JobInfo,
         OffsetsInitializerSpec,
         PartitionerSpec,
+        ProducingBatch,
+        ReaderSplits,
         RuntimeSpec,
+        SourceInfo,
+        WriterOutcome,
     )
 
 PROJECT = "streamplug"
@@ -66,6 +73,22 @@ LIFECYCLE_HOOKS = (
     "streamplug_checkpoint_started",
     "streamplug_checkpoint_completed",
     "streamplug_checkpoint_aborted",
+)
+# The hooks that take part in what a source, an enumerator, a reader, a writer and a
+# checkpoint do. Called per event or per batch, never per record; the runtime and the
+# connectors look each one up once when they start (``PluginHost.caller``) and skip it for
+# good when no plugin implements it. A failing implementation is logged and ignored.
+ROLE_HOOKS = (
+    "streamplug_source_starting",
+    "streamplug_enumerator_splits_discovered",
+    "streamplug_enumerator_splits_assigned",
+    "streamplug_enumerator_splits_added_back",
+    "streamplug_reader_splits_added",
+    "streamplug_reader_batch_fetched",
+    "streamplug_reader_splits_finished",
+    "streamplug_writer_batch_producing",
+    "streamplug_writer_outcome",
+    "streamplug_checkpoint_subtask_acknowledged",
 )
 
 
@@ -288,4 +311,194 @@ def streamplug_checkpoint_aborted(job: JobInfo, checkpoint_id: int, reason: str)
         @hookimpl
         def streamplug_checkpoint_aborted(job, checkpoint_id, reason):
             log.warning("checkpoint %d aborted: %s", checkpoint_id, reason)
+    """
+
+
+# -- sources, enumerators, readers, writers ----------------------------------------------
+#
+# These hooks run inside the job, on the thread named in each docstring; under the
+# ``processes`` and ``ray`` runtimes the subtask ones run in the worker process, whose
+# plugin host loads the same entry points. Whether any plugin implements a hook is decided
+# once when a subtask (or the enumerator) starts: a job whose plugins implement none of them
+# calls nothing per batch. A plugin registered into a host after the job started is not
+# seen by that job.
+
+
+@hookspec
+def streamplug_source_starting(source: SourceInfo) -> None:
+    """Called once per job attempt and pipeline, on the coordinator thread, when the source
+    was built (and its enumerator created or restored) and is about to run: before the
+    enumerator starts and before the first record. ``source.description`` is the source's
+    ``describe()`` mapping, ``source.boundedness`` ``"BOUNDED"`` or
+    ``"CONTINUOUS_UNBOUNDED"``. Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_source_starting(source):
+            log.info("%s reads %s (%s)", source.pipeline,
+                     source.description.get("subscription"), source.boundedness)
+    """
+
+
+@hookspec
+def streamplug_enumerator_splits_discovered(splits: EnumeratorSplits) -> None:
+    """Called on the coordinator thread when a source's enumerator found splits it had not
+    known before (for Kafka: partitions, at the first discovery and at each periodic one
+    that finds new ones), before it assigns them. ``splits.subtask_index`` is None.
+    Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_enumerator_splits_discovered(splits):
+            new_partitions.add(len(splits.splits))
+    """
+
+
+@hookspec
+def streamplug_enumerator_splits_assigned(splits: EnumeratorSplits) -> None:
+    """Called on the coordinator thread each time the enumerator hands ``splits.splits`` to
+    reader ``splits.subtask_index`` (one call per reader and round), before the reader
+    receives them. Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_enumerator_splits_assigned(splits):
+            owners.update({s.split_id: splits.subtask_index for s in splits.splits})
+    """
+
+
+@hookspec
+def streamplug_enumerator_splits_added_back(splits: EnumeratorSplits) -> None:
+    """Called on the coordinator thread when splits go back to the enumerator because the
+    reader that had them is gone: after a failure the job restores a checkpoint taken at
+    another parallelism and its readers' splits are handed out again.
+    ``splits.subtask_index`` is the reader they are added back for. Observes only. Returns
+    nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_enumerator_splits_added_back(splits):
+            log.warning("%d splits reassigned", len(splits.splits))
+    """
+
+
+@hookspec
+def streamplug_reader_splits_added(splits: ReaderSplits) -> None:
+    """Called on the subtask's thread when its reader is given splits: from the enumerator,
+    or (``splits.restored`` True) from the checkpoint the attempt restores, before the
+    reader reads from them. Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_reader_splits_added(splits):
+            reading[splits.subtask.subtask_index] |= set(splits.split_ids)
+    """
+
+
+@hookspec
+def streamplug_reader_batch_fetched(batch: FetchedBatch) -> Iterable[int] | None:
+    """Called on the subtask's thread for each run of records of one split the reader
+    fetched, before they are deserialized, and before a checkpoint barrier can come
+    between them and the operators: what happens here and downstream of it happens in the
+    same thread, for the same batch, before the next call.
+
+    ``batch.messages`` gives read access to keys, values, headers, timestamps, topic,
+    partition and offset. Return None to keep every record, or the positions (indices
+    into ``batch.messages``) of records to drop: they are not deserialized and never reach
+    the job, their offsets still count as read (a checkpoint does not replay them). Every
+    implementation runs; the drops of all of them are applied. Count and sample here; never
+    keep ``batch.messages`` past the call when the client reuses them.
+
+    Example::
+
+        @hookimpl
+        def streamplug_reader_batch_fetched(batch):
+            counts[batch.topic] += len(batch.messages)
+            return [i for i, m in enumerate(batch.messages) if m.key() == b"test"]
+    """
+
+
+@hookspec
+def streamplug_reader_splits_finished(splits: ReaderSplits) -> None:
+    """Called on the subtask's thread when its reader finished splits (reached their
+    stopping offsets, in bounded mode): nothing more is read from them.
+    ``splits.split_ids`` names them. Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_reader_splits_finished(splits):
+            log.info("subtask %d done with %s", splits.subtask.subtask_index, splits.split_ids)
+    """
+
+
+@hookspec
+def streamplug_writer_batch_producing(
+    batch: ProducingBatch,
+) -> Mapping[int, list[tuple[str, bytes]]] | Sequence[list[tuple[str, bytes]] | None] | None:
+    """Called on the subtask's thread for each batch a sink writer is about to serialize and
+    produce, after the operators emitted it; the records are produced right after the call,
+    in the same thread (so a reader hook's state of the same subtask describes the batch
+    they came from).
+
+    Return None to produce the batch as it is, or the headers to add: a mapping from
+    positions (indices into ``batch.values``) to a list of ``(name, value)`` pairs, or a
+    sequence as long as the batch holding such a list or None per position (the cheapest:
+    a list is used as the producer's header column as it is). The writer may hand the
+    lists to the client as they are: do not change them afterwards. On the
+    record serializer's bulk paths (fixed topic, no headers of its own) the pairs are the
+    record's headers; otherwise each replaces any header of the same name the serializer
+    set, the others are appended. Under EXACTLY_ONCE
+    headers are part of the transactional output. Every implementation runs; for one
+    position, later implementations' headers of a name replace earlier ones'. Returning
+    headers for a batch adds a headers column to the writer's produce calls (and on the
+    general serializer path a per-record merge); returning None keeps the bulk path as is.
+
+    Example::
+
+        @hookimpl
+        def streamplug_writer_batch_producing(batch):
+            stamp = [("x-produced-by", batch.subtask.job_name.encode())]
+            return dict.fromkeys(range(len(batch.values)), stamp)
+    """
+
+
+@hookspec
+def streamplug_writer_outcome(outcome: WriterOutcome) -> None:
+    """Called when a writer's flush or a transaction ended: on the subtask's thread for a
+    flush (NONE / AT_LEAST_ONCE, at each checkpoint and at the end of input), on the
+    thread that commits for a transaction (EXACTLY_ONCE: the coordinator thread under
+    ``threads``, the worker's control loop under ``processes``), and when a transaction is
+    dropped uncommitted (the attempt ended or failed: ``outcome.outcome == "aborted"``).
+    A worker killed outright reports nothing; its open transaction is aborted by the
+    broker when the restarted job fences it. Observes only. Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_writer_outcome(outcome):
+            if outcome.outcome != "committed":
+                log.warning("%s %s: %s", outcome.kind, outcome.outcome, outcome.error)
+    """
+
+
+@hookspec
+def streamplug_checkpoint_subtask_acknowledged(ack: CheckpointAck) -> None:
+    """Called on the coordinator thread (in the driver, whatever the runtime) once per
+    subtask and checkpoint, when the subtask's snapshot reached the coordinator, before
+    the checkpoint is written and committed: ``ack.state_bytes`` is the size of its
+    serialized state, ``ack.duration_ms`` how long the subtask took from the barrier to its
+    snapshot. ``streamplug_checkpoint_completed`` or ``_aborted`` follows. Observes only.
+    Returns nothing.
+
+    Example::
+
+        @hookimpl
+        def streamplug_checkpoint_subtask_acknowledged(ack):
+            sizes.record(ack.state_bytes, {"subtask": ack.subtask_index})
     """

@@ -6,14 +6,17 @@ import concurrent.futures
 import heapq
 import itertools
 import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
+from streamplug.plugin.records import EnumeratorSplits
 
 if TYPE_CHECKING:
     from streamplug.metrics import MetricGroup
+    from streamplug.plugin.records import JobInfo
     from streamplug.plugins import PluginHost
 
 
@@ -38,6 +41,9 @@ class _HostFacts:
         self, properties: MutableMapping[str, str], *, role: str, connector: str
     ) -> MutableMapping[str, str]:
         return self._host.configure_client(properties, role=role, connector=connector)
+
+    def plugin_hook(self, name: str) -> Callable[..., list[Any]] | None:
+        return self._host.caller(name)
 
 
 class _Facts(_HostFacts):
@@ -85,6 +91,33 @@ class RuntimeReaderContext(_Facts, ReaderContext):
         self._request_split()
 
 
+class Mailbox:
+    """Calls other threads hand to one subtask's thread (``SinkContext.run_in_task``).
+
+    The writers are created before their subtask, so calls made meanwhile wait here until
+    ``bind`` gives the subtask's control queue."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._send: Callable[..., None] | None = None
+        self._early: list[Callable[[], None]] = []
+
+    def bind(self, send: Callable[..., None]) -> None:
+        with self._lock:
+            self._send = send
+            early, self._early = self._early, []
+        for fn in early:
+            send("call", fn)
+
+    def put(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            send = self._send
+            if send is None:
+                self._early.append(fn)
+                return
+        send("call", fn)
+
+
 class RuntimeSinkContext(_Facts, SinkContext):
     def __init__(
         self,
@@ -93,12 +126,26 @@ class RuntimeSinkContext(_Facts, SinkContext):
         interval_ms: int | None,
         timeout_ms: int,
         worker_index: int | None = 0,
+        mailbox: Mailbox | None = None,
+        keeps_positions: bool = False,
     ) -> None:
         super().__init__(*args)
         self._restored = restored_checkpoint_id
         self._interval = interval_ms
         self._timeout = timeout_ms
         self._worker = worker_index
+        self._mailbox = mailbox
+        self._keeps_positions = keeps_positions
+
+    def run_in_task(self, fn: Callable[[], None]) -> bool:
+        if self._mailbox is None:
+            return False
+        self._mailbox.put(fn)
+        return True
+
+    @property
+    def keeps_positions(self) -> bool:
+        return self._keeps_positions
 
     @property
     def worker_index(self) -> int | None:
@@ -178,11 +225,18 @@ class RuntimeEnumeratorContext(_HostFacts, SplitEnumeratorContext[Any]):
         scheduler: Scheduler,
         metric_group: MetricGroup,
         checkpointing: bool,
+        job: JobInfo | None = None,
+        pipeline: str = "",
     ) -> None:
         super().__init__(host, metric_group, checkpointing)
         self._subtasks = subtasks
         self._scheduler = scheduler
         self.round_pending = False
+        self._job = job
+        self._pipeline = pipeline
+        # Looked up once: an enumerator assigns on every discovery round.
+        self._on_assigned = host.caller("streamplug_enumerator_splits_assigned")
+        self._on_discovered = host.caller("streamplug_enumerator_splits_discovered")
 
     @property
     def parallelism(self) -> int:
@@ -198,8 +252,18 @@ class RuntimeEnumeratorContext(_HostFacts, SplitEnumeratorContext[Any]):
                     f"cannot assign splits to subtask {subtask_id}: parallelism is {len(self._subtasks)}"
                 )
             if splits:
+                if self._on_assigned is not None and self._job is not None:
+                    self._on_assigned(
+                        splits=EnumeratorSplits(
+                            self._job, self._pipeline, tuple(splits), subtask_id
+                        )
+                    )
                 self._subtasks[subtask_id].send("splits", list(splits))
         self.round_pending = True
+
+    def splits_discovered(self, splits: Sequence[Any]) -> None:
+        if self._on_discovered is not None and self._job is not None and splits:
+            self._on_discovered(splits=EnumeratorSplits(self._job, self._pipeline, tuple(splits)))
 
     def signal_no_more_splits(self, subtask_id: int) -> None:
         self._subtasks[subtask_id].send("no_more_splits")

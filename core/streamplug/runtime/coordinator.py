@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import queue
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from streamplug.api.state import StateSerializer
 from streamplug.api.watermarks import MIN_WATERMARK
 from streamplug.errors import CheckpointError
 from streamplug.metrics import MetricGroup
+from streamplug.plugin.records import CheckpointAck, EnumeratorSplits, SourceInfo
 from streamplug.plugins import JobInfo
 from streamplug.runtime import checkpoint_document
 from streamplug.runtime.checkpoint_document import BaseSplits
@@ -150,6 +152,8 @@ class Attempt:
         self._orphans: dict[str, list[tuple[int, Any]]] = {}
         self.latest_progress: dict[int, Progress] = {}
         self.metric_groups: list[MetricGroup] = []
+        self._closed = False
+        self._on_subtask_ack: Callable[..., Any] | None = None
 
     # -- building and restoring --------------------------------------------------------------
 
@@ -364,6 +368,8 @@ class Attempt:
             self.scheduler,
             base_group.add_group("enumerator"),
             self.checkpoint_cfg.enabled,
+            self.info,
+            pipeline.name,
         )
         enum_doc = stored.get("enumerator")
         if enum_doc is not None:
@@ -382,7 +388,14 @@ class Attempt:
             # Restored: the assignment rounds before the checkpoint already happened.
             for handle in self.handles:
                 handle.send(AssignmentRound(self.number, pipeline.name))
+        added_back = self.host.caller("streamplug_enumerator_splits_added_back")
         for index, split in self._orphans.get(pipeline.name, []):
+            if added_back is not None:
+                added_back(
+                    splits=EnumeratorSplits(
+                        self.info, pipeline.name, (split,), index % self.parallelism
+                    )
+                )
             enumerator.add_splits_back([split], index % self.parallelism)
 
     def _register_remote_task_metrics(self, pipeline: str, group: MetricGroup) -> None:
@@ -426,6 +439,19 @@ class Attempt:
         """Run until every input ended (FINISHED) or a stop request (FINISHED with a final
         checkpoint); raises on failure and ``Stop`` on cancel."""
         self.build()
+        starting = self.host.caller("streamplug_source_starting")
+        if starting is not None:
+            for pipeline in self.env.pipelines:
+                source = pipeline.source
+                starting(
+                    source=SourceInfo(
+                        self.info,
+                        pipeline.name,
+                        dict(source.describe()),
+                        source.get_boundedness().name,
+                    )
+                )
+        self._on_subtask_ack = self.host.caller("streamplug_checkpoint_subtask_acknowledged")
         for enumerator in self.enumerators.values():
             enumerator.start()
             for index in range(self.parallelism):
@@ -591,6 +617,8 @@ class Attempt:
         except BaseException as exc:
             self._abort(cid, f"{type(exc).__name__}: {exc}")
             raise
+        if acks is not None and self._on_subtask_ack is not None:
+            self._report_acks(cid, acks)
         if acks is None:
             self._abort(cid, "timeout")
             raise CheckpointError(
@@ -664,6 +692,23 @@ class Attempt:
                 location=str(path),
             )
 
+    def _report_acks(self, cid: int, acks: dict[int, Any]) -> None:
+        assert self._on_subtask_ack is not None
+        for worker in sorted(acks):
+            for snap in acks[worker].snapshots:
+                # The size it takes in the checkpoint: the serialized values, pickled as one.
+                size = len(
+                    pickle.dumps(
+                        (snap.splits, snap.committables, snap.writer_states),
+                        protocol=pickle.HIGHEST_PROTOCOL,
+                    )
+                )
+                self._on_subtask_ack(
+                    ack=CheckpointAck(
+                        self.info, cid, snap.subtask[0], snap.subtask[1], size, snap.duration_ms
+                    )
+                )
+
     def _abort(self, cid: int, reason: str) -> None:
         for handle in self.handles:
             handle.send(ReleaseBarrier(self.number, cid, False))
@@ -677,11 +722,14 @@ class Attempt:
             self.events.put(event)
         self.deferred.clear()
 
-    def _await_ended(self) -> None:
+    def _await_ended(self) -> BaseException | None:
         """Wait until every live slot closed its subtasks (and reported its last counters),
-        so nothing of this attempt still writes when the next one starts."""
+        so nothing of this attempt still writes when the next one starts. Returns the first
+        failure a slot reported meanwhile: after a graceful end, a reader or writer that
+        could not hand over its last records (``Subtask._close``)."""
         waiting = {h.worker for h in self.handles if h.alive}
         deadline = time.monotonic() + 35.0
+        failure: BaseException | None = None
         while waiting and time.monotonic() < deadline:
             try:
                 event = self.events.get(timeout=0.1)
@@ -690,25 +738,34 @@ class Attempt:
                 continue
             if isinstance(event, Progress) and event.attempt == self.number:
                 self.latest_progress[event.worker] = event
+            elif isinstance(event, WorkerFailed) and event.attempt == self.number:
+                failure = failure or event.error
             elif isinstance(event, AttemptEnded) and event.attempt == self.number:
                 waiting.discard(event.worker)
         if waiting:
             log.warning(
                 "worker slots %s did not end attempt %d within 35 s", sorted(waiting), self.number
             )
+        return failure
 
     # -- teardown ----------------------------------------------------------------------------
 
     def close(self, graceful: bool) -> None:
         """End the slots' subtasks and release every coordinator resource. ``graceful``
-        after a normal end: subtasks are told to close; otherwise they are cancelled."""
+        after a normal end: subtasks are told to close, and if one of them could not
+        deliver its last records, that failure is raised once everything is released (the
+        job fails instead of ending FINISHED without them); otherwise they are cancelled.
+        A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.scheduler.close()
         for handle in self.handles:
             try:
                 handle.send(EndAttempt(self.number, graceful))
             except Exception:
                 log.exception("ending the attempt on %s failed", handle.describe())
-        self._await_ended()
+        failure = self._await_ended()
         for enumerator in self.enumerators.values():
             try:
                 enumerator.close()
@@ -726,3 +783,5 @@ class Attempt:
             group.close()
         self.run.records_in_base = self.run.metrics.records_in
         self.run.records_out_base = self.run.metrics.records_out
+        if graceful and failure is not None:
+            raise failure

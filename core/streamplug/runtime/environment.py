@@ -67,6 +67,22 @@ class Pipeline:
         walk(self.root)
         return found
 
+    def sinks_keeping_positions(self) -> set[int]:
+        """``id`` of every sink whose writer gets, at each position of a batch, the element
+        made from the record at the same position of the source's batch: only maps and
+        timestamp assignment lie between them (no filter, no flat_map)."""
+        found: set[int] = set()
+
+        def walk(node: _Node) -> None:
+            if node.kind not in ("source", "map", "timestamps"):
+                return
+            found.update(id(sink) for sink, _ in node.sinks)
+            for child in node.children:
+                walk(child)
+
+        walk(self.root)
+        return found
+
 
 class DataStream:
     """A stream of records inside a pipeline. Transformations return new streams."""

@@ -9,6 +9,11 @@ In a worker process of the ``processes`` runtime, ``name@W`` matches only in wor
 ``W`` (``kafka_sink.before_commit@1:1`` kills slot 1 before its first commit while slot 0
 commits), and the plan applies to the first process of each slot only: a slot process
 started again after the fault would otherwise die at the same point forever.
+
+``name:N:raise`` raises ``InjectedFault`` there instead of killing the process: the attempt
+fails and restarts like after a crash of its worker, but the test process (and what it
+records in memory, such as spans) lives on. Use it where the observer must survive; the
+plain form for what a real kill leaves behind.
 """
 
 from __future__ import annotations
@@ -24,16 +29,25 @@ SLOT_ENV = "STREAMPLUG_WORKER_SLOT"
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
 _plan: dict[str, int] | None = None
+_raising: set[str] = set()
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point planned as ``name:N:raise``."""
 
 
 def _load_plan() -> dict[str, int]:
     plan: dict[str, int] = {}
+    _raising.clear()
     for item in os.environ.get(ENV, "").split(","):
         item = item.strip()
         if not item:
             continue
-        name, _, nth = item.partition(":")
+        name, _, rest = item.partition(":")
+        nth, _, mode = rest.partition(":")
         plan[name.strip()] = int(nth or "1")
+        if mode.strip() == "raise":
+            _raising.add(name.strip())
     return plan
 
 
@@ -51,6 +65,8 @@ def fault_point(name: str) -> None:
     with _lock:
         _counts[key] = _counts.get(key, 0) + 1
         hit = _counts[key] == _plan[key]
+    if hit and key in _raising:
+        raise InjectedFault(f"fault point {name} reached (planned: {key}:{_plan[key]}:raise)")
     if hit:
         sys.stderr.write(f"streamplug: fault point {name} reached, killing process {os.getpid()}\n")
         sys.stderr.flush()

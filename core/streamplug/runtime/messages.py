@@ -152,6 +152,8 @@ class SubtaskSnapshot:
     """Per sink of the pipeline, in sink order."""
     writer_states: list[list[Any]]
     """Per sink of the pipeline, in sink order."""
+    duration_ms: int = 0
+    """From the barrier reaching the slot to the subtask's snapshot."""
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ from streamplug.api.watermarks import (
     WatermarkGenerator,
     WatermarkStrategy,
 )
+from streamplug.plugin.records import ReaderSplits, SubtaskInfo
 
 if TYPE_CHECKING:
     from streamplug.api.sink import SinkWriter
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[list[Any], list[int] | None], None]
+Emit = Callable[[list[Any], Sequence[int] | None], None]
 _DEFAULT_SPLIT = "__reader__"
 
 
@@ -43,6 +44,7 @@ class TaskSnapshot:
     splits: list[Any]
     committables: list[list[Any]]
     writer_states: list[list[Any]]
+    duration_ms: int = 0
 
 
 class Barrier:
@@ -51,6 +53,7 @@ class Barrier:
     def __init__(self, checkpoint_id: int, expected: int) -> None:
         self.checkpoint_id = checkpoint_id
         self.expected = expected
+        self.started = time.monotonic()
         self.snapshots: dict[tuple[str, int], TaskSnapshot] = {}
         self._cond = threading.Condition()
         self._released = threading.Event()
@@ -118,6 +121,8 @@ class SubtaskOutput:
         self._emit = emit
         self._on_watermark = on_watermark
         self._splits: dict[str, _SplitClock] = {}
+        # Set by the worker when a plugin implements streamplug_reader_splits_finished.
+        self.on_released: Callable[[str], None] | None = None
         self.records = 0
         self.watermark = MIN_WATERMARK
         self.idle = True
@@ -138,11 +143,13 @@ class SubtaskOutput:
         if not values:
             return
         batch = values if isinstance(values, list) else list(values)
-        stamps: list[int] | None = None
+        stamps: Sequence[int] | None = None
         if self._assigner is not None:
             stamps = _assign(self._assigner, batch, timestamps)
         elif timestamps is not None:
-            stamps = timestamps if isinstance(timestamps, list) else list(timestamps)
+            # As they come: a reader may hand over a lazy view (the Kafka source's record
+            # timestamps) that costs nothing unless something downstream reads it.
+            stamps = timestamps
         clock = self._clock(split_id or _DEFAULT_SPLIT)
         clock.last_active = time.monotonic()
         clock.idle = False
@@ -162,6 +169,8 @@ class SubtaskOutput:
 
     def release_split(self, split_id: str) -> None:
         if self._splits.pop(split_id, None) is not None:
+            if self.on_released is not None:
+                self.on_released(split_id)
             self._advance()
 
     def mark_idle(self) -> None:
@@ -255,7 +264,7 @@ class _TimestampsAndWatermarks:
         self._periodic_below = periodic_below
         self.watermark = MIN_WATERMARK
 
-    def emit(self, values: list[Any], stamps: list[int] | None) -> None:
+    def emit(self, values: list[Any], stamps: Sequence[int] | None) -> None:
         if self._assigner is not None:
             stamps = _assign(self._assigner, values, stamps)
         proposed = self._generator.on_batch(stamps) if stamps else None
@@ -284,7 +293,7 @@ def compile_tree(
     children = [compile_tree(c, writers, counter) for c in node.children]
     sink_writers = [writers[id(sink)] for sink, _ in node.sinks]
 
-    def forward(values: list[Any], stamps: list[int] | None) -> None:
+    def forward(values: list[Any], stamps: Sequence[int] | None) -> None:
         if not values:
             return
         for writer in sink_writers:
@@ -315,13 +324,13 @@ def compile_tree(
         return Chain(operator.emit, operator.upstream_watermark, operator.periodic)
     if node.kind == "map":
 
-        def apply_map(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_map(values: list[Any], stamps: Sequence[int] | None) -> None:
             forward([fn(v) for v in values], stamps)  # type: ignore[misc]
 
         return Chain(apply_map, forward_watermark, periodic_below)
     if node.kind == "filter":
 
-        def apply_filter(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_filter(values: list[Any], stamps: Sequence[int] | None) -> None:
             if stamps is None:
                 forward([v for v in values if fn(v)], None)  # type: ignore[misc]
                 return
@@ -331,7 +340,7 @@ def compile_tree(
         return Chain(apply_filter, forward_watermark, periodic_below)
     if node.kind == "flat_map":
 
-        def apply_flat_map(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_flat_map(values: list[Any], stamps: Sequence[int] | None) -> None:
             if stamps is None:
                 forward([out for v in values for out in fn(v)], None)  # type: ignore[misc]
                 return
@@ -373,6 +382,8 @@ class Subtask:
         self.closed = False
         self.records_out = [0]
         self.metric_group = metric_group
+        # streamplug_reader_splits_added, when a plugin implements it (see observe_splits).
+        self._on_splits_added: Callable[[list[Any], bool], None] | None = None
         self.thread = threading.Thread(
             target=self._main, name=f"{pipeline_name}-{index}", daemon=True
         )
@@ -381,10 +392,35 @@ class Subtask:
         self.control.append(message)
         self.wakeup.set()
 
+    def observe_splits(
+        self,
+        added: Callable[..., Any] | None,
+        finished: Callable[..., Any] | None,
+        info: SubtaskInfo,
+    ) -> None:
+        """Report splits added to and finished by this subtask's reader to the plugins'
+        hooks (each None when no plugin implements it: then nothing is called)."""
+        pipeline = self.key[0]
+        if added is not None:
+
+            def on_added(splits: list[Any], restored: bool) -> None:
+                ids = tuple(s.split_id for s in splits)
+                added(splits=ReaderSplits(info, pipeline, ids, tuple(splits), restored))
+
+            self._on_splits_added = on_added
+        if finished is not None:
+
+            def on_finished(split_id: str) -> None:
+                finished(splits=ReaderSplits(info, pipeline, (split_id,)))
+
+            self.output.on_released = on_finished
+
     def add_restored_splits(self, splits: list[Any]) -> None:
         for split in splits:
             self.output.register_split(split.split_id)
         if splits:
+            if self._on_splits_added is not None:
+                self._on_splits_added(splits, True)
             self.reader.add_splits(splits)
 
     def start(self) -> None:
@@ -395,21 +431,28 @@ class Subtask:
     def _main(self) -> None:
         try:
             self.reader.start()
-            self._loop()
+            graceful = self._loop()
         except BaseException as exc:
             if not self.cancelled.is_set():
                 self._post(("failed", self.key, exc))
-        finally:
-            self._close()
+            self._close(graceful=False)
+        else:
+            failure = self._close(graceful=graceful)
+            if failure is not None:
+                # The attempt ended well (input done, or stopped), but a reader or writer
+                # could not hand over its last records (a dead-letter write or a delivery
+                # refused): that is the job's outcome, not a log line.
+                self._post(("failed", self.key, failure))
 
-    def _loop(self) -> None:
+    def _loop(self) -> bool:
+        """Run until told to close (True: a graceful end) or cancelled (False)."""
         next_watermark = time.monotonic() + self._watermark_interval
         while True:
             while self.control:
                 if self._handle(self.control.popleft()):
-                    return
+                    return not self.cancelled.is_set()
             if self.cancelled.is_set():
-                return
+                return False
             if self.finished or self.stopping:
                 self.wakeup.wait(0.1)
                 self.wakeup.clear()
@@ -437,6 +480,8 @@ class Subtask:
             splits = message[1]
             for split in splits:
                 self.output.register_split(split.split_id)
+            if self._on_splits_added is not None:
+                self._on_splits_added(splits, False)
             self.reader.add_splits(splits)
         elif kind == "no_more_splits":
             self.output.assignment_round()
@@ -451,6 +496,9 @@ class Subtask:
             self.reader.notify_checkpoint_aborted(message[1])
         elif kind == "stop":
             self.stopping = True
+        elif kind == "call":
+            # SinkContext.run_in_task: what it raises fails this subtask.
+            message[1]()
         elif kind == "close":
             return True
         return False
@@ -466,19 +514,38 @@ class Subtask:
             writer.flush(False)
             committables.append(list(writer.prepare_commit()))
             states.append(list(writer.snapshot_state(cid)))
-        barrier.ack(self.key, TaskSnapshot(splits, committables, states))
+        duration_ms = int((time.monotonic() - barrier.started) * 1000)
+        barrier.ack(self.key, TaskSnapshot(splits, committables, states, duration_ms))
         # Stay put until the checkpoint is committed: output after the barrier must not
         # reach a transaction that the checkpoint's commit is about to close.
         barrier.wait_released(self.cancelled)
 
-    def _close(self) -> None:
+    def _close(self, graceful: bool) -> BaseException | None:
+        """Close the reader and the writers, each even if another failed. On a graceful end
+        the first failure is returned for the job's outcome (the SPI's ``close`` contract);
+        after a failure or a cancel, whatever was in flight is replayed or discarded
+        anyway, so a failing close is only logged."""
         if self.closed:
-            return
+            return None
         self.closed = True
+        first: BaseException | None = None
         closeables: list[Any] = [self.reader, *self.writers]
         for closeable in closeables:
             try:
                 closeable.close()
-            except Exception:
-                log.exception("closing %s of subtask %s failed", type(closeable).__name__, self.key)
+            except Exception as exc:
+                what = type(closeable).__name__
+                if graceful and first is None:
+                    first = exc
+                elif graceful:
+                    log.error("closing %s of subtask %s failed too: %s", what, self.key, exc)
+                else:
+                    log.warning(
+                        "closing %s of subtask %s after the attempt ended: %s",
+                        what,
+                        self.key,
+                        exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
         self.metric_group.close()
+        return first

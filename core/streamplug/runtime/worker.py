@@ -31,7 +31,8 @@ import attrs
 from streamplug.api.sink import Committer
 from streamplug.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamplug.metrics import MetricGroup
-from streamplug.runtime.contexts import RuntimeReaderContext, RuntimeSinkContext
+from streamplug.plugin.records import SubtaskInfo
+from streamplug.runtime.contexts import Mailbox, RuntimeReaderContext, RuntimeSinkContext
 from streamplug.runtime.messages import (
     AssignmentRound,
     AssignSplits,
@@ -190,7 +191,12 @@ class WorkerSlot:
     # -- building --------------------------------------------------------------------------
 
     def _sink_context(
-        self, index: int, group: MetricGroup, start: StartAttempt
+        self,
+        index: int,
+        group: MetricGroup,
+        start: StartAttempt,
+        keeps_positions: bool = False,
+        mailbox: Mailbox | None = None,
     ) -> RuntimeSinkContext:
         cfg = self.graph.checkpoint
         return RuntimeSinkContext(
@@ -199,6 +205,8 @@ class WorkerSlot:
             interval_ms=cfg.interval_ms,
             timeout_ms=cfg.timeout_ms,
             worker_index=self.worker,
+            keeps_positions=keeps_positions,
+            mailbox=mailbox,
         )
 
     def _facts(self, index: int, group: MetricGroup) -> tuple[Any, ...]:
@@ -268,8 +276,11 @@ class WorkerSlot:
         states = start.writer_states.get(key) or [[] for _ in pipeline.sinks()]
         writers = {}
         ordered_writers = []
+        keeping = pipeline.sinks_keeping_positions()
+        mailbox = Mailbox()
         for (sink, _), restored in zip(pipeline.sinks(), states, strict=True):
-            writer = sink.create_writer(self._sink_context(index, group, start), restored)
+            ctx = self._sink_context(index, group, start, id(sink) in keeping, mailbox)
+            writer = sink.create_writer(ctx, restored)
             writers[id(sink)] = writer
             ordered_writers.append(writer)
         records_out = [0]
@@ -286,6 +297,15 @@ class WorkerSlot:
             group,
         )
         subtask.records_out = records_out
+        mailbox.bind(subtask.send)
+        added = self.host.caller("streamplug_reader_splits_added")
+        finished = self.host.caller("streamplug_reader_splits_finished")
+        if added is not None or finished is not None:
+            connector = str(pipeline.source.describe().get("type", type(pipeline.source).__name__))
+            info = SubtaskInfo(
+                self.graph.job_name, index, self.graph.parallelism, self.attempt, connector
+            )
+            subtask.observe_splits(added, finished, info)
         _register_task_metrics(group, subtask)
         subtask.add_restored_splits(start.restored_splits.get(key, []))
         return subtask
@@ -355,6 +375,7 @@ class WorkerSlot:
             [split_ser.serialize(s) for s in snapshot.splits],
             committables,
             states,
+            snapshot.duration_ms,
         )
 
     def _pipeline(self, name: str) -> Pipeline:

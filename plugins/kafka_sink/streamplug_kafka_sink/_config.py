@@ -13,7 +13,14 @@ from streamplug.errors import ConfigError
 REGISTER_PRODUCER_METRICS = "register.producer.metrics"
 COMMIT_LOG_TOPIC = "commit.log.topic"
 COMMIT_LOG_REPLICATION = "commit.log.replication.factor"
-SINK_OPTIONS = frozenset({REGISTER_PRODUCER_METRICS, COMMIT_LOG_TOPIC, COMMIT_LOG_REPLICATION})
+# The source's option of the same name (the Java client's bound on a blocking call): how
+# long the sink waits for any broker at the bootstrap address to answer before the job
+# fails naming the address, instead of waiting out message.timeout.ms.
+API_TIMEOUT_MS = "default.api.timeout.ms"
+DEFAULT_API_TIMEOUT_MS = 30_000
+SINK_OPTIONS = frozenset(
+    {REGISTER_PRODUCER_METRICS, COMMIT_LOG_TOPIC, COMMIT_LOG_REPLICATION, API_TIMEOUT_MS}
+)
 
 # Kafka's broker default for transaction.max.timeout.ms: a producer asking for more is
 # refused at init_transactions.
@@ -73,6 +80,26 @@ def delivery_wait_s(props: Mapping[str, Any]) -> float:
     if timeout_ms <= 0:
         timeout_ms = _DEFAULT_MESSAGE_TIMEOUT_MS
     return timeout_ms / 1000 + _DELIVERY_WAIT_SLACK_S
+
+
+def api_timeout_ms(props: Mapping[str, Any]) -> int:
+    """The sink's bound on reaching its brokers (``default.api.timeout.ms``), in ms."""
+    raw = props.get(API_TIMEOUT_MS)
+    if raw is None:
+        return DEFAULT_API_TIMEOUT_MS
+    value = parse_int(raw, API_TIMEOUT_MS)
+    if value <= 0:
+        raise ConfigError(
+            f"{API_TIMEOUT_MS}={raw!r} must be a positive number of milliseconds (default "
+            f"{DEFAULT_API_TIMEOUT_MS})",
+            option=API_TIMEOUT_MS,
+        )
+    return value
+
+
+def api_timeout_setting(timeout_ms: int) -> str:
+    """How an unreachable-brokers error names the setting that bounds the wait."""
+    return f"the sink property {API_TIMEOUT_MS} (now {timeout_ms})"
 
 
 def finalize_client_config(props: Mapping[str, str]) -> dict[str, Any]:

@@ -31,9 +31,10 @@ from streamplug.api.state import StateSerializer
 from streamplug.errors import ConfigError
 from streamplug.secrets import redact
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
-from streamplug_kafka_common.failures import client_creation_error, unrecoverable_kafka_error
+from streamplug_kafka_common.failures import client_creation_error
 from streamplug_kafka_common.logs import install_client_logger
 from streamplug_kafka_sink import _config
+from streamplug_kafka_sink._startup import StartupCheck
 from streamplug_kafka_sink.committer import KafkaCommitter, KafkaRecoveryCommitter
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
@@ -142,6 +143,7 @@ class KafkaSinkBuilder:
             )
         # Fail now, not at job start, on contradictory producer settings.
         _config.producer_properties(self._properties, self._guarantee)
+        _config.api_timeout_ms(self._properties)
         _config.parse_bool(
             self._properties.get(_config.REGISTER_PRODUCER_METRICS, "true"),
             _config.REGISTER_PRODUCER_METRICS,
@@ -319,6 +321,8 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
             ),
             job_name=context.job_name,
             statistics=ProducerStatistics(),
+            api_timeout_ms=_config.api_timeout_ms(self.properties),
+            on_outcome=context.plugin_hook("streamplug_writer_outcome"),
         )
 
     def _forget(self, key: tuple[int, int], manager: TransactionManager) -> None:
@@ -359,9 +363,15 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
         except (KafkaException, ValueError, TypeError) as exc:
             # Creating a producer does not connect: a restart would fail the same way.
             raise client_creation_error("Kafka sink", exc, conf) from exc
-        topic = getattr(self.serializer, "topic", None)
-        if isinstance(topic, str) and context.subtask_index == 0:
-            _check_topic(producer, topic)
+        check = None
+        if context.subtask_index == 0:
+            topic = getattr(self.serializer, "topic", None)
+            check = StartupCheck(
+                producer,
+                topic if isinstance(topic, str) else None,
+                self.bootstrap_servers,
+                _config.api_timeout_ms(self.properties),
+            )
         return KafkaWriter(
             producer,
             errors,
@@ -371,6 +381,7 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
             metrics,
             client_errors=client_errors,
             delivery_wait_s=_config.delivery_wait_s(conf),
+            startup_check=check,
         )
 
     def create_committer(self, context: SinkContext) -> Committer[KafkaCommittable] | None:
@@ -388,27 +399,6 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
 
     def get_committable_serializer(self) -> StateSerializer[KafkaCommittable]:
         return KafkaCommittableSerializer()
-
-
-# How long the start-up check waits for the topic's metadata; unreachable brokers are left
-# to the producer's own retries (message.timeout.ms), not failed here.
-_TOPIC_CHECK_TIMEOUT_S = 10.0
-
-
-def _check_topic(producer: Producer, topic: str) -> None:
-    """Fail at start, not after librdkafka's 30 s metadata wait and the delivery timeout,
-    when the sink's fixed topic does not exist (and the brokers do not create it)."""
-    try:
-        metadata = producer.list_topics(topic, timeout=_TOPIC_CHECK_TIMEOUT_S)
-    except KafkaException as exc:
-        log.warning("Kafka sink could not check that topic %r exists: %s", topic, exc)
-        return
-    found = metadata.topics.get(topic)
-    if found is None or found.error is None:
-        return
-    hopeless = unrecoverable_kafka_error(found.error, f"Kafka sink writing to topic {topic!r}")
-    if hopeless is not None:
-        raise hopeless
 
 
 def _log_client_error(err: Any) -> None:

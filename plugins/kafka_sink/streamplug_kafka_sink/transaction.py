@@ -42,9 +42,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamplug.api.context import SinkContext
-from streamplug.api.sink import CommitOutcome, SinkWriter
+from streamplug.api.sink import CommitOutcome, DeliveryGuarantee, SinkWriter
 from streamplug.api.state import StateSerializer
 from streamplug.errors import CheckpointError, ConfigError
+from streamplug.plugin.records import WriterOutcome
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import (
@@ -53,7 +54,12 @@ from streamplug_kafka_common.failures import (
     unreachable_error,
 )
 from streamplug_kafka_common.logs import install_client_logger
-from streamplug_kafka_sink._config import delivery_wait_s, finalize_client_config
+from streamplug_kafka_sink._config import (
+    DEFAULT_API_TIMEOUT_MS,
+    api_timeout_setting,
+    delivery_wait_s,
+    finalize_client_config,
+)
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.writer import (
@@ -253,8 +259,12 @@ class TransactionManager:
         statistics: ProducerStatistics,
         init_timeout_s: float = 60.0,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        api_timeout_ms: int = DEFAULT_API_TIMEOUT_MS,
+        on_outcome: Callable[..., Any] | None = None,
     ) -> None:
         self.transactional_id = transactional_id
+        # streamplug_writer_outcome, when a plugin implements it.
+        self._on_outcome = on_outcome
         self.commit_log_topic = commit_log_topic
         self.job_name = job_name
         self.statistics = statistics
@@ -264,6 +274,7 @@ class TransactionManager:
         self._consumer_config = dict(consumer_config)
         self._replication = commit_log_replication
         self._init_timeout_s = init_timeout_s
+        self._api_timeout_ms = api_timeout_ms
         self._producer_factory = producer_factory
         self._lock = threading.RLock()
         self._producer: Producer | None = None
@@ -295,12 +306,41 @@ class TransactionManager:
             if self._users <= 0:
                 self.close()
 
+    def _report(
+        self, outcome: str, token: str, checkpoint_id: int | None, error: str | None = None
+    ) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(
+                outcome=WriterOutcome(
+                    self.job_name,
+                    "transaction",
+                    outcome,
+                    transaction=token,
+                    transactional_id=self.transactional_id,
+                    checkpoint_id=checkpoint_id,
+                    error=error,
+                )
+            )
+
+    @property
+    def token(self) -> str | None:
+        """The open transaction's token (it names the transaction in committables), or None
+        when none is open."""
+        return self._token if self._state == TransactionState.IN_TRANSACTION else None
+
     def close(self) -> None:
         """Drop the producer without committing: an open transaction is aborted by the
         broker when the next producer with this id initialises (or when it times out)."""
         with self._lock:
             if self._state == TransactionState.CLOSED:
                 return
+            if self._state == TransactionState.IN_TRANSACTION:
+                self._report(
+                    "aborted",
+                    self._token,
+                    None,
+                    "dropped uncommitted when the attempt ended; the broker aborts it",
+                )
             self._state = TransactionState.CLOSED
             producer, self._producer = self._producer, None
         if producer is not None:
@@ -481,18 +521,19 @@ class TransactionManager:
 
     def _ensure_commit_log(self) -> None:
         admin = AdminClient(_with_start_up_defaults(self._admin_config))
+        timeout_s = self._api_timeout_ms / 1000
         try:
-            metadata = admin.list_topics(timeout=30)
+            metadata = admin.list_topics(timeout=timeout_s)
         except KafkaException as exc:
             if not is_unreachable(exc):
                 raise
             raise unreachable_error(
                 "Kafka sink",
                 str(self._admin_config.get("bootstrap.servers")),
-                30,
+                timeout_s,
                 f"look up its exactly-once commit-log topic {self.commit_log_topic!r}",
                 redact_text(str(exc.args[0].str()), self._admin_config),
-                "librdkafka's 30 s metadata timeout",
+                api_timeout_setting(self._api_timeout_ms),
             ) from exc
         topic = metadata.topics.get(self.commit_log_topic)
         if topic is not None and topic.error is None:
@@ -721,7 +762,16 @@ class TransactionManager:
                 0,
             )
             fault_point("kafka_sink.before_commit")
-            self._commit_transaction(checkpoint_id)
+            token = self._token
+            try:
+                self._commit_transaction(checkpoint_id)
+            except BaseException as exc:
+                if self._token == token and self._state != TransactionState.IN_TRANSACTION:
+                    # Not aborted here (that path opened the next transaction already and
+                    # reported it): undecided until recovery reads the commit log.
+                    self._report("failed", token, checkpoint_id, f"{type(exc).__name__}: {exc}")
+                raise
+            self._report("committed", token, checkpoint_id)
             fault_point("kafka_sink.after_commit")
             self.commits += 1
             self._begin()
@@ -756,8 +806,10 @@ class TransactionManager:
                         "restarts and recovery decides from the commit log whether it took effect"
                     ) from exc
                 if err is not None and err.txn_requires_abort():
+                    aborted = self._token
                     try:
                         self._producer.abort_transaction(60.0)
+                        self._report("aborted", aborted, checkpoint_id, err.str())
                         self._begin()
                     except KafkaException:
                         self._state = TransactionState.FAILED
@@ -907,6 +959,12 @@ class TransactionManager:
                     "was taken with"
                 )
             decision = self.find_decision(token, offset)
+            self._report(
+                "committed" if decision else "aborted",
+                token,
+                checkpoint_id,
+                None if decision else "recovery found no decision record: the broker aborted it",
+            )
             log.info(
                 "checkpoint %d (transaction %s): decision record %s",
                 checkpoint_id,
@@ -943,6 +1001,8 @@ class ExactlyOnceWriter(SinkWriter[KafkaCommittable, Any]):
                 metrics,
                 delivery_wait_s=manager.delivery_wait_s,
                 failure=lambda: manager.client_failure,
+                guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+                transaction=lambda: manager.token,
             )
         except BaseException:
             self.close()

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat, starmap
 from operator import length_hint
 from typing import Any
@@ -24,8 +24,10 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from streamplug.api.context import SinkContext
 from streamplug.api.sink import DeliveryGuarantee, SinkWriter
 from streamplug.errors import StreamplugError
+from streamplug.plugin.records import ProducingBatch, SubtaskInfo, WriterOutcome
 from streamplug_kafka_common.callbacks import ChainedErrorCallback
 from streamplug_kafka_common.failures import unrecoverable_kafka_error
+from streamplug_kafka_sink._startup import StartupCheck
 from streamplug_kafka_sink.metrics import WriterMetrics
 from streamplug_kafka_sink.record_serializer import (
     KafkaRecordSerializationSchema,
@@ -127,6 +129,8 @@ class RecordEmitter:
         *,
         delivery_wait_s: float,
         failure: Callable[[], BaseException | None] = lambda: None,
+        guarantee: DeliveryGuarantee = DeliveryGuarantee.NONE,
+        transaction: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._producer = producer
         self._produce = producer.produce
@@ -164,6 +168,21 @@ class RecordEmitter:
         )
         # (key, value) elements to one topic: both columns in bulk.
         self._fast_key_value = built if built is not None and built.fixed_topic_key_value else None
+        # Asked once: with no plugin implementing the hook, emit() checks one attribute.
+        hook = getattr(context, "plugin_hook", None)
+        self._on_batch = hook("streamplug_writer_batch_producing") if hook is not None else None
+        self._subtask_info = SubtaskInfo(
+            context.job_name,
+            context.subtask_index,
+            context.parallelism,
+            context.attempt_number,
+            "kafka",
+        )
+        self._guarantee = guarantee.name
+        self._transaction = transaction
+        self._keeps_positions = bool(getattr(context, "keeps_positions", False))
+        self._warned_headers = False
+        self._topic = built.topic if built is not None else None
 
     def partitions_for(self, topic: str) -> list[int]:
         cached = self._partitions.get(topic)
@@ -171,6 +190,10 @@ class RecordEmitter:
         if cached is not None and now - cached[0] < _METADATA_MAX_AGE_S:
             return cached[1]
         deadline = now + 30.0
+        # A topic created just before the job is often not yet in the broker's metadata
+        # answer: ask again soon (a fixed half second here was most of a keyed job's
+        # start-up), then back off.
+        backoff = 0.01
         while True:
             metadata = self._producer.list_topics(topic, timeout=10)
             tmeta = metadata.topics.get(topic)
@@ -189,7 +212,8 @@ class RecordEmitter:
                     f"cannot choose a partition of topic {topic!r}: {err}; create the topic "
                     "(the sink does not create output topics) or fix the topic name"
                 )
-            time.sleep(0.5)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 0.5)
 
     def _produce_blocking(
         self, topic: str, value: Any, key: Any, partition: int, ts: int, headers: Any
@@ -267,18 +291,153 @@ class RecordEmitter:
                 key = keys[refused] if keys is not None else None
                 self._produce_blocking(topic, encoded[refused], key, -1, ts, None)
 
+    def _headers_from_plugins(
+        self, values: Sequence[Any], timestamps: Sequence[int] | None
+    ) -> list[Any] | None:
+        """The headers streamplug_writer_batch_producing implementations add, as a column
+        (a header list or None per position), or None when they add none."""
+        assert self._on_batch is not None
+        batch = ProducingBatch(
+            self._subtask_info,
+            self._topic,
+            values,
+            timestamps,
+            self._guarantee,
+            self._transaction(),
+            self._keeps_positions,
+        )
+        results = [r for r in self._on_batch(batch=batch) if r]
+        if not results:
+            return None
+        n = len(values)
+        columns = []
+        for result in results:
+            try:
+                columns.append(_as_column(result, n))
+            except (IndexError, ValueError, TypeError) as exc:
+                # Like a hook that raised: a plugin's mistake never fails the job.
+                if not self._warned_headers:
+                    self._warned_headers = True
+                    log.error("%s; its headers are left out (said once per writer)", exc)
+        if not columns:
+            return None
+        if len(columns) == 1:
+            return columns[0]
+        # pluggy's results come last-registered first; apply them in registration order
+        # so that a later plugin's header of a name replaces an earlier one's.
+        merged: list[Any] = [None] * n
+        for column in reversed(columns):
+            for position, headers in enumerate(column):
+                if headers is not None:
+                    merged[position] = _merge_headers(merged[position], headers)
+        return merged
+
+    def _emit_with_headers(
+        self,
+        values: Sequence[Any],
+        timestamps: Sequence[int] | None,
+        extra: list[Any],
+    ) -> None:
+        """Record by record, each with the headers its serializer set and those the
+        plugins added."""
+        schema = self.schema
+        ctx = self.sink_context
+        stamps: Sequence[int | None] = (
+            timestamps if timestamps is not None else [None] * len(values)
+        )
+        tuples: list[Any] = []
+        if isinstance(schema, _BuiltSchema):
+            tuples = [schema.to_tuple(e, t, ctx) for e, t in zip(values, stamps, strict=True)]
+        else:
+            for element, ets in zip(values, stamps, strict=True):
+                rec = schema.serialize(element, ctx, ets)
+                if rec is None:
+                    tuples.append(None)
+                    continue
+                part = rec.partition if rec.partition is not None else -1
+                tuples.append(
+                    (rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers)
+                )
+        for position, added in enumerate(extra):
+            record = tuples[position]
+            if record is not None and added is not None:
+                tuples[position] = (*record[:5], _merge_headers(record[5], added))
+        self._produce_tuples([t for t in tuples if t is not None])
+
+    def _produce_tuples(self, tuples: Sequence[Any]) -> None:
+        produce = self._produce
+        nbytes = 0
+        for t_topic, value, key, partition, ts, headers in tuples:
+            try:
+                if headers is None:
+                    produce(t_topic, value, key, partition, None, None, ts)
+                else:
+                    produce(t_topic, value, key, partition, timestamp=ts, headers=headers)
+            except BufferError:
+                self._produce_blocking(t_topic, value, key, partition, ts, headers)
+            if value is not None:
+                nbytes += len(value)
+            if key is not None:
+                nbytes += len(key)
+        self._producer.poll(0)
+        self._metrics.records_out.inc(len(tuples))
+        self._metrics.bytes_out.inc(nbytes)
+
+    def _produce_columns(
+        self,
+        topic: str,
+        encoded: list[Any],
+        timestamps: Sequence[int] | None,
+        keys: list[Any] | None,
+        headers: list[Any] | None,
+    ) -> None:
+        """``_produce_values``, with the headers plugins added to some records: still one
+        ``produce`` call per record from C, in order, the headers as one more column (None
+        where a record gets none)."""
+        if headers is None:
+            self._produce_values(topic, encoded, timestamps, keys)
+            return
+        n = len(encoded)
+        values = iter(encoded)
+        args = zip(
+            repeat(topic),
+            values,
+            repeat(None) if keys is None else keys,
+            repeat(-1),
+            repeat(None),
+            repeat(None),
+            repeat(0) if timestamps is None else timestamps,
+            headers,
+        )
+        calls = starmap(self._produce, args)
+        while True:
+            try:
+                _exhaust(calls)
+                return
+            except BufferError:
+                refused = n - length_hint(values) - 1
+                ts = timestamps[refused] if timestamps is not None else 0
+                key = keys[refused] if keys is not None else None
+                self._produce_blocking(topic, encoded[refused], key, -1, ts, headers[refused])
+
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
+        extra: list[Any] | None = None
+        if self._on_batch is not None and values:
+            extra = self._headers_from_plugins(values, timestamps)
         produce = self._produce
         nbytes = 0
         count = 0
         topic = self._fast_topic
         key_value = self._fast_key_value
+        if extra is not None and key_value is None and (topic is None or self._fast_values is None):
+            self._emit_with_headers(values, timestamps, extra)
+            return
         if key_value is not None:
             # Keys and values each serialized in one call, then produced from C as above:
             # no record object and no bytecode per record.
             keys, encoded = key_value.key_value_columns(values)
             timestamps = _producer_timestamps(timestamps, len(encoded))
-            self._produce_values(key_value.topic, encoded, timestamps, keys)  # type: ignore[arg-type]
+            self._produce_columns(key_value.topic, encoded, timestamps, keys, extra)  # type: ignore[arg-type]
             nbytes = _total_length(encoded) + _total_length(keys)
             count = len(values)
         elif topic is not None and self._fast_values is not None:
@@ -288,7 +447,7 @@ class RecordEmitter:
             timestamps = _producer_timestamps(timestamps, len(encoded))
             fast_keys = self._fast_keys
             if fast_keys is None:
-                self._produce_values(topic, encoded, timestamps)
+                self._produce_columns(topic, encoded, timestamps, None, extra)
             else:
                 keys = fast_keys(values)
                 if len(keys) != len(encoded):
@@ -296,7 +455,7 @@ class RecordEmitter:
                         f"the key schema's serialize_batch returned {len(keys)} keys for "
                         f"{len(encoded)} elements"
                     )
-                self._produce_values(topic, encoded, timestamps, keys)
+                self._produce_columns(topic, encoded, timestamps, keys, extra)
                 nbytes += _total_length(keys)
             nbytes += _total_length(encoded)
             count = len(values)
@@ -338,6 +497,43 @@ class RecordEmitter:
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
+
+
+def _as_column(result: Any, n: int) -> list[Any]:
+    """A hook's headers as a column of ``n``: from a mapping of positions, or a sequence
+    of ``n`` (used as it is when it is a list)."""
+    if isinstance(result, Mapping):
+        if not (min(result) >= 0 and max(result) < n):
+            bad = [p for p in result if not 0 <= p < n][:3]
+            raise IndexError(
+                f"a streamplug_writer_batch_producing hook returned headers for position(s) "
+                f"{bad} of a batch of {n}"
+            )
+        column: list[Any] = [None] * n
+        for position, headers in result.items():
+            column[position] = headers
+        return column
+    if len(result) != n:
+        raise ValueError(
+            f"a streamplug_writer_batch_producing hook returned {len(result)} header lists "
+            f"for a batch of {n}: return one per element (None for none) or a mapping of "
+            "positions"
+        )
+    return result if isinstance(result, list) else list(result)
+
+
+def _merge_headers(headers: Any, added: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """``headers`` (a list of pairs, a dict or None) with ``added``: an added header
+    replaces every header of its name, the others stay in order."""
+    added = list(added)
+    names = {name for name, _ in added}
+    if headers is None:
+        kept: list[tuple[str, bytes]] = []
+    elif isinstance(headers, dict):
+        kept = [(k, v) for k, v in headers.items() if k not in names]
+    else:
+        kept = [(k, v) for k, v in headers if k not in names]
+    return kept + added
 
 
 def _total_length(items: Sequence[Any]) -> int:
@@ -410,6 +606,7 @@ class KafkaWriter(SinkWriter[Any, Any]):
         *,
         client_errors: ChainedErrorCallback | None = None,
         delivery_wait_s: float = 330.0,
+        startup_check: StartupCheck | None = None,
     ) -> None:
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             raise ValueError(
@@ -432,10 +629,23 @@ class KafkaWriter(SinkWriter[Any, Any]):
             metrics,
             delivery_wait_s=delivery_wait_s,
             failure=self._client_failure,
+            guarantee=guarantee,
         )
         self._subtask = context.subtask_index
+        self._job_name = context.job_name
+        hook = getattr(context, "plugin_hook", None)
+        self._on_outcome = hook("streamplug_writer_outcome") if hook is not None else None
         self._closed = False
         self._reported = 0
+        self._startup_check = startup_check
+        # Whether the job has heard of _client_failure() from a call of ours: close()
+        # reports it only if not.
+        self._failure_raised = False
+        if startup_check is not None:
+            # Raised on the subtask's thread as soon as it is known: no write or
+            # checkpoint may come for a long while (the records already written wait out
+            # message.timeout.ms in the producer's queue).
+            startup_check.start(lambda: context.run_in_task(self._raise_client_failure))
 
     @property
     def producer(self) -> Producer:
@@ -446,12 +656,29 @@ class KafkaWriter(SinkWriter[Any, Any]):
         return self._metrics
 
     def _client_failure(self) -> BaseException | None:
-        return self._client_errors.failure
+        """Why the producer cannot deliver anything: what a hook's chained ``error_cb``
+        raised (rejected credentials), or what the start-up check found (no broker
+        answers, no such topic)."""
+        failure = self._client_errors.failure
+        if failure is None and self._startup_check is not None:
+            failure = self._startup_check.failure
+        return failure
+
+    def _raise_client_failure(self) -> None:
+        failure = self._client_failure()
+        if failure is not None:
+            self._failure_raised = True
+            raise failure
 
     def write(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        self._client_errors.raise_pending()
+        self._raise_client_failure()
         self._check_errors()
-        self._emitter.emit(values, timestamps)
+        try:
+            self._emitter.emit(values, timestamps)
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
 
     def _check_errors(self) -> None:
         if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
@@ -473,9 +700,28 @@ class KafkaWriter(SinkWriter[Any, Any]):
     def flush(self, end_of_input: bool) -> None:
         if self._guarantee is DeliveryGuarantee.NONE and not end_of_input:
             self._producer.poll(0)
-            self._client_errors.raise_pending()
+            self._raise_client_failure()
             self._check_errors()
             return
+        if self._on_outcome is None:
+            self._flush()
+            return
+        try:
+            self._flush()
+        except BaseException as exc:
+            self._report("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._report("committed", None)
+
+    def _report(self, outcome: str, error: str | None) -> None:
+        assert self._on_outcome is not None
+        self._on_outcome(
+            outcome=WriterOutcome(
+                self._job_name, "flush", outcome, subtask_index=self._subtask, error=error
+            )
+        )
+
+    def _flush(self) -> None:
         try:
             flush_producer(
                 self._producer,
@@ -485,28 +731,62 @@ class KafkaWriter(SinkWriter[Any, Any]):
             )
         except KafkaException as exc:
             raise KafkaDeliveryError(f"subtask {self._subtask}: producer failed: {exc}") from exc
+        except BaseException as exc:
+            if exc is self._client_failure():
+                self._failure_raised = True
+            raise
         count = self._errors.count
         if count and self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE:
             self._metrics.errors.inc(count)
         self._check_errors()
 
     def close(self) -> None:
+        """Wait (at most ``close_timeout_s``) for what was written since the last flush and
+        release the producer. AT_LEAST_ONCE raises ``KafkaDeliveryError`` if a record was
+        refused or is still unacknowledged: on a graceful end without a checkpoint after
+        the last write (a stop without checkpointing), this is the only place that learns
+        of it, and the runtime makes it the job's outcome. NONE logs and counts."""
         if self._closed:
             return
         self._closed = True
+        lost: BaseException | None = None
         try:
-            # A client whose credentials were rejected delivers nothing: do not wait.
-            wait_s = 0.0 if self._client_failure() is not None else self._close_timeout_s
+            if self._startup_check is not None:
+                self._startup_check.close()
+            # A client whose credentials were rejected, or whose brokers never answered,
+            # delivers nothing: do not wait.
+            failure = self._client_failure()
+            wait_s = 0.0 if failure is not None else self._close_timeout_s
             remaining = self._producer.flush(wait_s)
+            count, samples = self._errors.take()
             if remaining:
-                log.warning(
-                    "subtask %d closed with %d record(s) undelivered after %.0f s",
-                    self._subtask,
-                    remaining,
-                    wait_s,
-                )
                 # close() flushes again without a bound; give up on what is left.
                 self._producer.purge()
+                self._producer.poll(0)
+                self._errors.take()  # "purged" reports: counted as `remaining` already
+                samples.append(f"{remaining} still unacknowledged after {wait_s:g} s")
+            if count or remaining:
+                self._metrics.errors.inc(count + remaining)
+            if self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples and failure:
+                # Lost because of it; the job has heard of it already, or hears it now.
+                if not self._failure_raised:
+                    lost = failure
+            elif self._guarantee is DeliveryGuarantee.AT_LEAST_ONCE and samples:
+                lost = KafkaDeliveryError(
+                    f"Kafka sink subtask {self._subtask} closed with {count + remaining} "
+                    f"record(s) not delivered ({'; '.join(samples)}): no checkpoint covers "
+                    "them and they are not in the topic, so the job fails instead of ending "
+                    "without them. Check that the topic exists, takes records of their size "
+                    "(max.message.bytes) and that the sink may write to it, and that the "
+                    "brokers are reachable; then run the job again from offsets before them"
+                )
+            elif samples:
+                log.warning(
+                    "subtask %d closed with %d record(s) undelivered: %s",
+                    self._subtask,
+                    count + remaining,
+                    "; ".join(samples),
+                )
             # Stop librdkafka's threads now rather than when the object is collected: a
             # closed writer must not keep reconnecting to the cluster. Older confluent-kafka
             # releases (2.0.2 among them) have no Producer.close(); collection does it there.
@@ -515,3 +795,5 @@ class KafkaWriter(SinkWriter[Any, Any]):
                 close()
         finally:
             self._metrics.close()
+        if lost is not None:
+            raise lost

@@ -206,6 +206,8 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
                 len(result.splits),
                 ", ".join(str(s) for s in result.splits),
             )
+        if result.splits:
+            self._context.splits_discovered(result.splits)
         self._add_pending(result.splits)
         with self._lock:
             self._initial_discovery_finished = True

@@ -12,14 +12,14 @@ import attrs
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streamplug.api.serde import DeserializationError
-from streamplug.errors import ConfigError
+from streamplug.errors import ConfigError, StreamplugError, UnrecoverableError
 from streamplug.secrets import redact_text
 from streamplug_kafka_common.failures import unrecoverable_kafka_error
 from streamplug_kafka_common.logs import install_client_logger
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BadRecordAction", "BadRecordPolicy"]
+__all__ = ["BadRecordAction", "BadRecordPolicy", "DeadLetterError"]
 
 # Headers a dead-lettered record carries besides its own (values are UTF-8 text).
 HEADER_ERROR = "streamplug.error"
@@ -28,6 +28,28 @@ HEADER_TOPIC = "streamplug.source.topic"
 HEADER_PARTITION = "streamplug.source.partition"
 HEADER_OFFSET = "streamplug.source.offset"
 HEADER_TIMESTAMP = "streamplug.source.timestamp"
+
+
+class DeadLetterError(StreamplugError):
+    """Bad records the dead-letter policy sent to its topic were not acknowledged there.
+    They are in neither the output nor that topic, so the job fails rather than drop them
+    (a checkpoint never covers them). Retried by the restart strategy: the replay sends
+    them again."""
+
+
+class DeadLetterRefusedError(DeadLetterError, UnrecoverableError):
+    """The dead-letter topic refuses the records for a reason a replay cannot change (a
+    record larger than the topic takes, a denied ACL, a missing topic): the job fails at
+    once."""
+
+
+# How the message of a DeadLetterError ends: what that means and what to do.
+_LOST_AND_FIX = (
+    "these records are in neither the output nor the dead-letter topic, and no checkpoint "
+    "covers them: fix the topic (it must exist, take records of their size (its "
+    "max.message.bytes) and let this client write to it), then run the job again from its "
+    "last checkpoint or from offsets before them"
+)
 
 
 class BadRecordAction(enum.Enum):
@@ -166,52 +188,55 @@ class DeadLetterProducer:
                 break
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                # Refused before it left (larger than the producer's message.max.bytes,
+                # say): the same record is refused on every replay.
+                raise DeadLetterRefusedError(
+                    f"writing a bad record ({message.topic()}[{message.partition()}]@"
+                    f"{message.offset()}) to dead-letter topic {self.topic!r} failed: "
+                    f"{redact_text(str(exc), self._properties)}; {_LOST_AND_FIX}"
+                ) from exc
         self._producer.poll(0)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             with self._lock:
-                self._errors.append(str(err))
+                self._errors.append(err.str())
                 self._last_error = err
 
     def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until every bad record sent so far is acknowledged by the dead-letter topic;
+        raise ``DeadLetterError`` naming the topic, the records' fate and the fix if one
+        was not (refused, or still unsent after ``timeout_s``)."""
         remaining = self._producer.flush(timeout_s)
         with self._lock:
             errors, self._errors = self._errors, []
             last, self._last_error = self._last_error, None
         if remaining:
-            errors.append(f"{remaining} records still unsent after {timeout_s:.0f} s")
-        if errors:
-            text = redact_text("; ".join(errors[:5]), self._properties)
-            failure = KafkaException(
-                KafkaError(
-                    KafkaError._FAIL,
-                    f"writing bad records to dead-letter topic {self.topic!r} failed: {text}",
-                )
-            )
-            hopeless = (
-                unrecoverable_kafka_error(
-                    last, f"writing {len(errors)} bad record(s) to dead-letter topic {self.topic!r}"
-                )
-                if last is not None
-                else None
-            )
-            if hopeless is not None:
-                raise hopeless from failure
-            raise failure
+            errors.append(f"{remaining} record(s) still unsent after {timeout_s:g} s")
+        if not errors:
+            return
+        text = redact_text("; ".join(errors[:5]), self._properties)
+        message = (
+            f"writing {len(errors)} bad record(s) to dead-letter topic {self.topic!r} failed: "
+            f"{text}; {_LOST_AND_FIX}"
+        )
+        hopeless = last is not None and (
+            last.code() == KafkaError.MSG_SIZE_TOO_LARGE
+            or unrecoverable_kafka_error(last, "") is not None
+        )
+        raise (DeadLetterRefusedError if hopeless else DeadLetterError)(message)
 
     def close(self) -> None:
-        # close() cannot fail the job any more (the runtime only logs it), so a record that
-        # is lost here is at least reported, loudly, with what was lost.
+        """Flush (at most 10 s), release the client, and raise what ``flush`` raised: on a
+        graceful end (a stop, the end of a bounded input) the runtime makes that the job's
+        outcome, so a bad record nobody acknowledged fails the job instead of vanishing."""
         try:
             self.flush(10.0)
-        except Exception as exc:
-            log.error(
-                "bad records were lost on close: they are in neither the output nor the "
-                "dead-letter topic %r: %s",
-                self.topic,
-                exc,
-            )
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         # End librdkafka's threads now, not when the reader is garbage collected: a closed
         # reader's producer kept reconnecting to the cluster (seen once the brokers were
         # gone). Older confluent-kafka releases have no Producer.close(); collection does
