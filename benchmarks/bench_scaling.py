@@ -2,12 +2,15 @@
 ``processes`` and (with streamplug-ray installed) ``ray``, side by side in one run.
 
     python benchmarks/bench_scaling.py [--records 1000000] [--cpu-records 200000] [--runs 3]
-                                       [--parallelism 1,2,4] [--runtimes threads,processes,ray]
+                                       [--parallelism 1,2,4] [--runtimes threads,processes,ray,plain]
                                        [--jobs cpu,kafka] [--bootstrap-servers HOST:PORT]
 
 Jobs:
-- ``cpu``: a collection source -> a CPU-bound map (~25 us of pure Python per record) ->
-  a discarding sink: how much Python work each runtime gets done.
+- ``cpu``: a collection source -> a CPU-bound map (~15 us of pure Python per record) ->
+  a discarding sink: how much Python work each runtime gets done. Beside it, runtime
+  ``plain`` (no streamplug): the same function over the same numbers in ``p`` spawned
+  processes, each given its share -- the most this machine gives any framework, so a
+  ratio can be read against what was possible in the same run.
 - ``kafka``: Kafka -> identity map -> Kafka, 100-byte values (and 8-byte keys for the keyed
   variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, on one local Apache
   Kafka broker the command starts (or ``--bootstrap-servers``). Every run's output is read
@@ -107,7 +110,44 @@ class WorkerSampler:
 # -- one run (in its own process) ------------------------------------------------------------
 
 
+def _plain_share(share: range, times: Any) -> None:
+    started = time.perf_counter()
+    for x in share:
+        cpu_bound(x)
+    times.put((started, time.perf_counter()))
+
+
+def run_plain(args: argparse.Namespace) -> dict[str, Any]:
+    """The CPU-bound map without a framework: ``p`` spawned processes, each over its share."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    times = context.Queue()
+    started = time.perf_counter()
+    shares = [range(i, args.cpu_records, args.p) for i in range(args.p)]
+    workers = [context.Process(target=_plain_share, args=(s, times)) for s in shares]
+    for w in workers:
+        w.start()
+    spans = [times.get() for _ in workers]
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    ok = all(w.exitcode == 0 for w in workers)
+    return {
+        "elapsed": elapsed,
+        "records": args.cpu_records,
+        "check": "ok" if ok else "WRONG: a process failed",
+        "worker_hwm_kib": None,
+        "worker_cpu_s": None,
+        "workers": len(workers),
+        # Steady = from the moment the first process began its share.
+        "first_record_s": min(start for start, _ in spans) - started,
+    }
+
+
 def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    if args.runtime == "plain":
+        return run_plain(args)
     from streamplug.connectors import CollectionSource, DiscardingSink
     from streamplug.runtime import StreamExecutionEnvironment
 
@@ -227,6 +267,7 @@ def one(args: argparse.Namespace) -> int:
     # Worker processes are reaped at the end of the run: their CPU shows in RUSAGE_CHILDREN;
     # the sampled figure is the fallback for runtimes whose workers are not our children.
     report["cpu_s"] = driver_cpu + max(reaped, report.pop("worker_cpu_s") or 0.0)
+    report["driver_cpu_s"] = driver_cpu
     report.setdefault("driver_hwm_kib", _vm_hwm_kib())
     print("RESULT " + json.dumps(report), flush=True)
     return 0
@@ -257,7 +298,7 @@ def _available_runtimes(wanted: list[str]) -> list[str]:
     from streamplug.plugins import build_plugin_host
     from streamplug.runtime.runtimes import runtime_names
 
-    known = runtime_names(build_plugin_host())
+    known = [*runtime_names(build_plugin_host()), "plain"]
     missing = [r for r in wanted if r not in known]
     if missing:
         print(f"skipping runtimes not installed: {', '.join(missing)}", flush=True)
@@ -300,6 +341,8 @@ def compare(args: argparse.Namespace) -> int:
         )
         for variant in variants:
             for runtime in runtimes:
+                if runtime == "plain" and job != "cpu":
+                    continue
                 for p in parallelisms:
                     configs.append((*variant, runtime, str(p)))
     results: dict[tuple[str, ...], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -431,7 +474,7 @@ def main() -> int:
     parser.add_argument("--cpu-records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--parallelism", default="1,2,4")
-    parser.add_argument("--runtimes", default="threads,processes,ray")
+    parser.add_argument("--runtimes", default="threads,processes,ray,plain")
     parser.add_argument("--jobs", default="cpu,kafka")
     parser.add_argument("--bootstrap-servers")
     # One run, in its own process (what --one runs).

@@ -378,3 +378,24 @@ def test_a_partition_not_fetched_for_long_is_reported_once_and_its_recovery_too(
         assert "a-1 has not been fetched" in warning and "leader 2" in warning
     finally:
         reader.close()
+
+
+def test_record_timestamps_are_read_only_when_asked_for() -> None:
+    from confluent_kafka import Message
+
+    from streamplug_kafka_source.reader.reader import RecordTimestamps
+
+    messages = [
+        Message(topic="t", partition=0, offset=i, value=b"v", timestamp=(1, 1000 + i))
+        for i in range(5)
+    ]
+    stamps = RecordTimestamps(messages)
+    assert len(stamps) == 5 and bool(stamps)
+    assert stamps._values is None  # nothing read for len() or truth
+    assert stamps[-1] == 1004 and stamps._values is None  # one record, read alone
+    tail = stamps[2:]
+    assert isinstance(tail, RecordTimestamps) and tail._values is None
+    assert list(tail) == [1002, 1003, 1004]
+    assert max(stamps) == 1004 and stamps._values == [1000, 1001, 1002, 1003, 1004]
+    assert stamps[0] == 1000 and list(zip(stamps, "ab", strict=False)) == [(1000, "a"), (1001, "b")]
+    assert not RecordTimestamps([])

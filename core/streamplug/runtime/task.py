@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[list[Any], list[int] | None], None]
+Emit = Callable[[list[Any], Sequence[int] | None], None]
 _DEFAULT_SPLIT = "__reader__"
 
 
@@ -143,11 +143,13 @@ class SubtaskOutput:
         if not values:
             return
         batch = values if isinstance(values, list) else list(values)
-        stamps: list[int] | None = None
+        stamps: Sequence[int] | None = None
         if self._assigner is not None:
             stamps = _assign(self._assigner, batch, timestamps)
         elif timestamps is not None:
-            stamps = timestamps if isinstance(timestamps, list) else list(timestamps)
+            # As they come: a reader may hand over a lazy view (the Kafka source's record
+            # timestamps) that costs nothing unless something downstream reads it.
+            stamps = timestamps
         clock = self._clock(split_id or _DEFAULT_SPLIT)
         clock.last_active = time.monotonic()
         clock.idle = False
@@ -262,7 +264,7 @@ class _TimestampsAndWatermarks:
         self._periodic_below = periodic_below
         self.watermark = MIN_WATERMARK
 
-    def emit(self, values: list[Any], stamps: list[int] | None) -> None:
+    def emit(self, values: list[Any], stamps: Sequence[int] | None) -> None:
         if self._assigner is not None:
             stamps = _assign(self._assigner, values, stamps)
         proposed = self._generator.on_batch(stamps) if stamps else None
@@ -291,7 +293,7 @@ def compile_tree(
     children = [compile_tree(c, writers, counter) for c in node.children]
     sink_writers = [writers[id(sink)] for sink, _ in node.sinks]
 
-    def forward(values: list[Any], stamps: list[int] | None) -> None:
+    def forward(values: list[Any], stamps: Sequence[int] | None) -> None:
         if not values:
             return
         for writer in sink_writers:
@@ -322,13 +324,13 @@ def compile_tree(
         return Chain(operator.emit, operator.upstream_watermark, operator.periodic)
     if node.kind == "map":
 
-        def apply_map(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_map(values: list[Any], stamps: Sequence[int] | None) -> None:
             forward([fn(v) for v in values], stamps)  # type: ignore[misc]
 
         return Chain(apply_map, forward_watermark, periodic_below)
     if node.kind == "filter":
 
-        def apply_filter(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_filter(values: list[Any], stamps: Sequence[int] | None) -> None:
             if stamps is None:
                 forward([v for v in values if fn(v)], None)  # type: ignore[misc]
                 return
@@ -338,7 +340,7 @@ def compile_tree(
         return Chain(apply_filter, forward_watermark, periodic_below)
     if node.kind == "flat_map":
 
-        def apply_flat_map(values: list[Any], stamps: list[int] | None) -> None:
+        def apply_flat_map(values: list[Any], stamps: Sequence[int] | None) -> None:
             if stamps is None:
                 forward([out for v in values for out in fn(v)], None)  # type: ignore[misc]
                 return

@@ -386,7 +386,7 @@ class KeyValueDeserializationSchema(KafkaRecordDeserializationSchema[tuple[Any, 
         self,
         topic: str,
         messages: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
     ) -> list[tuple[Any, ...]]:
         """The elements of one partition's run: each column in one schema call, then the
         tuples zipped together in C. Raises if any record is bad."""

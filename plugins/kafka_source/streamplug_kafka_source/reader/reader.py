@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Any, cast
+from operator import itemgetter
+from typing import Any, cast, overload
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -83,8 +84,54 @@ _FIRST_BATCH = 500
 
 _message_error = Message.error
 _message_partition = Message.partition
+_message_timestamp = Message.timestamp
 _message_topic = Message.topic
 _message_value = Message.value
+_second = itemgetter(1)
+
+
+class RecordTimestamps(Sequence[int]):
+    """The record timestamps of a batch, read from the messages when first asked for.
+
+    Reading a timestamp builds a tuple per record, about 100 ns: as much as the rest of
+    the source's work per record. A job that uses no event time (no watermark strategy
+    that looks at them, a sink that does not write them) never asks, so the reader
+    hands this view on instead of a list. A slice stays lazy; anything else reads the
+    whole batch once."""
+
+    __slots__ = ("_messages", "_values")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
+        self._values: list[int] | None = None
+
+    def _read(self) -> list[int]:
+        values = self._values
+        if values is None:
+            values = self._values = list(map(_second, map(_message_timestamp, self._messages)))
+        return values
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> RecordTimestamps: ...
+    def __getitem__(self, index: int | slice) -> int | RecordTimestamps:
+        if isinstance(index, slice):
+            return RecordTimestamps(self._messages[index])
+        if self._values is None:
+            # One timestamp (the metrics' last one): no need to read the rest.
+            timestamp: int = self._messages[index].timestamp()[1]
+            return timestamp
+        return self._values[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._read())
+
+    def __repr__(self) -> str:
+        return f"RecordTimestamps({len(self._messages)} records)"
 
 
 def _offset(message: Message) -> int:
@@ -281,13 +328,12 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             if limit > 1:
                 messages += consumer.consume(limit - 1, 0)
         drained = len(messages) < limit
-        # Event time is the record timestamp. Reading it costs a tuple per record, the
-        # largest per-record cost here, so the same list also finds error events: they
-        # carry no timestamp (-1), and Kafka 4 stores none without one.
-        timestamps = [m.timestamp()[1] for m in messages]
-        if min(timestamps) < 0 and any(map(_message_error, messages)):
+        # Error events (a partition that vanished, an offset out of range) come in the
+        # batch as messages of their own.
+        if any(map(_message_error, messages)):
             messages = self._drop_errors(messages)
-            timestamps = [m.timestamp()[1] for m in messages]
+        # Event time is the record timestamp, read only if something asks for it.
+        timestamps = RecordTimestamps(messages)
         if messages:
             if self._idle:
                 self._idle = False
@@ -369,7 +415,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     # -- batches -------------------------------------------------------------------------
 
     def _emit_batch(
-        self, messages: list[Message], timestamps: list[int], output: ReaderOutput[Any]
+        self, messages: list[Message], timestamps: Sequence[int], output: ReaderOutput[Any]
     ) -> None:
         splits = self._splits
         first, last = messages[0], messages[-1]
@@ -406,7 +452,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
     def _emit_key(
         self,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         key: tuple[str | None, int | None],
         output: ReaderOutput[Any],
     ) -> None:
@@ -419,7 +465,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self,
         state: KafkaPartitionSplitState,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         output: ReaderOutput[Any],
     ) -> None:
         stop = state.split.stopping_offset
@@ -443,8 +489,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._finish(state, output)
 
     def _offer(
-        self, state: KafkaPartitionSplitState, run: list[Message], timestamps: list[int]
-    ) -> tuple[list[Message], list[int]]:
+        self, state: KafkaPartitionSplitState, run: list[Message], timestamps: Sequence[int]
+    ) -> tuple[list[Message], Sequence[int]]:
         """The run and its timestamps without the records streamplug_reader_batch_fetched
         implementations asked to drop."""
         assert self._on_fetched is not None
@@ -457,20 +503,20 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             drops.update(result)
         if not drops:
             return run, timestamps
-        keep = [i for i in range(len(run)) if i not in drops]
-        return [run[i] for i in keep], [timestamps[i] for i in keep]
+        kept = [message for i, message in enumerate(run) if i not in drops]
+        return kept, RecordTimestamps(kept)
 
     def _deliver(
         self,
         state: KafkaPartitionSplitState,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         output: ReaderOutput[Any],
     ) -> None:
         topic = state.split.topic
         value_only = self._value_only
         if value_only is not None:
-            raw = [m.value() for m in run]
+            raw = list(map(_message_value, run))
             # all() is a C-speed scan; it is False for a null (tombstone) or empty value,
             # which then take the per-record path.
             if all(raw):
@@ -501,7 +547,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         value_only: ValueOnlyDeserializationSchema[Any],
         topic: str,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         raw: list[bytes | None],
         state: KafkaPartitionSplitState,
         output: ReaderOutput[Any],
@@ -528,7 +574,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         key_value: KeyValueDeserializationSchema,
         topic: str,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         state: KafkaPartitionSplitState,
         output: ReaderOutput[Any],
     ) -> None:
@@ -552,7 +598,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self,
         state: KafkaPartitionSplitState,
         run: list[Message],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         output: ReaderOutput[Any],
     ) -> None:
         """Whole records: one ``KafkaRecord`` (a named tuple, built in one comprehension)
@@ -580,7 +626,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self,
         state: KafkaPartitionSplitState,
         values: list[Any],
-        timestamps: list[int],
+        timestamps: Sequence[int],
         output: ReaderOutput[Any],
     ) -> None:
         output.collect_batch(values, timestamps, state.split_id)
