@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class RolePlugin:
     @hookimpl
     def streamplug_writer_batch_producing(
         self, batch: ProducingBatch
-    ) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+    ) -> Mapping[int, list[tuple[str, bytes]]] | None:
         self._seen("streamplug_writer_batch_producing", (batch, list(batch.values)))
         stamp = [("x-job", batch.subtask.job_name.encode())]
         return dict.fromkeys(range(len(batch.values)), stamp)
@@ -381,3 +381,47 @@ def test_hook_streamplug_checkpoint_subtask_acknowledged(run: Any) -> None:
     for a in acks:
         by_checkpoint[a.checkpoint_id] = by_checkpoint.get(a.checkpoint_id, 0) + 1
     assert set(by_checkpoint.values()) == {2}, "each checkpoint reports each subtask once"
+
+
+def test_headers_for_positions_outside_the_batch_are_left_out_and_the_job_goes_on(
+    kafka_bootstrap: str,
+    topic_factory: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Wrong:
+        @hookimpl
+        def streamplug_writer_batch_producing(
+            self, batch: ProducingBatch
+        ) -> Mapping[int, list[tuple[str, bytes]]]:
+            return {len(batch.values): [("x", b"y")]}
+
+    class Column:
+        @hookimpl
+        def streamplug_writer_batch_producing(
+            self, batch: ProducingBatch
+        ) -> list[list[tuple[str, bytes]] | None]:
+            # Every other record, as a column: order and positions must hold.
+            return [[("n", str(i).encode())] if i % 2 else None for i in range(len(batch.values))]
+
+    source, sink = topic_factory(), topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(50):
+        producer.produce(source, f"v{i}".encode(), b"k")
+    assert producer.flush(30) == 0
+    host = build_plugin_host(autoload=False, plugins=[Wrong(), Column()])
+    _job(
+        host,
+        kafka_bootstrap,
+        source,
+        sink,
+        tmp_path,
+        parallelism=1,
+        guarantee=DeliveryGuarantee.AT_LEAST_ONCE,
+    ).execute("hooks-wrong")
+    out = read_all(kafka_bootstrap, sink)
+    assert [m.value() for m in out] == [f"V{i}".encode() for i in range(50)]
+    # The column's headers are there, by position within each batch; the wrong ones never.
+    assert all(not any(k == "x" for k, _ in (m.headers() or [])) for m in out)
+    assert sum(1 for m in out if m.headers()) >= 20
+    assert "returned headers for position(s)" in caplog.text

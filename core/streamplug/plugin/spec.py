@@ -440,19 +440,24 @@ def streamplug_reader_splits_finished(splits: ReaderSplits) -> None:
 @hookspec
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+) -> Mapping[int, list[tuple[str, bytes]]] | Sequence[list[tuple[str, bytes]] | None] | None:
     """Called on the subtask's thread for each batch a sink writer is about to serialize and
     produce, after the operators emitted it; the records are produced right after the call,
     in the same thread (so a reader hook's state of the same subtask describes the batch
     they came from).
 
-    Return None to produce the batch as it is, or a mapping from positions (indices into
-    ``batch.values``) to headers for those records: each header replaces any header of the
-    same name the record serializer set, the others are appended. Under EXACTLY_ONCE
+    Return None to produce the batch as it is, or the headers to add: a mapping from
+    positions (indices into ``batch.values``) to a list of ``(name, value)`` pairs, or a
+    sequence as long as the batch holding such a list or None per position (the cheapest:
+    a list is used as the producer's header column as it is). The writer may hand the
+    lists to the client as they are: do not change them afterwards. On the
+    record serializer's bulk paths (fixed topic, no headers of its own) the pairs are the
+    record's headers; otherwise each replaces any header of the same name the serializer
+    set, the others are appended. Under EXACTLY_ONCE
     headers are part of the transactional output. Every implementation runs; for one
     position, later implementations' headers of a name replace earlier ones'. Returning
-    headers for a batch makes the writer produce it record by record (a few hundred
-    nanoseconds per record more than the bulk path); returning None keeps the bulk path.
+    headers for a batch adds a headers column to the writer's produce calls (and on the
+    general serializer path a per-record merge); returning None keeps the bulk path as is.
 
     Example::
 

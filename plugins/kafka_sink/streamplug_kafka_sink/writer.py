@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat, starmap
 from operator import length_hint
 from typing import Any
@@ -181,6 +181,7 @@ class RecordEmitter:
         self._guarantee = guarantee.name
         self._transaction = transaction
         self._keeps_positions = bool(getattr(context, "keeps_positions", False))
+        self._warned_headers = False
         self._topic = built.topic if built is not None else None
 
     def partitions_for(self, topic: str) -> list[int]:
@@ -292,8 +293,9 @@ class RecordEmitter:
 
     def _headers_from_plugins(
         self, values: Sequence[Any], timestamps: Sequence[int] | None
-    ) -> dict[int, list[tuple[str, bytes]]]:
-        """The headers streamplug_writer_batch_producing implementations add, by position."""
+    ) -> list[Any] | None:
+        """The headers streamplug_writer_batch_producing implementations add, as a column
+        (a header list or None per position), or None when they add none."""
         assert self._on_batch is not None
         batch = ProducingBatch(
             self._subtask_info,
@@ -304,24 +306,37 @@ class RecordEmitter:
             self._transaction(),
             self._keeps_positions,
         )
-        extra: dict[int, list[tuple[str, bytes]]] = {}
+        results = [r for r in self._on_batch(batch=batch) if r]
+        if not results:
+            return None
+        n = len(values)
+        columns = []
+        for result in results:
+            try:
+                columns.append(_as_column(result, n))
+            except (IndexError, ValueError, TypeError) as exc:
+                # Like a hook that raised: a plugin's mistake never fails the job.
+                if not self._warned_headers:
+                    self._warned_headers = True
+                    log.error("%s; its headers are left out (said once per writer)", exc)
+        if not columns:
+            return None
+        if len(columns) == 1:
+            return columns[0]
         # pluggy's results come last-registered first; apply them in registration order
         # so that a later plugin's header of a name replaces an earlier one's.
-        for result in reversed(self._on_batch(batch=batch)):
-            for position, headers in result.items():
-                if not 0 <= position < len(values):
-                    raise IndexError(
-                        f"a streamplug_writer_batch_producing hook returned headers for "
-                        f"position {position} of a batch of {len(values)}"
-                    )
-                extra[position] = _merge_headers(extra.get(position), headers)
-        return extra
+        merged: list[Any] = [None] * n
+        for column in reversed(columns):
+            for position, headers in enumerate(column):
+                if headers is not None:
+                    merged[position] = _merge_headers(merged[position], headers)
+        return merged
 
     def _emit_with_headers(
         self,
         values: Sequence[Any],
         timestamps: Sequence[int] | None,
-        extra: dict[int, list[tuple[str, bytes]]],
+        extra: list[Any],
     ) -> None:
         """Record by record, each with the headers its serializer set and those the
         plugins added."""
@@ -343,9 +358,9 @@ class RecordEmitter:
                 tuples.append(
                     (rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers)
                 )
-        for position, added in extra.items():
+        for position, added in enumerate(extra):
             record = tuples[position]
-            if record is not None:
+            if record is not None and added is not None:
                 tuples[position] = (*record[:5], _merge_headers(record[5], added))
         self._produce_tuples([t for t in tuples if t is not None])
 
@@ -374,40 +389,39 @@ class RecordEmitter:
         encoded: list[Any],
         timestamps: Sequence[int] | None,
         keys: list[Any] | None,
-        extra: dict[int, list[tuple[str, bytes]]] | None,
+        headers: list[Any] | None,
     ) -> None:
-        """``_produce_values``, with the records plugins added headers to produced one by
-        one in their place: the runs between them stay in bulk, and the order is kept."""
-        if not extra:
+        """``_produce_values``, with the headers plugins added to some records: still one
+        ``produce`` call per record from C, in order, the headers as one more column (None
+        where a record gets none)."""
+        if headers is None:
             self._produce_values(topic, encoded, timestamps, keys)
             return
-        start = 0
-        for position in sorted(extra):
-            if position > start:
-                self._produce_values(
-                    topic,
-                    encoded[start:position],
-                    None if timestamps is None else timestamps[start:position],
-                    None if keys is None else keys[start:position],
-                )
-            ts = timestamps[position] if timestamps is not None else 0
-            key = keys[position] if keys is not None else None
-            headers: Any = extra[position]
+        n = len(encoded)
+        values = iter(encoded)
+        args = zip(
+            repeat(topic),
+            values,
+            repeat(None) if keys is None else keys,
+            repeat(-1),
+            repeat(None),
+            repeat(None),
+            repeat(0) if timestamps is None else timestamps,
+            headers,
+        )
+        calls = starmap(self._produce, args)
+        while True:
             try:
-                self._produce(topic, encoded[position], key, -1, timestamp=ts, headers=headers)
+                _exhaust(calls)
+                return
             except BufferError:
-                self._produce_blocking(topic, encoded[position], key, -1, ts, headers)
-            start = position + 1
-        if start < len(encoded):
-            self._produce_values(
-                topic,
-                encoded[start:],
-                None if timestamps is None else timestamps[start:],
-                None if keys is None else keys[start:],
-            )
+                refused = n - length_hint(values) - 1
+                ts = timestamps[refused] if timestamps is not None else 0
+                key = keys[refused] if keys is not None else None
+                self._produce_blocking(topic, encoded[refused], key, -1, ts, headers[refused])
 
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
-        extra: dict[int, list[tuple[str, bytes]]] | None = None
+        extra: list[Any] | None = None
         if self._on_batch is not None and values:
             extra = self._headers_from_plugins(values, timestamps)
         produce = self._produce
@@ -415,7 +429,7 @@ class RecordEmitter:
         count = 0
         topic = self._fast_topic
         key_value = self._fast_key_value
-        if extra and key_value is None and (topic is None or self._fast_values is None):
+        if extra is not None and key_value is None and (topic is None or self._fast_values is None):
             self._emit_with_headers(values, timestamps, extra)
             return
         if key_value is not None:
@@ -483,6 +497,29 @@ class RecordEmitter:
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
+
+
+def _as_column(result: Any, n: int) -> list[Any]:
+    """A hook's headers as a column of ``n``: from a mapping of positions, or a sequence
+    of ``n`` (used as it is when it is a list)."""
+    if isinstance(result, Mapping):
+        if not (min(result) >= 0 and max(result) < n):
+            bad = [p for p in result if not 0 <= p < n][:3]
+            raise IndexError(
+                f"a streamplug_writer_batch_producing hook returned headers for position(s) "
+                f"{bad} of a batch of {n}"
+            )
+        column: list[Any] = [None] * n
+        for position, headers in result.items():
+            column[position] = headers
+        return column
+    if len(result) != n:
+        raise ValueError(
+            f"a streamplug_writer_batch_producing hook returned {len(result)} header lists "
+            f"for a batch of {n}: return one per element (None for none) or a mapping of "
+            "positions"
+        )
+    return result if isinstance(result, list) else list(result)
 
 
 def _merge_headers(headers: Any, added: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

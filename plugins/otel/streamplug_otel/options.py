@@ -43,7 +43,8 @@ class OtelOptions:
     propagate: bool = option(
         True,
         doc="carry each input record's W3C trace context (traceparent, tracestate, baggage) "
-        "into the headers of the records the job writes from it",
+        "into the headers of the records the job writes from it (with false, the context "
+        "is still read for the spans and their links, and no header is written)",
         example="propagate = false",
     )
     sampling: float = option(
@@ -61,8 +62,8 @@ class OtelOptions:
     )
     batch_spans: bool = option(
         True,
-        doc="a receive span per fetched batch and a publish span per produced batch, linked "
-        "to the trace contexts of their records",
+        doc="a receive span per fetched batch and a publish span per produced batch that "
+        "carry trace context, linked to the traces of their records",
         example="batch_spans = false",
     )
     checkpoint_spans: bool = option(

@@ -28,7 +28,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -61,6 +61,9 @@ W3C_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 # Links per batch span: OpenTelemetry's default span limit is 128; a few dozen show the
 # fan-in without making every batch span heavy.
 MAX_LINKS = 32
+# Records looked at for links: a batch of one request's records (all one traceparent)
+# would otherwise be scanned to its end, per batch, twice.
+MAX_LINK_SCAN = 64
 
 _tracer = trace.get_tracer("streamplug_otel", "0.1.0")
 _local = threading.local()
@@ -102,6 +105,9 @@ def _install_provider(name: str) -> None:
 
 
 def _w3c(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]] | None:
+    if len(headers) == 1:
+        # The common case, a traceparent alone: the client's own list, no copy.
+        return headers if headers[0][0] in W3C_HEADERS else None
     found = [(k, v) for k, v in headers if k in W3C_HEADERS]
     return found or None
 
@@ -119,17 +125,44 @@ def _span_context_of(headers: Iterable[tuple[str, bytes]]) -> trace.SpanContext 
     return span_context if span_context.is_valid else None
 
 
+def _traceparent(headers: list[tuple[str, bytes]]) -> bytes | None:
+    first = headers[0]
+    if first[0] == "traceparent":
+        return first[1]
+    for name, value in headers:
+        if name == "traceparent":
+            return value
+    return None
+
+
+def _parse_traceparent(value: bytes) -> trace.SpanContext | None:
+    """A link's span context straight from ``00-<trace id>-<span id>-<flags>``: the
+    propagator's extract builds a whole Context per call, several times the cost, and a
+    link needs none of it."""
+    parts = value.split(b"-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        span_context = trace.SpanContext(
+            int(parts[1], 16), int(parts[2], 16), True, trace.TraceFlags(int(parts[3][:2], 16))
+        )
+    except ValueError:
+        return None
+    return span_context if span_context.is_valid else None
+
+
 def _links(carried: Sequence[list[tuple[str, bytes]] | None]) -> list[Link]:
+    """Links to the distinct traces among the first records of a batch."""
     links: list[Link] = []
     seen: set[bytes] = set()
-    for headers in carried:
+    for headers in carried[:MAX_LINK_SCAN]:
         if headers is None:
             continue
-        parent = next((v for k, v in headers if k == "traceparent"), None)
+        parent = _traceparent(headers)
         if parent is None or parent in seen:
             continue
         seen.add(parent)
-        span_context = _span_context_of(headers)
+        span_context = _parse_traceparent(parent)
         if span_context is not None:
             links.append(Link(span_context))
             if len(links) >= MAX_LINKS:
@@ -156,19 +189,22 @@ def _sample(n: int, share: float) -> Sequence[int]:
 class _ReadBatch:
     """What the reader hook left for the writer hook of the same subtask thread."""
 
-    __slots__ = ("carried", "count", "ended", "records")
+    __slots__ = ("carried", "count", "ended", "links", "records")
 
     def __init__(
         self,
         count: int,
         carried: list[list[tuple[str, bytes]] | None] | None,
         records: dict[int, tuple[Any, otel_context.Context]] | None,
+        links: list[Link] | None,
     ) -> None:
         self.count = count
         self.carried = carried
         # Sampled positions: (process span, the context it was started in).
         self.records = records
         self.ended = False
+        # Computed once, for the receive span and again for the publish span.
+        self.links = links
 
     def end(self, mapped: bool) -> None:
         if self.ended or not self.records:
@@ -214,14 +250,19 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
     messages = batch.messages
     count = len(messages)
     carried: list[list[tuple[str, bytes]] | None] | None = None
-    if opts.propagate:
-        # The client's own method, looked up once per batch: map() calls it from C.
-        headers = list(map(type(messages[0]).headers, messages)) if count else []
-        # any() scans at C speed; records without headers at all cost nothing more.
-        if any(headers):
-            carried = [_w3c(h) if h else None for h in headers]
-            if not any(carried):
-                carried = None
+    # The client's own method, looked up once per batch: map() calls it from C.
+    headers = list(map(type(messages[0]).headers, messages)) if count else []
+    # any() scans at C speed; records without headers at all cost nothing more.
+    if any(headers):
+        carried = [_w3c(h) if h else None for h in headers]
+        if not any(carried):
+            carried = None
+    sampled = _sample(count, opts.sampling)
+    if carried is None and not (sampled and opts.root_without_context):
+        # Nothing in this batch belongs to a trace, and none starts here: no span either
+        # (a span per untraced batch would be a root trace of its own, noise).
+        return
+    links = _links(carried) if carried is not None else None
     receive_context: trace.SpanContext | None = None
     if opts.batch_spans:
         attributes = _messaging(batch.topic, "receive", "receive")
@@ -241,13 +282,13 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
             f"receive {batch.topic}",
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-            links=_links(carried) if carried else None,
+            links=links,
             context=otel_context.Context(),
         )
         receive_context = span.get_span_context()
         span.end()
     records: dict[int, tuple[Any, otel_context.Context]] | None = None
-    for position in _sample(count, opts.sampling):
+    for position in sampled:
         own = carried[position] if carried is not None else None
         if own is not None:
             parent = _context_of(own)
@@ -282,7 +323,7 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
             records = {}
         records[position] = (span, parent)
     if carried is not None or records:
-        _local.batch = _ReadBatch(count, carried, records)
+        _local.batch = _ReadBatch(count, carried, records, links)
 
 
 # -- writer ------------------------------------------------------------------------------
@@ -310,20 +351,20 @@ def _publish_attributes(batch: ProducingBatch) -> dict[str, Any]:
 @hookimpl
 def streamplug_writer_batch_producing(
     batch: ProducingBatch,
-) -> Mapping[int, Sequence[tuple[str, bytes]]] | None:
+) -> list[list[tuple[str, bytes]] | None] | None:
     opts = _settings()
     read: _ReadBatch | None = getattr(_local, "batch", None)
     count = len(batch.values)
     to_end: list[Any] = []
-    out: dict[int, list[tuple[str, bytes]]] = {}
+    # A header list (or None) per output position: the writer's header column.
+    out: list[list[tuple[str, bytes]] | None] | None = None
     carried = read.carried if read is not None else None
     mapped = read is not None and batch.same_positions and count == read.count
     if read is not None and mapped:
-        if carried is not None:
-            for position, headers in enumerate(carried):
-                if headers is not None:
-                    out[position] = headers
+        # Position i came from record i: the reader's column is the writer's, as it is.
+        out = carried
         if read.records:
+            out = list(carried) if carried is not None else [None] * count
             for position, (process, parent) in read.records.items():
                 attributes = _publish_attributes(batch)
                 publish = _tracer.start_span(
@@ -342,11 +383,10 @@ def streamplug_writer_batch_producing(
         if len(distinct) == 1:
             # One request fanned out (or filtered): every output record belongs to it.
             (only,) = distinct
-            shared = list(only)
-            out = dict.fromkeys(range(count), shared)
+            out = [list(only)] * count
     if read is not None and not mapped:
         read.end(mapped=False)
-    if opts.batch_spans:
+    if opts.batch_spans and read is not None:
         attributes = _publish_attributes(batch)
         attributes["messaging.batch.message_count"] = count
         attributes["streamplug.positions_mapped"] = mapped
@@ -354,13 +394,13 @@ def streamplug_writer_batch_producing(
             f"publish {batch.topic}",
             kind=SpanKind.PRODUCER,
             attributes=attributes,
-            links=_links(carried) if carried else None,
+            links=read.links,
             context=otel_context.Context(),
         )
         to_end.append(span)
     if to_end:
         _hold_or_end(to_end, batch.transaction)
-    return out or None
+    return out if opts.propagate else None
 
 
 @hookimpl
