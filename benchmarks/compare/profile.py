@@ -16,7 +16,15 @@ from typing import Any
 
 from compare import envs
 from compare.configs import Config
-from compare.run import CHECKPOINT_MS, PARTITIONS, RUNNER_FILE, RUNNERS, create_topic, delete_topic
+from compare.run import (
+    CHECKPOINT_MS,
+    PARTITIONS,
+    RUNNER_FILE,
+    RUNNERS,
+    create_topic,
+    delete_topic,
+    runner_env,
+)
 
 PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
@@ -109,6 +117,7 @@ def profile(
         [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)],
         stdout=subprocess.PIPE,
         text=True,
+        env=runner_env(config),
     )
     assert job.stdout is not None
     while job.stdout.readline().strip() != "WINDOW":  # set up, about to start the job

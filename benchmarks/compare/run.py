@@ -81,9 +81,20 @@ def runner_command(config: Config, spec: dict[str, Any]) -> list[str]:
     return [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)]
 
 
+def runner_env(config: Config) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if config.framework == "streamplug":
+        # Installed plugins take part in every job; tracing (streamplug-otel, installed by
+        # the README's `pip install . ./plugins/*`) is not part of the job measured here.
+        env["STREAMPLUG_DISABLED_PLUGINS"] = ",".join(
+            filter(None, [os.environ.get("STREAMPLUG_DISABLED_PLUGINS", ""), "otel"])
+        )
+    return env
+
+
 def start_runner(config: Config, spec: dict[str, Any], log: Path) -> subprocess.Popen[str]:
     cmd = runner_command(config, spec)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = runner_env(config)
     return subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,

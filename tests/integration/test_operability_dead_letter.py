@@ -212,3 +212,42 @@ def test_a_refused_dead_letter_write_fails_a_stop_on_the_processes_runtime(
         f"failed after 1 attempt(s): DeadLetterRefusedError: writing 1 bad record(s) to "
         f"dead-letter topic {dlq!r} failed: Broker: Message size too large; "
     ) in str(info.value)
+
+
+def test_a_bad_record_larger_than_the_dead_letter_producer_takes_fails_the_job(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    # Refused before it leaves the client (larger than the producer's message.max.bytes):
+    # produce() itself raises, and the job fails naming the record and the topic at once.
+    topic = topic_factory()
+    dlq = topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in (b"1", b"x" * 5000, b"3"):
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(topic)
+        .set_bounded(KafkaOffsetsInitializer.latest())
+        .set_value_only_deserializer(Ints())
+        .set_properties(
+            {
+                "bad.record.policy": "dead-letter",
+                "bad.record.dead.letter.topic": dlq,
+                "message.max.bytes": "2000",
+            }
+        )
+        .build()
+    )
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
+    env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(CollectSink())
+    with pytest.raises(JobFailedError) as info:
+        env.execute("too-large-for-dlq")
+    message = str(info.value)
+    assert (
+        f"failed after 1 attempt(s): DeadLetterRefusedError: writing a bad record ({topic}[0]@1) "
+        f"to dead-letter topic {dlq!r} failed: "
+    ) in message, message
+    assert "these records are in neither the output nor the dead-letter topic" in message

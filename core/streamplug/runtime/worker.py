@@ -488,6 +488,23 @@ class WorkerSlot:
                     subtask.key,
                     _CLOSE_WAIT_S,
                 )
+                if graceful:
+                    # Its reader or writers are still handing over their last records (a
+                    # close waiting on brokers): what they may yet report would arrive after
+                    # the attempt ended. Fail the job rather than end it without them.
+                    self.post(
+                        WorkerFailed(
+                            self.attempt,
+                            self.worker,
+                            TimeoutError(
+                                f"subtask {subtask.key[0]}[{subtask.key[1]}] did not close "
+                                f"within {_CLOSE_WAIT_S:g} s of the end of the job: its reader "
+                                "or writers were still waiting to deliver their last records "
+                                "(see the log for what they waited on), so they may be lost",
+                            ),
+                            subtask.key,
+                        )
+                    )
         for committers in self.committers.values():
             for committer in committers:
                 if committer is not None:
