@@ -3,8 +3,10 @@
 traces, and the spans the OpenTelemetry SDK records (in-memory exporter) form one trace from
 the upstream span to the output record, with the messaging attributes of Kafka. The same
 under EXACTLY_ONCE with the commit of a checkpoint failing in the middle (an in-process fault
-point, ``kafka_sink.before_commit:N:raise``, so the exporter survives the restart), and under
-the ``processes`` runtime (hooks in the worker processes)."""
+point, ``kafka_sink.before_commit:N:raise``, so the in-memory exporter survives the restart
+and the aborted transaction's spans can be checked), and with a real SIGKILL of a worker
+process at its commit (``processes``: the spans die with the worker, the headers in Kafka are
+checked); and under ``processes`` at all (hooks in the worker processes)."""
 
 from __future__ import annotations
 
@@ -417,3 +419,47 @@ def test_through_a_filter_a_shared_context_is_kept_and_differing_ones_are_not_gu
             )
             linked = {link.context.trace_id for s in publishes for link in s.links}
             assert linked == mixed_traces
+
+
+def test_a_worker_killed_at_its_commit_leaves_every_record_once_with_its_trace(
+    kafka_bootstrap: str,
+    topic_factory: Any,
+    tmp_path: Path,
+    spans: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real kill: under ``processes`` the worker slot's process is SIGKILLed right before
+    its first commit (its spans die with it; the broker aborts its transaction when the
+    restarted slot fences it). A read_committed consumer sees every record exactly once,
+    each carrying its input's trace: the headers went into the transactions with the
+    records, the aborted one's included, and only committed ones are visible."""
+    source, sink = topic_factory(), topic_factory()
+    upstream = _send_traced(kafka_bootstrap, source, 3000)
+    # The first commit always comes (a periodic checkpoint's or the final one's); only the
+    # slot's first process dies there, the restarted one commits.
+    monkeypatch.setenv(faults.ENV, "kafka_sink.before_commit@0:1")
+    faults.reset()
+    try:
+        env = _env(
+            kafka_bootstrap,
+            source,
+            sink,
+            tmp_path,
+            DeliveryGuarantee.EXACTLY_ONCE,
+            runtime="processes",
+        )
+        result = env.execute("otel-eos-kill")
+    finally:
+        monkeypatch.delenv(faults.ENV)
+        faults.reset()
+    assert result.attempts == 2, "the worker was never killed at its commit"
+    out = read_all(kafka_bootstrap, sink, "read_committed")
+    assert sorted(m.value() for m in out) == sorted(f"V{i}".encode() for i in range(3000))
+    for message in out:
+        original = message.value().decode().lower().encode()
+        parent = _traceparent(message)
+        if original in upstream:
+            context = upstream[original].get_span_context()
+            assert parent == (_hex(context.trace_id, 32), _hex(context.span_id, 16))
+        else:
+            assert parent is None

@@ -16,12 +16,20 @@ from streamplug.plugin.manager import (
     build_plugin_host,
 )
 from streamplug.plugin.records import (
+    CheckpointAck,
     CommandSpec,
     ConnectorSpec,
+    EnumeratorSplits,
+    FetchedBatch,
     JobInfo,
     OffsetsInitializerSpec,
     PartitionerSpec,
+    ProducingBatch,
+    ReaderSplits,
     RuntimeSpec,
+    SourceInfo,
+    SubtaskInfo,
+    WriterOutcome,
 )
 from streamplug.plugin.spec import hookimpl
 
@@ -29,8 +37,11 @@ __all__ = [
     "DISABLED_PLUGINS_ENV",
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
+    "CheckpointAck",
     "CommandSpec",
     "ConnectorSpec",
+    "EnumeratorSplits",
+    "FetchedBatch",
     "FormatSpec",
     "JobInfo",
     "NameConflict",
@@ -39,7 +50,12 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "PluginLoadFailure",
+    "ProducingBatch",
+    "ReaderSplits",
     "RuntimeSpec",
+    "SourceInfo",
+    "SubtaskInfo",
+    "WriterOutcome",
     "build_plugin_host",
     "hookimpl",
 ]

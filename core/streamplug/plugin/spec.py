@@ -388,9 +388,10 @@ def streamplug_enumerator_splits_added_back(splits: EnumeratorSplits) -> None:
 
 @hookspec
 def streamplug_reader_splits_added(splits: ReaderSplits) -> None:
-    """Called on the subtask's thread when its reader is given splits: from the enumerator,
-    or (``splits.restored`` True) from the checkpoint the attempt restores, before the
-    reader reads from them. Observes only. Returns nothing.
+    """Called when a subtask's reader is given splits, before it reads from them: on the
+    subtask's thread for splits from the enumerator; for splits from the checkpoint the
+    attempt restores (``splits.restored`` True) while the subtask is built, on the thread
+    that builds it, before the subtask's thread starts. Observes only. Returns nothing.
 
     Example::
 
