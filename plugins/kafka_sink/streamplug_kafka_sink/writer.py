@@ -340,29 +340,32 @@ class RecordEmitter:
     ) -> None:
         """Record by record, each with the headers its serializer set and those the
         plugins added."""
-        schema = self.schema
-        ctx = self.sink_context
-        stamps: Sequence[int | None] = (
-            timestamps if timestamps is not None else [None] * len(values)
-        )
-        tuples: list[Any] = []
-        if isinstance(schema, _BuiltSchema):
-            tuples = [schema.to_tuple(e, t, ctx) for e, t in zip(values, stamps, strict=True)]
-        else:
-            for element, ets in zip(values, stamps, strict=True):
-                rec = schema.serialize(element, ctx, ets)
-                if rec is None:
-                    tuples.append(None)
-                    continue
-                part = rec.partition if rec.partition is not None else -1
-                tuples.append(
-                    (rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers)
-                )
+        tuples = self._tuples(values, timestamps)
         for position, added in enumerate(extra):
             record = tuples[position]
             if record is not None and added is not None:
                 tuples[position] = (*record[:5], _merge_headers(record[5], added))
         self._produce_tuples([t for t in tuples if t is not None])
+
+    def _tuples(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> list[Any]:
+        """A (topic, value, key, partition, timestamp, headers) tuple per element, or None
+        where the serializer wrote nothing: one per position, so plugin headers line up."""
+        schema = self.schema
+        ctx = self.sink_context
+        stamps: Sequence[int | None] = (
+            timestamps if timestamps is not None else [None] * len(values)
+        )
+        if isinstance(schema, _BuiltSchema):
+            return [schema.to_tuple(e, t, ctx) for e, t in zip(values, stamps, strict=True)]
+        tuples: list[Any] = []
+        for element, ets in zip(values, stamps, strict=True):
+            rec = schema.serialize(element, ctx, ets)
+            if rec is None:
+                tuples.append(None)
+                continue
+            part = rec.partition if rec.partition is not None else -1
+            tuples.append((rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers))
+        return tuples
 
     def _produce_tuples(self, tuples: Sequence[Any]) -> None:
         produce = self._produce
@@ -424,7 +427,6 @@ class RecordEmitter:
         extra: list[Any] | None = None
         if self._on_batch is not None and values:
             extra = self._headers_from_plugins(values, timestamps)
-        produce = self._produce
         nbytes = 0
         count = 0
         topic = self._fast_topic
@@ -460,40 +462,9 @@ class RecordEmitter:
             nbytes += _total_length(encoded)
             count = len(values)
         else:
-            schema = self.schema
-            ctx = self.sink_context
-            if isinstance(schema, _BuiltSchema):
-                if timestamps is None:
-                    tuples = [schema.to_tuple(e, None, ctx) for e in values]
-                else:
-                    tuples = [
-                        schema.to_tuple(e, t, ctx) for e, t in zip(values, timestamps, strict=True)
-                    ]
-            else:
-                tuples = []
-                ts_seq: Sequence[int | None] = (
-                    timestamps if timestamps is not None else [None] * len(values)
-                )
-                for element, ets in zip(values, ts_seq, strict=True):
-                    rec = schema.serialize(element, ctx, ets)
-                    if rec is not None:
-                        part = rec.partition if rec.partition is not None else -1
-                        tuples.append(
-                            (rec.topic, rec.value, rec.key, part, rec.timestamp or 0, rec.headers)
-                        )
-            for t_topic, value, key, partition, ts, headers in tuples:
-                try:
-                    if headers is None:
-                        produce(t_topic, value, key, partition, None, None, ts)
-                    else:
-                        produce(t_topic, value, key, partition, timestamp=ts, headers=headers)
-                except BufferError:
-                    self._produce_blocking(t_topic, value, key, partition, ts, headers)
-                if value is not None:
-                    nbytes += len(value)
-                if key is not None:
-                    nbytes += len(key)
-            count = len(tuples)
+            # Record by record: a topic chosen per element, a partitioner, headers...
+            self._produce_tuples([t for t in self._tuples(values, timestamps) if t is not None])
+            return
         self._producer.poll(0)
         self._metrics.records_out.inc(count)
         self._metrics.bytes_out.inc(nbytes)
