@@ -380,22 +380,26 @@ def test_a_partition_not_fetched_for_long_is_reported_once_and_its_recovery_too(
         reader.close()
 
 
-def test_record_timestamps_are_read_only_when_asked_for() -> None:
-    from confluent_kafka import Message
-
+def test_record_timestamps_are_read_only_when_asked_for(cluster: MockCluster) -> None:
     from streamplug_kafka_source.reader.reader import RecordTimestamps
 
-    messages = [
-        Message(topic="t", partition=0, offset=i, value=b"v", timestamp=(1, 1000 + i))
-        for i in range(5)
-    ]
+    # Real messages from a consumer: confluent-kafka before 2.4 cannot construct them.
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "ts"})
+    consumer.assign([TopicPartition("a", 0, 0)])
+    messages: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(messages) < 5 and time.monotonic() < deadline:
+        messages += consumer.consume(5 - len(messages), 0.5)
+    consumer.close()
+    assert len(messages) == 5
     stamps = RecordTimestamps(messages)
     assert len(stamps) == 5 and bool(stamps)
     assert stamps._values is None  # nothing read for len() or truth
-    assert stamps[-1] == 1004 and stamps._values is None  # one record, read alone
+    assert stamps[-1] == BASE_TS + 4 and stamps._values is None  # one record, read alone
     tail = stamps[2:]
     assert isinstance(tail, RecordTimestamps) and tail._values is None
-    assert list(tail) == [1002, 1003, 1004]
-    assert max(stamps) == 1004 and stamps._values == [1000, 1001, 1002, 1003, 1004]
-    assert stamps[0] == 1000 and list(zip(stamps, "ab", strict=False)) == [(1000, "a"), (1001, "b")]
+    assert list(tail) == [BASE_TS + 2, BASE_TS + 3, BASE_TS + 4]
+    assert max(stamps) == BASE_TS + 4 and stamps._values == [BASE_TS + i for i in range(5)]
+    assert stamps[0] == BASE_TS
+    assert list(zip(stamps, "ab", strict=False)) == [(BASE_TS, "a"), (BASE_TS + 1, "b")]
     assert not RecordTimestamps([])
