@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat, starmap
 from operator import length_hint
 from typing import Any
@@ -254,7 +254,6 @@ class RecordEmitter:
         that was, it is waited in, and the same starmap carries on after it. Any other
         error propagates as from a plain loop. ``keys``, when given, go beside the values
         (zip takes a value before its key, so the hint still counts records)."""
-        n = len(encoded)
         values = iter(encoded)
         if timestamps is None:
             args = zip(repeat(topic), values) if keys is None else zip(repeat(topic), values, keys)
@@ -280,7 +279,23 @@ class RecordEmitter:
                 repeat(None),
                 timestamps,
             )
-        calls = starmap(self._produce, args)
+        self._run_produce_calls(
+            starmap(self._produce, args), values, topic, encoded, timestamps, keys
+        )
+
+    def _run_produce_calls(
+        self,
+        calls: Iterator[Any],
+        values: Iterator[Any],
+        topic: str,
+        encoded: list[Any],
+        timestamps: Sequence[int] | None,
+        keys: list[Any] | None,
+        headers: list[Any] | None = None,
+    ) -> None:
+        """Runs the ``produce`` calls of a column batch; on a full queue, finds the refused
+        record from ``values``' length hint, waits it in, and carries on after it."""
+        n = len(encoded)
         while True:
             try:
                 _exhaust(calls)
@@ -289,7 +304,8 @@ class RecordEmitter:
                 refused = n - length_hint(values) - 1
                 ts = timestamps[refused] if timestamps is not None else 0
                 key = keys[refused] if keys is not None else None
-                self._produce_blocking(topic, encoded[refused], key, -1, ts, None)
+                added = headers[refused] if headers is not None else None
+                self._produce_blocking(topic, encoded[refused], key, -1, ts, added)
 
     def _headers_from_plugins(
         self, values: Sequence[Any], timestamps: Sequence[int] | None
@@ -400,7 +416,6 @@ class RecordEmitter:
         if headers is None:
             self._produce_values(topic, encoded, timestamps, keys)
             return
-        n = len(encoded)
         values = iter(encoded)
         args = zip(
             repeat(topic),
@@ -412,16 +427,9 @@ class RecordEmitter:
             repeat(0) if timestamps is None else timestamps,
             headers,
         )
-        calls = starmap(self._produce, args)
-        while True:
-            try:
-                _exhaust(calls)
-                return
-            except BufferError:
-                refused = n - length_hint(values) - 1
-                ts = timestamps[refused] if timestamps is not None else 0
-                key = keys[refused] if keys is not None else None
-                self._produce_blocking(topic, encoded[refused], key, -1, ts, headers[refused])
+        self._run_produce_calls(
+            starmap(self._produce, args), values, topic, encoded, timestamps, keys, headers
+        )
 
     def emit(self, values: Sequence[Any], timestamps: Sequence[int] | None) -> None:
         extra: list[Any] | None = None
