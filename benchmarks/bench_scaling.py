@@ -15,7 +15,10 @@ Jobs:
   variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, on one local Apache
   Kafka broker the command starts (or ``--bootstrap-servers``). Every run's output is read
   back and checked (count; duplicates by key where keyed; read_committed where
-  transactional). A wrong run is reported as WRONG.
+  transactional). A wrong run is reported as WRONG. Beside it, runtime ``plain``: ``p``
+  hand-written confluent-kafka loops (compare.py's), each in its own process over its share
+  of the partitions -- the machine's ceiling for ``p`` processes with the broker on the
+  same cores.
 
 Every run is its own process (``--one``), so the peak memory of the driver is that run's
 own (its VmHWM); worker processes' VmHWM is sampled while they run. Runs are interleaved
@@ -173,7 +176,72 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+HAND_LOOP = Path(__file__).resolve().parent / "compare" / "runners" / "hand.py"
+
+
+def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
+    """Kafka -> Kafka without a framework: ``p`` hand-written confluent-kafka loops (the ones
+    compare.py measures streamplug against, same guarantee and commit cadence), each in its
+    own process over its share of the 6 partitions -- the most this machine gives ``p``
+    processes of any framework while the broker shares its cores."""
+    from streamplug.api.sink import DeliveryGuarantee
+    from streamplug_kafka_common.admin import create_topic
+
+    keyed = args.shape == "keyed"
+    guarantee = DeliveryGuarantee.parse(args.guarantee)
+    out = f"scale-out-{uuid.uuid4().hex[:10]}"
+    create_topic(args.bootstrap, out, 6, 1)
+    shares = [list(range(i, 6, args.p)) for i in range(args.p)]
+    started, started_wall = time.perf_counter(), time.time()
+    procs = []
+    for share in shares:
+        spec = {
+            "bootstrap": args.bootstrap,
+            "in": args.topic,
+            "out": out,
+            "mode": guarantee.name,
+            "keyed": keyed,
+            # _produce puts record i on partition i % 6.
+            "records": sum(len(range(p, args.records, 6)) for p in share),
+            "partitions": 6,
+            "assign": share,
+            "checkpoint_ms": 1000,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HAND_LOOP), json.dumps(spec)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    elapsed = time.perf_counter() - started
+    reports = [
+        json.loads(line[len("RESULT ") :])
+        for text in outputs
+        for line in text.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    if any(proc.returncode != 0 for proc in procs) or len(reports) != len(procs):
+        check = "WRONG: a loop failed"
+    else:
+        check = _check_output(args, out, keyed, guarantee is DeliveryGuarantee.EXACTLY_ONCE)
+    return {
+        "elapsed": elapsed,
+        "records": args.records,
+        "check": check,
+        "worker_hwm_kib": max((r["vmhwm_kb"] for r in reports), default=None),
+        # The loops are this process's children: their CPU is reaped into RUSAGE_CHILDREN.
+        "worker_cpu_s": None,
+        "workers": len(procs),
+        # Steady = from the moment the first loop opened its window.
+        "first_record_s": (min(r["t_start"] for r in reports) - started_wall if reports else None),
+    }
+
+
 def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
+    if args.runtime == "plain":
+        return run_plain_kafka(args)
     from streamplug.api.sink import DeliveryGuarantee
     from streamplug.runtime import StreamExecutionEnvironment
     from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
@@ -341,8 +409,6 @@ def compare(args: argparse.Namespace) -> int:
         )
         for variant in variants:
             for runtime in runtimes:
-                if runtime == "plain" and job != "cpu":
-                    continue
                 for p in parallelisms:
                     configs.append((*variant, runtime, str(p)))
     results: dict[tuple[str, ...], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -463,7 +529,32 @@ def _table(
             f"{driver:.0f} | "
             f"{worker_text} | {load:.1f} | {check} |"
         )
+    lines += ["", *_ceilings(configs, results)]
     return "\n".join(lines)
+
+
+def _ceilings(
+    configs: list[tuple[str, ...]], results: dict[tuple[str, ...], list[dict[str, Any]]]
+) -> list[str]:
+    """Each runtime's speed-up at p over the same runtime at 1, beside ``plain``'s: the
+    speed-up the machine allowed without a framework in the same run."""
+    medians: dict[tuple[str, ...], float] = {}
+    for config in configs:
+        runs = [r for r in results[config] if r.get("check") == "ok"]
+        if runs:
+            medians[config] = statistics.median(r["records"] / r["elapsed"] for r in runs)
+    out = []
+    for config in configs:
+        *variant, runtime, p = config
+        one = medians.get((*variant, runtime, "1"))
+        threads_one = medians.get((*variant, "threads", "1"))
+        if p == "1" or config not in medians or one is None:
+            continue
+        text = f"{' '.join(variant)} {runtime} p{p}: {medians[config] / one:.2f}x its own p1"
+        if threads_one is not None:
+            text += f", {medians[config] / threads_one:.2f}x threads p1"
+        out.append(f"- {text}")
+    return out
 
 
 def main() -> int:

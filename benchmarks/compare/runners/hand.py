@@ -10,6 +10,9 @@ loop we can write for each job, one consumer and (for Kafka -> Kafka) one produc
 * ``EXACTLY_ONCE``: transactional producer; every ``checkpoint_ms``
   ``send_offsets_to_transaction`` + ``commit_transaction`` + ``begin_transaction``.
 
+``assign`` (optional): the partitions this loop reads (all of them without it); ``records``
+is then the count in those partitions.
+
 Batches of up to 500 taken without waiting (``consume(500, 0)``: whatever librdkafka has
 fetched; ``consume`` with a timeout waits to fill the whole batch, holding back the records
 it already has), and only when there is nothing a blocking ``poll`` for the next record;
@@ -51,7 +54,10 @@ def main() -> None:
         }
     )
     # Concrete offsets: OFFSET_BEGINNING costs a ListOffsets round trip before the first fetch.
-    consumer.assign([TopicPartition(source, p, 0) for p in range(partitions)])
+    # ``assign``: a subset of the partitions, for several loops side by side (the plain
+    # processes bench_scaling.py measures the machine's ceiling with).
+    assigned = s.get("assign") or range(partitions)
+    consumer.assign([TopicPartition(source, p, 0) for p in assigned])
     done = 0
     consume, poll_one = consumer.consume, consumer.poll
 
