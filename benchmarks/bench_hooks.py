@@ -42,7 +42,16 @@ CONFIGS = {
     "otel sampling 1%": {
         "STREAMPLUG_OTEL": 'sampling = 0.01, tracer_provider = "bench_hooks:provider"'
     },
+    # On input without context "sampling 1%" traces nothing; with root_without_context
+    # every sampled record starts a trace of its own (its process and publish spans).
+    "otel sampling 1%, new traces": {
+        "STREAMPLUG_OTEL": (
+            'sampling = 0.01, root_without_context = true, tracer_provider = "bench_hooks:provider"'
+        )
+    },
 }
+# Configurations that mean something on one input only.
+UNTRACED_ONLY = {"otel sampling 1%, new traces"}
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -180,7 +189,14 @@ def compare(args: argparse.Namespace) -> int:
         _produce(bootstrap, topic, args.records, traced)
         topics[traced] = topic
     results: dict[tuple[str, bool], list[dict[str, Any]]] = collections.defaultdict(list)
-    configs = [(name, traced) for traced in (False, True) for name in CONFIGS]
+    interpreters = dict(item.split("=", 1) for item in args.interpreter)
+    names = [*interpreters, *CONFIGS]
+    configs = [
+        (name, traced)
+        for traced in (False, True)
+        for name in names
+        if not (traced and name in UNTRACED_ONLY)
+    ]
     total = len(configs) * args.runs
     done = 0
     here = Path(__file__).resolve()
@@ -190,16 +206,18 @@ def compare(args: argparse.Namespace) -> int:
                 done += 1
                 print(f"[{done}/{total}] round {round_ + 1}: {name}, traced={traced}", flush=True)
                 env = {k: v for k, v in os.environ.items() if k not in ("STREAMPLUG_OTEL",)}
-                env.update(CONFIGS[name])
+                # Another build (main before the hooks, say) runs the hooks-unused job.
+                python = interpreters.get(name, sys.executable)
+                env.update(CONFIGS.get(name, CONFIGS["hooks unused"]))
                 env["PYTHONPATH"] = os.pathsep.join(
                     [str(here.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
                 )
                 cmd = [
-                    sys.executable,
+                    python,
                     str(here),
                     "--one",
                     "--config",
-                    name,
+                    "hooks unused" if name in interpreters else name,
                     "--bootstrap",
                     str(bootstrap),
                     "--topic",
@@ -245,17 +263,24 @@ def _table(
         "| CPU us/record (median) | CPU vs hooks unused | load avg (1 min) | checks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def medians(runs: list[dict[str, Any]]) -> tuple[list[float], float, float]:
+        good = [args.records / r["elapsed"] for r in runs if r.get("check") == "ok"]
+        cpu = [r["cpu_s"] / args.records * 1e6 for r in runs if r.get("check") == "ok"]
+        return (
+            good,
+            statistics.median(good) if good else 0.0,
+            statistics.median(cpu) if cpu else float("nan"),
+        )
+
     base: dict[bool, float] = {}
     base_cpu: dict[bool, float] = {}
+    for traced in (False, True):
+        if results.get(("hooks unused", traced)):
+            _, base[traced], base_cpu[traced] = medians(results[("hooks unused", traced)])
     for name, traced in configs:
         runs = results[(name, traced)]
-        good = [args.records / r["elapsed"] for r in runs if r.get("check") == "ok"]
-        median = statistics.median(good) if good else 0.0
-        cpu = [r["cpu_s"] / args.records * 1e6 for r in runs if r.get("check") == "ok"]
-        cpu_median = statistics.median(cpu) if cpu else float("nan")
-        if name == "hooks unused":
-            base[traced] = median
-            base_cpu[traced] = cpu_median
+        good, median, cpu_median = medians(runs)
         ratio = median / base[traced] if base.get(traced) else float("nan")
         # Throughput-like: hooks unused's CPU per record over this one's (1.0 = no cost).
         cpu_ratio = base_cpu[traced] / cpu_median if base_cpu.get(traced) else float("nan")
@@ -276,6 +301,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--interpreter",
+        action="append",
+        default=[],
+        metavar="LABEL=PYTHON",
+        help="also run the hooks-unused job with this Python (another build's venv, e.g. "
+        "main before the hooks), labelled LABEL",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)

@@ -206,6 +206,8 @@ def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
             "partitions": 6,
             "assign": share,
             "checkpoint_ms": 1000,
+            # As streamplug's sink writes them: the input records' timestamps.
+            "timestamps": True,
         }
         procs.append(
             subprocess.Popen(

@@ -10,6 +10,9 @@ loop we can write for each job, one consumer and (for Kafka -> Kafka) one produc
 * ``EXACTLY_ONCE``: transactional producer; every ``checkpoint_ms``
   ``send_offsets_to_transaction`` + ``commit_transaction`` + ``begin_transaction``.
 
+``timestamps``: each output record gets its input record's timestamp, as streamplug's and
+Flink's sinks write it (false: the producer stamps the current time, less work).
+
 ``assign`` (optional): the partitions this loop reads (all of them without it); ``records``
 is then the count in those partitions.
 
@@ -118,23 +121,38 @@ def main() -> None:
             producer.commit_transaction()
             producer.begin_transaction()
 
-    def send(value: bytes, key: bytes | None) -> None:
+    def send(value: bytes, key: bytes | None, timestamp: int = 0) -> None:
         while True:
             try:
-                produce(sink, value, key)
+                produce(sink, value, key, -1, None, None, timestamp)
                 return
             except BufferError:
                 poll(0.005)
 
     # --self-test only: make this run's output wrong on purpose, to show the check sees it.
     sabotage = s.get("sabotage")
+    stamped = bool(s.get("timestamps"))
     while done < records:
         batch = next_batch(min(BATCH, records - done))
         if sabotage and batch:
             batch = batch[1:] if sabotage == "drop" else [batch[0], *batch]
             done += 1 if sabotage == "drop" else -1
             sabotage = None
-        if keyed:
+        # Positional up to the timestamp: key, partition (-1: the partitioner), on_delivery
+        # and callback (None: the producer-wide one).
+        if stamped and keyed:
+            for msg in batch:
+                try:
+                    produce(sink, msg.value(), msg.key(), -1, None, None, msg.timestamp()[1])
+                except BufferError:
+                    send(msg.value(), msg.key(), msg.timestamp()[1])
+        elif stamped:
+            for msg in batch:
+                try:
+                    produce(sink, msg.value(), None, -1, None, None, msg.timestamp()[1])
+                except BufferError:
+                    send(msg.value(), None, msg.timestamp()[1])
+        elif keyed:
             for msg in batch:
                 try:
                     produce(sink, msg.value(), msg.key())
