@@ -25,7 +25,6 @@ import argparse
 import collections
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from compare.runners._common import rusage_cpu_seconds
 
 CONFIGS = {
     "hooks unused": {"STREAMPLUG_DISABLED_PLUGINS": "otel"},
@@ -123,14 +124,13 @@ def one(args: argparse.Namespace) -> int:
         from streamplug_otel import plugin as otel_plugin
 
         otel_plugin._settings()
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = rusage_cpu_seconds()
     started = time.perf_counter()
     result = env.execute("bench-hooks")
     elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
     # CPU seconds of the job's process (every thread, librdkafka's included): on a machine
     # shared with the broker and other work, less noisy than the wall clock.
-    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu_s = rusage_cpu_seconds() - before
     messages = read_all(args.bootstrap, out, "read_uncommitted", timeout=120)
     check = "ok"
     if len(messages) != args.records or result.records_in != args.records:

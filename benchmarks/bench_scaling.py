@@ -44,6 +44,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from compare.runners._common import cpu_seconds_of, rusage_cpu_seconds, vmhwm_kb_of
+
 CPU_WORK = 300
 
 
@@ -57,26 +59,6 @@ def cpu_bound(x: int) -> int:
 
 def identity(value: Any) -> Any:
     return value
-
-
-def _vm_hwm_kib(pid: int | str = "self") -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_seconds_of(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 class WorkerSampler:
@@ -98,8 +80,8 @@ class WorkerSampler:
             if self.first_record is None and self.client.metrics().records_in > 0:
                 self.first_record = time.perf_counter() - self.started
             for pid in self.client.worker_pids():
-                hwm = _vm_hwm_kib(pid)
-                cpu = _cpu_seconds_of(pid)
+                hwm = vmhwm_kb_of(pid)
+                cpu = cpu_seconds_of(pid)
                 if hwm is not None:
                     self.hwm[pid] = max(hwm, self.hwm.get(pid, 0))
                 if cpu is not None:
@@ -294,7 +276,7 @@ def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     sampler.stop()
     # Before the read-back below, which holds the whole output in this process.
-    driver_hwm = _vm_hwm_kib()
+    driver_hwm = vmhwm_kb_of("self")
     check = _check_output(args, out, keyed, guarantee is DeliveryGuarantee.EXACTLY_ONCE)
     return {
         "driver_hwm_kib": driver_hwm,
@@ -325,20 +307,16 @@ def _check_output(args: argparse.Namespace, topic: str, keyed: bool, committed: 
 
 
 def one(args: argparse.Namespace) -> int:
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = rusage_cpu_seconds(resource.RUSAGE_SELF)
+    children_before = rusage_cpu_seconds(resource.RUSAGE_CHILDREN)
     report = run_cpu(args) if args.job == "cpu" else run_kafka(args)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    driver_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    reaped = (children_after.ru_utime + children_after.ru_stime) - (
-        children_before.ru_utime + children_before.ru_stime
-    )
+    driver_cpu = rusage_cpu_seconds(resource.RUSAGE_SELF) - before
+    reaped = rusage_cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
     # Worker processes are reaped at the end of the run: their CPU shows in RUSAGE_CHILDREN;
     # the sampled figure is the fallback for runtimes whose workers are not our children.
     report["cpu_s"] = driver_cpu + max(reaped, report.pop("worker_cpu_s") or 0.0)
     report["driver_cpu_s"] = driver_cpu
-    report.setdefault("driver_hwm_kib", _vm_hwm_kib())
+    report.setdefault("driver_hwm_kib", vmhwm_kb_of("self"))
     print("RESULT " + json.dumps(report), flush=True)
     return 0
 

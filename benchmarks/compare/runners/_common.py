@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from typing import Any
@@ -40,12 +41,41 @@ def cpu_seconds() -> float:
     return t.user + t.system
 
 
+def rusage_cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process, every thread (``RUSAGE_SELF``), or of
+    its ended and reaped children (``RUSAGE_CHILDREN``), to the microsecond."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def vmhwm_kb() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return -1
+    """This process's peak resident set in KiB (-1 where /proc has none)."""
+    found = vmhwm_kb_of("self")
+    return -1 if found is None else found
+
+
+def vmhwm_kb_of(pid: int | str) -> int | None:
+    """Peak resident set of process ``pid`` in KiB, or None once it has ended."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds_of(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far, or None once it has ended: how
+    a sampler learns the CPU of processes that are not this one's children."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # After the command name in parentheses, utime and stime are fields 12 and 13.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Window:
