@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from kafka_job_support import string_sink, string_source
+from kafka_job_support import produce_values, string_sink, string_source
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -225,6 +225,38 @@ def test_output_continues_each_input_trace_through_a_map(
         and int(s.attributes["streamplug.checkpoint.state_bytes"]) > 0  # type: ignore[index]
         for s in checkpoints
     )
+
+
+def test_sampled_records_without_context_start_traces_of_their_own(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """``root_without_context``: a sampled record that carries no context starts a trace
+    (its process span is the root, its output record names the publish span); input without
+    any context gets no batch spans (each would be a root trace of its own)."""
+    source, sink = topic_factory(), topic_factory()
+    produce_values(kafka_bootstrap, source, [f"v{i}".encode() for i in range(20)])
+    streamplug_otel.configure(sampling=1.0, root_without_context=True)
+    _env(kafka_bootstrap, source, sink, tmp_path, DeliveryGuarantee.AT_LEAST_ONCE).execute(
+        "otel-roots"
+    )
+    out = read_all(kafka_bootstrap, sink)
+    assert [m.value() for m in out] == [f"V{i}".encode() for i in range(20)]
+    finished = spans.get_finished_spans()
+    by_id = _by_span_id(finished)
+    trace_ids = set()
+    for message in out:
+        parent = _traceparent(message)
+        assert parent is not None, "a sampled record without context must start a trace"
+        publish = by_id[parent[1]]
+        assert publish.kind is SpanKind.PRODUCER and publish.parent is not None
+        process = by_id[_hex(publish.parent.span_id, 16)]
+        assert process.name == f"process {source}" and process.parent is None
+        assert _hex(process.context.trace_id, 32) == parent[0]
+        trace_ids.add(parent[0])
+    assert len(trace_ids) == 20, "each record starts its own trace"
+    names = {s.name for s in finished}
+    assert f"receive {source}" not in names
+    assert not [s for s in finished if "messaging.batch.message_count" in (s.attributes or {})]
 
 
 def test_unsampled_records_keep_their_context_unchanged(

@@ -264,7 +264,10 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
         return
     links = _links(carried) if carried is not None else None
     receive_context: trace.SpanContext | None = None
-    if opts.batch_spans:
+    # Batch spans show how a batch's records' traces fan in; a batch with none (only new
+    # traces started here) would be a root trace of its own per batch: noise, and two
+    # spans a batch, as many as two sampled records cost.
+    if opts.batch_spans and carried is not None:
         attributes = _messaging(batch.topic, "receive", "receive")
         attributes.update(
             {
@@ -386,7 +389,7 @@ def streamplug_writer_batch_producing(
             out = [list(only)] * count
     if read is not None and not mapped:
         read.end(mapped=False)
-    if opts.batch_spans and read is not None:
+    if opts.batch_spans and read is not None and read.carried is not None:
         attributes = _publish_attributes(batch)
         attributes["messaging.batch.message_count"] = count
         attributes["streamplug.positions_mapped"] = mapped
