@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from compare.runners._common import rusage_cpu_seconds
+from compare.runners._common import precompile, rusage_cpu_seconds
 
 CONFIGS = {
     "hooks unused": {"STREAMPLUG_DISABLED_PLUGINS": "otel"},
@@ -172,6 +172,7 @@ def _produce(bootstrap: str, topic: str, records: int, traced: bool) -> None:
 def compare(args: argparse.Namespace) -> int:
     import tempfile
 
+    precompile()
     from streamplug_kafka_common.admin import create_topic
 
     tmp = tempfile.mkdtemp(prefix="bench-hooks-")

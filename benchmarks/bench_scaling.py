@@ -44,7 +44,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from compare.runners._common import cpu_seconds_of, rusage_cpu_seconds, vmhwm_kb_of
+from compare.runners._common import cpu_seconds_of, precompile, rusage_cpu_seconds, vmhwm_kb_of
 
 CPU_WORK = 300
 
@@ -356,6 +356,7 @@ def _available_runtimes(wanted: list[str]) -> list[str]:
 def compare(args: argparse.Namespace) -> int:
     import tempfile
 
+    precompile()
     runtimes = _available_runtimes(args.runtimes.split(","))
     parallelisms = [int(p) for p in args.parallelism.split(",")]
     jobs = args.jobs.split(",")

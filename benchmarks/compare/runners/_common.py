@@ -113,3 +113,27 @@ def dist_version(name: str) -> str:
     from importlib.metadata import version
 
     return f"{name} {version(name)}"
+
+
+def precompile(prefix: str = "streamplug") -> int:
+    """Writes the bytecode of every installed ``prefix*`` package, as ``pip install`` does
+    for a regular install. Editable installs (this repository's venvs) and machines that set
+    ``PYTHONDONTWRITEBYTECODE`` (this one does) would otherwise compile the sources in every
+    process, every run: ~0.1 s more start-up per worker process than a user's install pays.
+    Returns how many packages were compiled."""
+    import compileall
+    import importlib.metadata
+    import importlib.util
+
+    done = 0
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if not name.startswith(prefix):
+            continue
+        tops = (dist.read_text("top_level.txt") or "").split() or [name.replace("-", "_")]
+        for module in tops:
+            spec = importlib.util.find_spec(module)
+            for path in (spec.submodule_search_locations or []) if spec else []:
+                compileall.compile_dir(path, quiet=1)
+                done += 1
+    return done
