@@ -6,7 +6,12 @@
   at start. The same code paths as before the hooks existed, plus that one decision.
 - ``otel sampling 0``: streamplug-otel with an SDK tracer provider (batch span processor,
   an exporter that drops what it gets): batch spans, propagation, no per-record span.
-- ``otel sampling 1%``: the same with one record in a hundred traced one by one.
+- ``otel sampling 1%``: the same with one record in a hundred traced one by one (on input
+  without context that traces nothing: no record has a trace to follow);
+- ``otel sampling 1%, new traces`` (input without context only): ``root_without_context``,
+  so every sampled record starts a trace of its own -- its process and publish spans.
+- ``--interpreter LABEL=PYTHON`` (repeatable): the hooks-unused job run by another build's
+  Python, e.g. a venv with main as it was before the hooks, side by side in the same run.
 
 Each on two inputs: records without headers, and records that all carry a ``traceparent``
 (then every output record carries it too, which the writer produces record by record).
@@ -14,6 +19,7 @@ Every run is its own process; every run's output is read back and counted (and, 
 input under otel, every record's traceparent checked). A wrong run is reported WRONG.
 
     python benchmarks/bench_hooks.py [--records 600000] [--runs 7] [--bootstrap-servers H:P]
+                                     [--interpreter LABEL=PYTHON ...]
 
 This machine has 2 cores shared with the broker (and with other agents' work): the load
 average is printed beside every figure.
