@@ -4,6 +4,8 @@
     python benchmarks/bench_scaling.py [--records 1000000] [--cpu-records 200000] [--runs 3]
                                        [--parallelism 1,2,4] [--runtimes threads,processes,ray,plain]
                                        [--jobs cpu,kafka] [--bootstrap-servers HOST:PORT]
+                                       [--partitions 6] [--shapes value,keyed]
+                                       [--guarantees at-least-once,exactly-once]
 
 Jobs:
 - ``cpu``: a collection source -> a CPU-bound map (~15 us of pure Python per record) ->
@@ -12,7 +14,8 @@ Jobs:
   processes, each given its share -- the most this machine gives any framework, so a
   ratio can be read against what was possible in the same run.
 - ``kafka``: Kafka -> identity map -> Kafka, 100-byte values (and 8-byte keys for the keyed
-  variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, on one local Apache
+  variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, input (and output)
+  topics of 6 partitions (``--partitions 2,6,24`` compares counts), on one local Apache
   Kafka broker the command starts (or ``--bootstrap-servers``). Every run's output is read
   back and checked (count; duplicates by key where keyed; read_committed where
   transactional). A wrong run is reported as WRONG. Beside it, runtime ``plain``: ``p``
@@ -164,7 +167,7 @@ HAND_LOOP = Path(__file__).resolve().parent / "compare" / "runners" / "hand.py"
 def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
     """Kafka -> Kafka without a framework: ``p`` hand-written confluent-kafka loops (the ones
     compare.py measures streamplug against, same guarantee and commit cadence), each in its
-    own process over its share of the 6 partitions -- the most this machine gives ``p``
+    own process over its share of the partitions -- the most this machine gives ``p``
     processes of any framework while the broker shares its cores."""
     from streamplug.api.sink import DeliveryGuarantee
     from streamplug_kafka_common.admin import create_topic
@@ -172,8 +175,9 @@ def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
     keyed = args.shape == "keyed"
     guarantee = DeliveryGuarantee.parse(args.guarantee)
     out = f"scale-out-{uuid.uuid4().hex[:10]}"
-    create_topic(args.bootstrap, out, 6, 1)
-    shares = [list(range(i, 6, args.p)) for i in range(args.p)]
+    n = args.input_partitions
+    create_topic(args.bootstrap, out, n, 1)
+    shares = [list(range(i, n, args.p)) for i in range(args.p)]
     started, started_wall = time.perf_counter(), time.time()
     procs = []
     for share in shares:
@@ -183,9 +187,9 @@ def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
             "out": out,
             "mode": guarantee.name,
             "keyed": keyed,
-            # _produce puts record i on partition i % 6.
-            "records": sum(len(range(p, args.records, 6)) for p in share),
-            "partitions": 6,
+            # _produce puts record i on partition i % n.
+            "records": sum(len(range(p, args.records, n)) for p in share),
+            "partitions": n,
             "assign": share,
             "checkpoint_ms": 1000,
             # As streamplug's sink writes them: the input records' timestamps.
@@ -241,7 +245,7 @@ def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
     out = f"scale-out-{uuid.uuid4().hex[:10]}"
     from streamplug_kafka_common.admin import create_topic
 
-    create_topic(args.bootstrap, out, 6, 1)
+    create_topic(args.bootstrap, out, args.input_partitions, 1)
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(args.p).set_runtime(args.runtime).enable_checkpointing(1000)
     env.get_checkpoint_config().set_checkpoint_storage_dir(Path(args.tmp) / uuid.uuid4().hex)
@@ -324,7 +328,7 @@ def one(args: argparse.Namespace) -> int:
 # -- the whole comparison ------------------------------------------------------------------------
 
 
-def _produce(bootstrap: str, topic: str, records: int, keyed: bool) -> None:
+def _produce(bootstrap: str, topic: str, records: int, keyed: bool, partitions: int) -> None:
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -335,7 +339,7 @@ def _produce(bootstrap: str, topic: str, records: int, keyed: bool) -> None:
         key = i.to_bytes(8, "big") if keyed else None
         while True:
             try:
-                producer.produce(topic, value, key, partition=i % 6)
+                producer.produce(topic, value, key, partition=i % partitions)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -363,7 +367,10 @@ def compare(args: argparse.Namespace) -> int:
     tmp = tempfile.mkdtemp(prefix="bench-scaling-")
     cluster = None
     bootstrap = args.bootstrap_servers
-    topics: dict[str, str] = {}
+    # Shape label -> (shape, partitions, input topic).
+    inputs: dict[str, tuple[str, int, str]] = {}
+    counts = [int(n) for n in args.partitions.split(",")]
+    shapes = args.shapes.split(",")
     if "kafka" in jobs:
         if bootstrap is None:
             from streamplug_testing.broker import KafkaCluster
@@ -372,21 +379,19 @@ def compare(args: argparse.Namespace) -> int:
             bootstrap = cluster.bootstrap_servers
         from streamplug_kafka_common.admin import create_topic
 
-        for shape in ("value", "keyed"):
-            topic = f"scale-in-{shape}-{uuid.uuid4().hex[:8]}"
-            create_topic(bootstrap, topic, 6, 1)
-            _produce(bootstrap, topic, args.records, shape == "keyed")
-            topics[shape] = topic
+        for shape in shapes:
+            for n in counts:
+                topic = f"scale-in-{shape}-{n}-{uuid.uuid4().hex[:8]}"
+                create_topic(bootstrap, topic, n, 1)
+                _produce(bootstrap, topic, args.records, shape == "keyed", n)
+                label = shape if counts == [6] else f"{shape}, {n} partitions"
+                inputs[label] = (shape, n, topic)
     configs: list[tuple[str, ...]] = []
     for job in jobs:
         variants = (
             [("cpu", "-", "-")]
             if job == "cpu"
-            else [
-                ("kafka", shape, g)
-                for shape in ("value", "keyed")
-                for g in ("at-least-once", "exactly-once")
-            ]
+            else [("kafka", label, g) for label in inputs for g in args.guarantees.split(",")]
         )
         for variant in variants:
             for runtime in runtimes:
@@ -420,13 +425,16 @@ def compare(args: argparse.Namespace) -> int:
                     tmp,
                 ]
                 if job == "kafka":
+                    raw_shape, partitions, topic = inputs[shape]
                     cmd += [
                         "--bootstrap",
                         str(bootstrap),
                         "--topic",
-                        topics[shape],
+                        topic,
+                        "--input-partitions",
+                        str(partitions),
                         "--shape",
-                        shape,
+                        raw_shape,
                         "--guarantee",
                         guarantee,
                     ]
@@ -549,6 +557,12 @@ def main() -> int:
     parser.add_argument("--runtimes", default="threads,processes,ray,plain")
     parser.add_argument("--jobs", default="cpu,kafka")
     parser.add_argument("--bootstrap-servers")
+    parser.add_argument(
+        "--partitions", default="6", help="input partition counts to compare, e.g. 2,6,24"
+    )
+    parser.add_argument("--shapes", default="value,keyed")
+    parser.add_argument("--guarantees", default="at-least-once,exactly-once")
+    parser.add_argument("--input-partitions", type=int, default=6, help=argparse.SUPPRESS)
     # One run, in its own process (what --one runs).
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
