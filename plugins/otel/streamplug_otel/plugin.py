@@ -250,11 +250,11 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
     messages = batch.messages
     count = len(messages)
     carried: list[list[tuple[str, bytes]] | None] | None = None
-    # The client's own method, looked up once per batch: map() calls it from C.
-    headers = list(map(type(messages[0]).headers, messages)) if count else []
-    # any() scans at C speed; records without headers at all cost nothing more.
-    if any(headers):
-        carried = [_w3c(h) if h else None for h in headers]
+    # The client's own method, looked up once per batch: map() and any() call it from C,
+    # and a batch without any header (most untraced input) builds no list at all.
+    headers_of = type(messages[0]).headers if count else None
+    if headers_of is not None and any(map(headers_of, messages)):
+        carried = [_w3c(h) if h else None for h in map(headers_of, messages)]
         if not any(carried):
             carried = None
     sampled = _sample(count, opts.sampling)
