@@ -56,10 +56,16 @@ def vmhwm_kb() -> int:
 
 def vmhwm_kb_of(pid: int | str) -> int | None:
     """Peak resident set of process ``pid`` in KiB, or None once it has ended."""
+    return status_kb(pid, "VmHWM")
+
+
+def status_kb(pid: int | str, field: str) -> int | None:
+    """A KiB figure of ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``...), or None once the
+    process has ended."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
