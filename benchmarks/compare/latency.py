@@ -122,6 +122,7 @@ def latency_run(
         "checkpoint_ms": CHECKPOINT_MS,
         "stop": _kafka.stop_offsets(total, PARTITIONS),
         "workdir": str(workdir),
+        "timestamps": config.copies_timestamps,
     }
     log = workdir / "runner.log"
     try:
