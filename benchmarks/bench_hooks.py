@@ -6,7 +6,12 @@
   at start. The same code paths as before the hooks existed, plus that one decision.
 - ``otel sampling 0``: streamplug-otel with an SDK tracer provider (batch span processor,
   an exporter that drops what it gets): batch spans, propagation, no per-record span.
-- ``otel sampling 1%``: the same with one record in a hundred traced one by one.
+- ``otel sampling 1%``: the same with one record in a hundred traced one by one (on input
+  without context that traces nothing: no record has a trace to follow);
+- ``otel sampling 1%, new traces`` (input without context only): ``root_without_context``,
+  so every sampled record starts a trace of its own -- its process and publish spans.
+- ``--interpreter LABEL=PYTHON`` (repeatable): the hooks-unused job run by another build's
+  Python, e.g. a venv with main as it was before the hooks, side by side in the same run.
 
 Each on two inputs: records without headers, and records that all carry a ``traceparent``
 (then every output record carries it too, which the writer produces record by record).
@@ -14,6 +19,7 @@ Every run is its own process; every run's output is read back and counted (and, 
 input under otel, every record's traceparent checked). A wrong run is reported WRONG.
 
     python benchmarks/bench_hooks.py [--records 600000] [--runs 7] [--bootstrap-servers H:P]
+                                     [--interpreter LABEL=PYTHON ...]
 
 This machine has 2 cores shared with the broker (and with other agents' work): the load
 average is printed beside every figure.
@@ -25,7 +31,6 @@ import argparse
 import collections
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +38,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from compare.runners._common import precompile, rusage_cpu_seconds
 
 CONFIGS = {
     "hooks unused": {"STREAMPLUG_DISABLED_PLUGINS": "otel"},
@@ -42,7 +49,16 @@ CONFIGS = {
     "otel sampling 1%": {
         "STREAMPLUG_OTEL": 'sampling = 0.01, tracer_provider = "bench_hooks:provider"'
     },
+    # On input without context "sampling 1%" traces nothing; with root_without_context
+    # every sampled record starts a trace of its own (its process and publish spans).
+    "otel sampling 1%, new traces": {
+        "STREAMPLUG_OTEL": (
+            'sampling = 0.01, root_without_context = true, tracer_provider = "bench_hooks:provider"'
+        )
+    },
 }
+# Configurations that mean something on one input only.
+UNTRACED_ONLY = {"otel sampling 1%, new traces"}
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -114,14 +130,13 @@ def one(args: argparse.Namespace) -> int:
         from streamplug_otel import plugin as otel_plugin
 
         otel_plugin._settings()
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = rusage_cpu_seconds()
     started = time.perf_counter()
     result = env.execute("bench-hooks")
     elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
     # CPU seconds of the job's process (every thread, librdkafka's included): on a machine
     # shared with the broker and other work, less noisy than the wall clock.
-    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu_s = rusage_cpu_seconds() - before
     messages = read_all(args.bootstrap, out, "read_uncommitted", timeout=120)
     check = "ok"
     if len(messages) != args.records or result.records_in != args.records:
@@ -163,6 +178,7 @@ def _produce(bootstrap: str, topic: str, records: int, traced: bool) -> None:
 def compare(args: argparse.Namespace) -> int:
     import tempfile
 
+    precompile()
     from streamplug_kafka_common.admin import create_topic
 
     tmp = tempfile.mkdtemp(prefix="bench-hooks-")
@@ -180,7 +196,14 @@ def compare(args: argparse.Namespace) -> int:
         _produce(bootstrap, topic, args.records, traced)
         topics[traced] = topic
     results: dict[tuple[str, bool], list[dict[str, Any]]] = collections.defaultdict(list)
-    configs = [(name, traced) for traced in (False, True) for name in CONFIGS]
+    interpreters = dict(item.split("=", 1) for item in args.interpreter)
+    names = [*interpreters, *CONFIGS]
+    configs = [
+        (name, traced)
+        for traced in (False, True)
+        for name in names
+        if not (traced and name in UNTRACED_ONLY)
+    ]
     total = len(configs) * args.runs
     done = 0
     here = Path(__file__).resolve()
@@ -190,16 +213,18 @@ def compare(args: argparse.Namespace) -> int:
                 done += 1
                 print(f"[{done}/{total}] round {round_ + 1}: {name}, traced={traced}", flush=True)
                 env = {k: v for k, v in os.environ.items() if k not in ("STREAMPLUG_OTEL",)}
-                env.update(CONFIGS[name])
+                # Another build (main before the hooks, say) runs the hooks-unused job.
+                python = interpreters.get(name, sys.executable)
+                env.update(CONFIGS.get(name, CONFIGS["hooks unused"]))
                 env["PYTHONPATH"] = os.pathsep.join(
                     [str(here.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
                 )
                 cmd = [
-                    sys.executable,
+                    python,
                     str(here),
                     "--one",
                     "--config",
-                    name,
+                    "hooks unused" if name in interpreters else name,
                     "--bootstrap",
                     str(bootstrap),
                     "--topic",
@@ -245,17 +270,24 @@ def _table(
         "| CPU us/record (median) | CPU vs hooks unused | load avg (1 min) | checks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def medians(runs: list[dict[str, Any]]) -> tuple[list[float], float, float]:
+        good = [args.records / r["elapsed"] for r in runs if r.get("check") == "ok"]
+        cpu = [r["cpu_s"] / args.records * 1e6 for r in runs if r.get("check") == "ok"]
+        return (
+            good,
+            statistics.median(good) if good else 0.0,
+            statistics.median(cpu) if cpu else float("nan"),
+        )
+
     base: dict[bool, float] = {}
     base_cpu: dict[bool, float] = {}
+    for traced in (False, True):
+        if results.get(("hooks unused", traced)):
+            _, base[traced], base_cpu[traced] = medians(results[("hooks unused", traced)])
     for name, traced in configs:
         runs = results[(name, traced)]
-        good = [args.records / r["elapsed"] for r in runs if r.get("check") == "ok"]
-        median = statistics.median(good) if good else 0.0
-        cpu = [r["cpu_s"] / args.records * 1e6 for r in runs if r.get("check") == "ok"]
-        cpu_median = statistics.median(cpu) if cpu else float("nan")
-        if name == "hooks unused":
-            base[traced] = median
-            base_cpu[traced] = cpu_median
+        good, median, cpu_median = medians(runs)
         ratio = median / base[traced] if base.get(traced) else float("nan")
         # Throughput-like: hooks unused's CPU per record over this one's (1.0 = no cost).
         cpu_ratio = base_cpu[traced] / cpu_median if base_cpu.get(traced) else float("nan")
@@ -276,6 +308,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--interpreter",
+        action="append",
+        default=[],
+        metavar="LABEL=PYTHON",
+        help="also run the hooks-unused job with this Python (another build's venv, e.g. "
+        "main before the hooks), labelled LABEL",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)

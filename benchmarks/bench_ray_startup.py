@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compare.runners._common import status_kb
+
 
 def shift(x: int) -> int:
     return x + 1
@@ -61,14 +63,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return status_kb(pid, "VmRSS") or 0
 
 
 def _start_cluster() -> Any:

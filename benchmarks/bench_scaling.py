@@ -4,6 +4,8 @@
     python benchmarks/bench_scaling.py [--records 1000000] [--cpu-records 200000] [--runs 3]
                                        [--parallelism 1,2,4] [--runtimes threads,processes,ray,plain]
                                        [--jobs cpu,kafka] [--bootstrap-servers HOST:PORT]
+                                       [--partitions 6] [--shapes value,keyed]
+                                       [--guarantees at-least-once,exactly-once]
 
 Jobs:
 - ``cpu``: a collection source -> a CPU-bound map (~15 us of pure Python per record) ->
@@ -12,10 +14,14 @@ Jobs:
   processes, each given its share -- the most this machine gives any framework, so a
   ratio can be read against what was possible in the same run.
 - ``kafka``: Kafka -> identity map -> Kafka, 100-byte values (and 8-byte keys for the keyed
-  variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, on one local Apache
+  variant), AT_LEAST_ONCE and EXACTLY_ONCE, checkpoints every second, input (and output)
+  topics of 6 partitions (``--partitions 2,6,24`` compares counts), on one local Apache
   Kafka broker the command starts (or ``--bootstrap-servers``). Every run's output is read
   back and checked (count; duplicates by key where keyed; read_committed where
-  transactional). A wrong run is reported as WRONG.
+  transactional). A wrong run is reported as WRONG. Beside it, runtime ``plain``: ``p``
+  hand-written confluent-kafka loops (compare.py's), each in its own process over its share
+  of the partitions -- the machine's ceiling for ``p`` processes with the broker on the
+  same cores.
 
 Every run is its own process (``--one``), so the peak memory of the driver is that run's
 own (its VmHWM); worker processes' VmHWM is sampled while they run. Runs are interleaved
@@ -41,6 +47,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from compare.runners._common import cpu_seconds_of, precompile, rusage_cpu_seconds, vmhwm_kb_of
+
 CPU_WORK = 300
 
 
@@ -54,26 +62,6 @@ def cpu_bound(x: int) -> int:
 
 def identity(value: Any) -> Any:
     return value
-
-
-def _vm_hwm_kib(pid: int | str = "self") -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _cpu_seconds_of(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 class WorkerSampler:
@@ -95,8 +83,8 @@ class WorkerSampler:
             if self.first_record is None and self.client.metrics().records_in > 0:
                 self.first_record = time.perf_counter() - self.started
             for pid in self.client.worker_pids():
-                hwm = _vm_hwm_kib(pid)
-                cpu = _cpu_seconds_of(pid)
+                hwm = vmhwm_kb_of(pid)
+                cpu = cpu_seconds_of(pid)
                 if hwm is not None:
                     self.hwm[pid] = max(hwm, self.hwm.get(pid, 0))
                 if cpu is not None:
@@ -173,7 +161,75 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+HAND_LOOP = Path(__file__).resolve().parent / "compare" / "runners" / "hand.py"
+
+
+def run_plain_kafka(args: argparse.Namespace) -> dict[str, Any]:
+    """Kafka -> Kafka without a framework: ``p`` hand-written confluent-kafka loops (the ones
+    compare.py measures streamplug against, same guarantee and commit cadence), each in its
+    own process over its share of the partitions -- the most this machine gives ``p``
+    processes of any framework while the broker shares its cores."""
+    from streamplug.api.sink import DeliveryGuarantee
+    from streamplug_kafka_common.admin import create_topic
+
+    keyed = args.shape == "keyed"
+    guarantee = DeliveryGuarantee.parse(args.guarantee)
+    out = f"scale-out-{uuid.uuid4().hex[:10]}"
+    n = args.input_partitions
+    create_topic(args.bootstrap, out, n, 1)
+    shares = [list(range(i, n, args.p)) for i in range(args.p)]
+    started, started_wall = time.perf_counter(), time.time()
+    procs = []
+    for share in shares:
+        spec = {
+            "bootstrap": args.bootstrap,
+            "in": args.topic,
+            "out": out,
+            "mode": guarantee.name,
+            "keyed": keyed,
+            # _produce puts record i on partition i % n.
+            "records": sum(len(range(p, args.records, n)) for p in share),
+            "partitions": n,
+            "assign": share,
+            "checkpoint_ms": 1000,
+            # As streamplug's sink writes them: the input records' timestamps.
+            "timestamps": True,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HAND_LOOP), json.dumps(spec)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [proc.communicate(timeout=900)[0] for proc in procs]
+    elapsed = time.perf_counter() - started
+    reports = [
+        json.loads(line[len("RESULT ") :])
+        for text in outputs
+        for line in text.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    if any(proc.returncode != 0 for proc in procs) or len(reports) != len(procs):
+        check = "WRONG: a loop failed"
+    else:
+        check = _check_output(args, out, keyed, guarantee is DeliveryGuarantee.EXACTLY_ONCE)
+    return {
+        "elapsed": elapsed,
+        "records": args.records,
+        "check": check,
+        "worker_hwm_kib": max((r["vmhwm_kb"] for r in reports), default=None),
+        # The loops are this process's children: their CPU is reaped into RUSAGE_CHILDREN.
+        "worker_cpu_s": None,
+        "workers": len(procs),
+        # Steady = from the moment the first loop opened its window.
+        "first_record_s": (min(r["t_start"] for r in reports) - started_wall if reports else None),
+    }
+
+
 def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
+    if args.runtime == "plain":
+        return run_plain_kafka(args)
     from streamplug.api.sink import DeliveryGuarantee
     from streamplug.runtime import StreamExecutionEnvironment
     from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
@@ -189,7 +245,7 @@ def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
     out = f"scale-out-{uuid.uuid4().hex[:10]}"
     from streamplug_kafka_common.admin import create_topic
 
-    create_topic(args.bootstrap, out, 6, 1)
+    create_topic(args.bootstrap, out, args.input_partitions, 1)
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(args.p).set_runtime(args.runtime).enable_checkpointing(1000)
     env.get_checkpoint_config().set_checkpoint_storage_dir(Path(args.tmp) / uuid.uuid4().hex)
@@ -224,7 +280,7 @@ def run_kafka(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     sampler.stop()
     # Before the read-back below, which holds the whole output in this process.
-    driver_hwm = _vm_hwm_kib()
+    driver_hwm = vmhwm_kb_of("self")
     check = _check_output(args, out, keyed, guarantee is DeliveryGuarantee.EXACTLY_ONCE)
     return {
         "driver_hwm_kib": driver_hwm,
@@ -255,20 +311,16 @@ def _check_output(args: argparse.Namespace, topic: str, keyed: bool, committed: 
 
 
 def one(args: argparse.Namespace) -> int:
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = rusage_cpu_seconds(resource.RUSAGE_SELF)
+    children_before = rusage_cpu_seconds(resource.RUSAGE_CHILDREN)
     report = run_cpu(args) if args.job == "cpu" else run_kafka(args)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    driver_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    reaped = (children_after.ru_utime + children_after.ru_stime) - (
-        children_before.ru_utime + children_before.ru_stime
-    )
+    driver_cpu = rusage_cpu_seconds(resource.RUSAGE_SELF) - before
+    reaped = rusage_cpu_seconds(resource.RUSAGE_CHILDREN) - children_before
     # Worker processes are reaped at the end of the run: their CPU shows in RUSAGE_CHILDREN;
     # the sampled figure is the fallback for runtimes whose workers are not our children.
     report["cpu_s"] = driver_cpu + max(reaped, report.pop("worker_cpu_s") or 0.0)
     report["driver_cpu_s"] = driver_cpu
-    report.setdefault("driver_hwm_kib", _vm_hwm_kib())
+    report.setdefault("driver_hwm_kib", vmhwm_kb_of("self"))
     print("RESULT " + json.dumps(report), flush=True)
     return 0
 
@@ -276,7 +328,7 @@ def one(args: argparse.Namespace) -> int:
 # -- the whole comparison ------------------------------------------------------------------------
 
 
-def _produce(bootstrap: str, topic: str, records: int, keyed: bool) -> None:
+def _produce(bootstrap: str, topic: str, records: int, keyed: bool, partitions: int) -> None:
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -287,7 +339,7 @@ def _produce(bootstrap: str, topic: str, records: int, keyed: bool) -> None:
         key = i.to_bytes(8, "big") if keyed else None
         while True:
             try:
-                producer.produce(topic, value, key, partition=i % 6)
+                producer.produce(topic, value, key, partition=i % partitions)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -308,13 +360,17 @@ def _available_runtimes(wanted: list[str]) -> list[str]:
 def compare(args: argparse.Namespace) -> int:
     import tempfile
 
+    precompile()
     runtimes = _available_runtimes(args.runtimes.split(","))
     parallelisms = [int(p) for p in args.parallelism.split(",")]
     jobs = args.jobs.split(",")
     tmp = tempfile.mkdtemp(prefix="bench-scaling-")
     cluster = None
     bootstrap = args.bootstrap_servers
-    topics: dict[str, str] = {}
+    # Shape label -> (shape, partitions, input topic).
+    inputs: dict[str, tuple[str, int, str]] = {}
+    counts = [int(n) for n in args.partitions.split(",")]
+    shapes = args.shapes.split(",")
     if "kafka" in jobs:
         if bootstrap is None:
             from streamplug_testing.broker import KafkaCluster
@@ -323,26 +379,22 @@ def compare(args: argparse.Namespace) -> int:
             bootstrap = cluster.bootstrap_servers
         from streamplug_kafka_common.admin import create_topic
 
-        for shape in ("value", "keyed"):
-            topic = f"scale-in-{shape}-{uuid.uuid4().hex[:8]}"
-            create_topic(bootstrap, topic, 6, 1)
-            _produce(bootstrap, topic, args.records, shape == "keyed")
-            topics[shape] = topic
+        for shape in shapes:
+            for n in counts:
+                topic = f"scale-in-{shape}-{n}-{uuid.uuid4().hex[:8]}"
+                create_topic(bootstrap, topic, n, 1)
+                _produce(bootstrap, topic, args.records, shape == "keyed", n)
+                label = shape if counts == [6] else f"{shape}, {n} partitions"
+                inputs[label] = (shape, n, topic)
     configs: list[tuple[str, ...]] = []
     for job in jobs:
         variants = (
             [("cpu", "-", "-")]
             if job == "cpu"
-            else [
-                ("kafka", shape, g)
-                for shape in ("value", "keyed")
-                for g in ("at-least-once", "exactly-once")
-            ]
+            else [("kafka", label, g) for label in inputs for g in args.guarantees.split(",")]
         )
         for variant in variants:
             for runtime in runtimes:
-                if runtime == "plain" and job != "cpu":
-                    continue
                 for p in parallelisms:
                     configs.append((*variant, runtime, str(p)))
     results: dict[tuple[str, ...], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -373,13 +425,16 @@ def compare(args: argparse.Namespace) -> int:
                     tmp,
                 ]
                 if job == "kafka":
+                    raw_shape, partitions, topic = inputs[shape]
                     cmd += [
                         "--bootstrap",
                         str(bootstrap),
                         "--topic",
-                        topics[shape],
+                        topic,
+                        "--input-partitions",
+                        str(partitions),
                         "--shape",
-                        shape,
+                        raw_shape,
                         "--guarantee",
                         guarantee,
                     ]
@@ -463,7 +518,32 @@ def _table(
             f"{driver:.0f} | "
             f"{worker_text} | {load:.1f} | {check} |"
         )
+    lines += ["", *_ceilings(configs, results)]
     return "\n".join(lines)
+
+
+def _ceilings(
+    configs: list[tuple[str, ...]], results: dict[tuple[str, ...], list[dict[str, Any]]]
+) -> list[str]:
+    """Each runtime's speed-up at p over the same runtime at 1, beside ``plain``'s: the
+    speed-up the machine allowed without a framework in the same run."""
+    medians: dict[tuple[str, ...], float] = {}
+    for config in configs:
+        runs = [r for r in results[config] if r.get("check") == "ok"]
+        if runs:
+            medians[config] = statistics.median(r["records"] / r["elapsed"] for r in runs)
+    out = []
+    for config in configs:
+        *variant, runtime, p = config
+        one = medians.get((*variant, runtime, "1"))
+        threads_one = medians.get((*variant, "threads", "1"))
+        if p == "1" or config not in medians or one is None:
+            continue
+        text = f"{' '.join(variant)} {runtime} p{p}: {medians[config] / one:.2f}x its own p1"
+        if threads_one is not None:
+            text += f", {medians[config] / threads_one:.2f}x threads p1"
+        out.append(f"- {text}")
+    return out
 
 
 def main() -> int:
@@ -477,6 +557,12 @@ def main() -> int:
     parser.add_argument("--runtimes", default="threads,processes,ray,plain")
     parser.add_argument("--jobs", default="cpu,kafka")
     parser.add_argument("--bootstrap-servers")
+    parser.add_argument(
+        "--partitions", default="6", help="input partition counts to compare, e.g. 2,6,24"
+    )
+    parser.add_argument("--shapes", default="value,keyed")
+    parser.add_argument("--guarantees", default="at-least-once,exactly-once")
+    parser.add_argument("--input-partitions", type=int, default=6, help=argparse.SUPPRESS)
     # One run, in its own process (what --one runs).
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)

@@ -19,17 +19,18 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Producer
 
 from streamplug.api.serde import DeserializationSchema, SerializationSchema
 from streamplug.api.sink import DeliveryGuarantee
-from streamplug.runtime import StreamExecutionEnvironment
+from streamplug.runtime import JobClient, JobMetrics, StreamExecutionEnvironment
 from streamplug_kafka_common.admin import create_topic, read_all
 from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
 from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
+from streamplug_serde import SimpleStringSchema
 
 SOURCE_NAME = "input"
 
@@ -149,6 +150,66 @@ def produce_input(bootstrap: str, topic: str, records: int, partitions: int = 2)
             except BufferError:
                 producer.poll(0.01)
     assert producer.flush(60) == 0
+
+
+def produce_values(
+    bootstrap: str, topic: str, values: Iterable[bytes], key: bytes | None = None
+) -> None:
+    """Each of ``values`` into ``topic`` in order, all with ``key``; returns once every one
+    is acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, value, key)
+    assert producer.flush(30) == 0
+
+
+def string_source(bootstrap: str, topic: str, prefix: str, *, bounded: bool = True) -> KafkaSource:
+    """UTF-8 values of ``topic`` from the earliest offset (``bounded``: up to the end it has
+    when the job first starts) in a fresh group ``<prefix>-<random>``."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(topic)
+        .set_group_id(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(SimpleStringSchema())
+    )
+    if bounded:
+        builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
+def string_sink(
+    bootstrap: str, topic: str, guarantee: DeliveryGuarantee, prefix: str | None = None
+) -> KafkaSink:
+    """UTF-8 values into ``topic`` with ``guarantee``; with ``prefix``, fresh transactional
+    ids ``<prefix>-<random>-<slot>``."""
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(guarantee)
+    )
+    if prefix is not None:
+        builder.set_transactional_id_prefix(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    return builder.build()
+
+
+def wait_while_running(
+    client: JobClient, done: Callable[[JobMetrics], bool], timeout: float
+) -> None:
+    """Until ``done(client.metrics())``: fails as soon as the job ends first, or once
+    ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not done(client.metrics()):
+        assert time.monotonic() < deadline, client.metrics()
+        assert not client.status.is_terminal, client.status
+        time.sleep(0.05)
 
 
 def create_topics(

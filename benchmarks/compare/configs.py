@@ -22,6 +22,10 @@ class Config:
     parallelism: int = 1
     records_cap: int | None = None
     env: str | None = None
+    # Hand Kafka -> Kafka loops write each output record with its input record's timestamp,
+    # as streamplug's and Flink's sinks do (the element's event time); False lets the
+    # producer stamp the current time: less work than the frameworks do, kept as a reference.
+    copies_timestamps: bool = True
 
     @property
     def name(self) -> str:
@@ -32,6 +36,8 @@ class Config:
         parts.append("keyed" if self.keyed else "value")
         if self.framework in ("streamplug", "flink"):
             parts.append(f"p{self.parallelism}")
+        if self.framework == "hand" and self.job == "kafka" and not self.copies_timestamps:
+            parts.append("ts-now")
         return "/".join(parts)
 
     @property
@@ -60,6 +66,7 @@ def _all() -> list[Config]:
         out.append(Config("hand", "source", "-", keyed))
         for g in ("NONE", "AT_LEAST_ONCE", "EXACTLY_ONCE"):
             out.append(Config("hand", "kafka", g, keyed))
+            out.append(Config("hand", "kafka", g, keyed, copies_timestamps=False))
     out.append(Config("streamplug", "source", "-", False, 1))
     out.append(Config("streamplug", "source", "-", True, 1))
     out.append(Config("streamplug", "source", "-", False, 2))

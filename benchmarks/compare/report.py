@@ -79,7 +79,9 @@ def throughput_table(summaries: list[dict[str, Any]]) -> list[str]:
         if base and s["config"] != s["baseline"] and not s["wrong"] and not base["wrong"]:
             r = s["rate"] / base["rate"]
             ratio = f"**{r:.2f}**"
-            if r > 1.0:
+            # A hand loop's reference variant (ts-now) does less work than its baseline by
+            # design: faster is expected there, not a measurement error.
+            if r > 1.0 and not s["config"].startswith("hand/"):
                 ratio += " (!)"
                 flagged = True
             if not math.isnan(s["steady"]) and not math.isnan(base["steady"]):

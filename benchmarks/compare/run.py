@@ -198,6 +198,7 @@ def throughput_run(
         "parallelism": config.parallelism,
         "checkpoint_ms": CHECKPOINT_MS,
         "workdir": tempfile.mkdtemp(prefix="bench-compare-"),
+        "timestamps": config.copies_timestamps,
     }
     spec.update(overrides or {})
     if config.job == "kafka":

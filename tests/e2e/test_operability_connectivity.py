@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kafka_job_support import produce_values
 from operability_support import Process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -73,15 +74,6 @@ def test_an_unreachable_bootstrap_fails_within_its_bound_in_a_few_lines(
     assert "%3|" not in process.stderr, "librdkafka wrote to stderr directly"
 
 
-def _produce(bootstrap: str, topic: str, values: list[str]) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for value in values:
-        producer.produce(topic, value=value.encode())
-    assert producer.flush(30) == 0
-
-
 def test_a_missing_source_topic_is_named_and_read_once_it_exists(
     kafka_bootstrap: str, kafka_cluster: object, tmp_path: Path, processes: list[Process]
 ) -> None:
@@ -119,7 +111,7 @@ def test_a_missing_source_topic_is_named_and_read_once_it_exists(
         timeout=60,
     )
     kafka_cluster.create_topic(topic, partitions=1)  # type: ignore[attr-defined]
-    _produce(kafka_bootstrap, topic, ["a", "b"])
+    produce_values(kafka_bootstrap, topic, [b"a", b"b"])
     process.wait_for("record b", timeout=60)
     process.proc.send_signal(signal.SIGTERM)
     process.wait(30)
@@ -134,7 +126,7 @@ def test_a_missing_sink_topic_fails_a_checkpointed_run_fast(
     processes: list[Process],
 ) -> None:
     source_topic = topic_factory()
-    _produce(kafka_bootstrap, source_topic, ["a", "b"])
+    produce_values(kafka_bootstrap, source_topic, [b"a", b"b"])
     missing = f"ops-missing-{uuid.uuid4().hex[:8]}"
     process = _run(
         processes,
@@ -223,7 +215,7 @@ def test_an_unreachable_sink_bootstrap_fails_within_its_bound_in_a_few_lines(
     # wrong. Before, the at-least-once sink said nothing for message.timeout.ms + 30 s (5.5
     # minutes by default) and the exactly-once sink waited a fixed 30 s whatever was set.
     source_topic = topic_factory()
-    _produce(kafka_bootstrap, source_topic, ["a", "b", "c"])
+    produce_values(kafka_bootstrap, source_topic, [b"a", b"b", b"c"])
     exactly_once = guarantee == "exactly-once"
     checkpointing = (
         f'[checkpointing]\n        interval = "500 ms"\n        storage = "{tmp_path / "chk"}"'

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kafka_job_support import produce_values
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,50 +34,48 @@ def _get(url: str, accept: str | None) -> tuple[str, str]:
         return response.headers.get("Content-Type", ""), response.read().decode()
 
 
-def test_both_formats_parse_with_unique_names_and_count_the_records(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
-) -> None:
-    from confluent_kafka import Producer
-    from prometheus_client.openmetrics.parser import (
-        text_string_to_metric_families as parse_openmetrics,
-    )
-    from prometheus_client.parser import text_string_to_metric_families as parse_text
+def _free_port() -> int:
+    import socket
 
-    source_topic, sink_topic = topic_factory(), topic_factory()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(RECORDS):
-        producer.produce(source_topic, str(i).encode())
-    assert producer.flush(10) == 0
-    pipeline = tmp_path / "metered.toml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_job(
+    tmp_path: Path,
+    name: str,
+    bootstrap: str,
+    source_topic: str,
+    sink_topic: str,
+    metrics_port: int,
+    checkpointing: str = "",
+) -> subprocess.Popen[str]:
+    """``streamplug run`` of pipeline ``name``: UTF-8 strings Kafka -> Kafka, at-least-once,
+    its metrics served on ``metrics_port``; ``checkpointing`` is its [checkpointing] table."""
+    pipeline = tmp_path / f"{name}.toml"
     pipeline.write_text(
         f"""\
 [job]
-name = "scraped"
+name = "{name}"
 
-[checkpointing]
-interval = "300 ms"
-storage = "{tmp_path / "chk"}"
-
+{checkpointing}
 [source]
 connector = "kafka"
-bootstrap_servers = "{kafka_bootstrap}"
+bootstrap_servers = "{bootstrap}"
 topics = ["{source_topic}"]
 starting_offsets = "earliest"
 format = "string"
 
 [sink]
 connector = "kafka"
-bootstrap_servers = "{kafka_bootstrap}"
+bootstrap_servers = "{bootstrap}"
 topic = "{sink_topic}"
 format = "string"
 delivery_guarantee = "at-least-once"
 """
     )
-    port = 0
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -85,11 +84,28 @@ delivery_guarantee = "at-least-once"
             str(pipeline),
             "--no-progress",
             "--metrics-port",
-            str(port),
+            str(metrics_port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def test_both_formats_parse_with_unique_names_and_count_the_records(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    source_topic, sink_topic = topic_factory(), topic_factory()
+    produce_values(kafka_bootstrap, source_topic, (str(i).encode() for i in range(RECORDS)))
+    port = _free_port()
+    checkpointing = f'[checkpointing]\ninterval = "300 ms"\nstorage = "{tmp_path / "chk"}"\n'
+    proc = _start_job(
+        tmp_path, "scraped", kafka_bootstrap, source_topic, sink_topic, port, checkpointing
     )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -155,14 +171,6 @@ delivery_guarantee = "at-least-once"
 INSTALL = "sudo apt-get install -y --no-install-recommends prometheus"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _query(prometheus: str, expression: str) -> list[dict[str, object]]:
     import json
     import urllib.parse
@@ -194,8 +202,6 @@ def test_a_real_prometheus_scrapes_a_running_job_in_both_formats(
 ) -> None:
     import shutil
 
-    from confluent_kafka import Producer
-
     binary = shutil.which("prometheus") or (
         "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
     )
@@ -205,32 +211,8 @@ def test_a_real_prometheus_scrapes_a_running_job_in_both_formats(
             f".ci/install-system.sh): {INSTALL}"
         )
     source_topic, sink_topic = topic_factory(), topic_factory()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(RECORDS):
-        producer.produce(source_topic, str(i).encode())
-    assert producer.flush(10) == 0
+    produce_values(kafka_bootstrap, source_topic, (str(i).encode() for i in range(RECORDS)))
     job_port, prom_port = _free_port(), _free_port()
-    pipeline = tmp_path / "scraped.toml"
-    pipeline.write_text(
-        f"""\
-[job]
-name = "prom-scraped"
-
-[source]
-connector = "kafka"
-bootstrap_servers = "{kafka_bootstrap}"
-topics = ["{source_topic}"]
-starting_offsets = "earliest"
-format = "string"
-
-[sink]
-connector = "kafka"
-bootstrap_servers = "{kafka_bootstrap}"
-topic = "{sink_topic}"
-format = "string"
-delivery_guarantee = "at-least-once"
-"""
-    )
     config = tmp_path / "prometheus.yml"
     # Two scrapes of one endpoint: /metrics, where Prometheus 2.42's Accept header gets
     # OpenMetrics, and /metrics/text, which serves the text format 0.0.4 whatever Accept
@@ -244,21 +226,7 @@ delivery_guarantee = "at-least-once"
         "    metrics_path: /metrics/text\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{job_port}']\n"
     )
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamplug.cli",
-            "run",
-            str(pipeline),
-            "--no-progress",
-            "--metrics-port",
-            str(job_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    job = _start_job(tmp_path, "prom-scraped", kafka_bootstrap, source_topic, sink_topic, job_port)
     server = subprocess.Popen(
         [
             binary,

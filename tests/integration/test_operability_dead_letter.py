@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from kafka_job_support import produce_values, wait_while_running
 
 from streamplug.api import DeserializationError, DeserializationSchema, WatermarkStrategy
 from streamplug.connectors import CollectSink, DiscardingSink
@@ -31,25 +31,34 @@ class Ints(DeserializationSchema[int]):
             raise DeserializationError(str(exc), format="int", data=message) from exc
 
 
+def _dead_lettering_source(
+    bootstrap: str, topic: str, dlq: str, *, bounded: bool, extra: Mapping[str, str] = {}
+) -> KafkaSource:
+    """Ints from ``topic`` (from the earliest offset; ``bounded``: up to its end at the
+    start), bad records to dead-letter topic ``dlq``; ``extra`` client properties."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_topics(topic)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(Ints())
+        .set_properties(
+            {"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq, **extra}
+        )
+    )
+    if bounded:
+        builder.set_bounded(KafkaOffsetsInitializer.latest())
+    return builder.build()
+
+
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["no-checkpoints", "checkpoints"])
 def test_a_missing_dead_letter_topic_fails_the_job_instead_of_losing_the_record(
     kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path, checkpointing: bool
 ) -> None:
     topic = topic_factory()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (b"1", b"two", b"3"):
-        producer.produce(topic, value)
-    assert producer.flush(10) == 0
+    produce_values(kafka_bootstrap, topic, (b"1", b"two", b"3"))
     dlq = f"ops-no-dlq-{uuid.uuid4().hex[:8]}"
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Ints())
-        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
-        .build()
-    )
+    source = _dead_lettering_source(kafka_bootstrap, topic, dlq, bounded=True)
     env = StreamExecutionEnvironment.get_execution_environment()
     if checkpointing:
         env.enable_checkpointing(200)
@@ -80,19 +89,8 @@ def test_a_dead_letter_write_the_broker_refuses_fails_a_bounded_job_without_chec
     # bad record in neither topic.
     topic = topic_factory()
     dlq = topic_factory(config={"max.message.bytes": "200"})
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (b"1", b"x" * 2000, b"3"):
-        producer.produce(topic, value)
-    assert producer.flush(10) == 0
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Ints())
-        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
-        .build()
-    )
+    produce_values(kafka_bootstrap, topic, (b"1", b"x" * 2000, b"3"))
+    source = _dead_lettering_source(kafka_bootstrap, topic, dlq, bounded=True)
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_restart_strategy(RestartStrategies.no_restart())
     env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(CollectSink())
@@ -120,20 +118,8 @@ def test_a_refused_dead_letter_write_fails_the_job_on_a_stop_and_at_the_end(
     # was in neither topic.
     topic = topic_factory()
     dlq = topic_factory(config={"max.message.bytes": "200"})
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (b"1", b"x" * 2000, b"3"):
-        producer.produce(topic, value)
-    assert producer.flush(10) == 0
-    builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer(Ints())
-        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
-    )
-    if ending == "bounded":
-        builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
+    produce_values(kafka_bootstrap, topic, (b"1", b"x" * 2000, b"3"))
+    source = _dead_lettering_source(kafka_bootstrap, topic, dlq, bounded=ending == "bounded")
     env = StreamExecutionEnvironment.get_execution_environment()
     if checkpointing:
         env.enable_checkpointing(600_000)  # only the final checkpoint of the stop or the end
@@ -142,7 +128,7 @@ def test_a_refused_dead_letter_write_fails_the_job_on_a_stop_and_at_the_end(
     # topic refuses is refused again on every replay.
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(1, 200))
     sink: CollectSink[Any] = CollectSink()
-    env.from_source(builder.build(), WatermarkStrategy.no_watermarks(), "kafka").sink_to(sink)
+    env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(sink)
     client = env.execute_async(f"refused-dlq-{ending}")
     try:
         if ending == "stop":
@@ -178,29 +164,14 @@ def test_a_refused_dead_letter_write_fails_a_stop_on_the_processes_runtime(
     # failure does, ahead of the end of the attempt, and keeps its class (not retried).
     topic = topic_factory()
     dlq = topic_factory(config={"max.message.bytes": "200"})
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (b"1", b"x" * 2000, b"3"):
-        producer.produce(topic, value)
-    assert producer.flush(10) == 0
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer(Ints())
-        .set_properties({"bad.record.policy": "dead-letter", "bad.record.dead.letter.topic": dlq})
-        .build()
-    )
+    produce_values(kafka_bootstrap, topic, (b"1", b"x" * 2000, b"3"))
+    source = _dead_lettering_source(kafka_bootstrap, topic, dlq, bounded=False)
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_runtime("processes").set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 200))
     env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka").sink_to(DiscardingSink())
     client = env.execute_async("refused-dlq-processes")
     try:
-        deadline = time.monotonic() + 60
-        while client.metrics().records_in < 2:
-            assert time.monotonic() < deadline, client.metrics()
-            assert not client.status.is_terminal, client.status
-            time.sleep(0.05)
+        wait_while_running(client, lambda metrics: metrics.records_in >= 2, 60)
         time.sleep(1.0)  # the broker's refusal reaches the dead-letter producer
         with pytest.raises(JobFailedError) as info:
             client.stop(timeout=60)
@@ -221,24 +192,9 @@ def test_a_bad_record_larger_than_the_dead_letter_producer_takes_fails_the_job(
     # produce() itself raises, and the job fails naming the record and the topic at once.
     topic = topic_factory()
     dlq = topic_factory()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for value in (b"1", b"x" * 5000, b"3"):
-        producer.produce(topic, value)
-    assert producer.flush(10) == 0
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(kafka_bootstrap)
-        .set_topics(topic)
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(Ints())
-        .set_properties(
-            {
-                "bad.record.policy": "dead-letter",
-                "bad.record.dead.letter.topic": dlq,
-                "message.max.bytes": "2000",
-            }
-        )
-        .build()
+    produce_values(kafka_bootstrap, topic, (b"1", b"x" * 5000, b"3"))
+    source = _dead_lettering_source(
+        kafka_bootstrap, topic, dlq, bounded=True, extra={"message.max.bytes": "2000"}
     )
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
+from kafka_job_support import produce_values, wait_while_running
 
 from streamplug.api import DeliveryGuarantee, WatermarkStrategy
 from streamplug.errors import JobFailedError
@@ -29,10 +29,7 @@ def test_an_undelivered_at_least_once_record_fails_a_stop_without_checkpointing(
     # it ignored the delivery errors it collected and the job ended FINISHED without it.
     source_topic = topic_factory()
     output = topic_factory(config={"max.message.bytes": "200"})
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    producer.produce(source_topic, b"small")
-    producer.produce(source_topic, b"x" * 2000)
-    assert producer.flush(10) == 0
+    produce_values(kafka_bootstrap, source_topic, (b"small", b"x" * 2000))
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(kafka_bootstrap)
@@ -58,11 +55,7 @@ def test_an_undelivered_at_least_once_record_fails_a_stop_without_checkpointing(
     env.from_source(source, WatermarkStrategy.no_watermarks(), "in").sink_to(sink)
     client = env.execute_async("undelivered-on-stop")
     try:
-        deadline = time.monotonic() + 20
-        while client.metrics().records_out < 2:
-            assert time.monotonic() < deadline, client.metrics()
-            assert not client.status.is_terminal, client.status
-            time.sleep(0.05)
+        wait_while_running(client, lambda metrics: metrics.records_out >= 2, 20)
         time.sleep(1.0)  # the broker's answer reaches the producer, not yet the writer
         assert client.status is JobStatus.RUNNING
         with pytest.raises(JobFailedError) as info:

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from kafka_job_support import produce_values, string_sink, string_source
 
+from streamplug.api.sink import DeliveryGuarantee
 from streamplug.errors import JobFailedError
 from streamplug.runtime import JobStatus, RestartStrategies, StreamExecutionEnvironment
 from streamplug.runtime.storage import CheckpointStorageDeniedError
 from streamplug_kafka_common.admin import read_all
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
-from streamplug_serde import SimpleStringSchema
 
 pytestmark = pytest.mark.integration
 
@@ -44,36 +42,15 @@ def _tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 def _produce(bootstrap: str, topic: str, values: range) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for value in values:
-        producer.produce(topic, str(value).encode())
-    assert producer.flush(10) == 0
+    produce_values(bootstrap, topic, (str(value).encode() for value in values))
 
 
 def _env(bootstrap: str, topic: str, out: str, storage: Path) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(200)
     env.get_checkpoint_config().set_checkpoint_storage_dir(storage)
-    source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(topic)
-        .set_group_id(f"faults-{uuid.uuid4().hex[:6]}")
-        .set_value_only_deserializer(SimpleStringSchema())
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .build()
-    )
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(out)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
-        .build()
-    )
+    source = string_source(bootstrap, topic, "faults", bounded=False)
+    sink = string_sink(bootstrap, out, DeliveryGuarantee.NONE)
     env.from_source(source, None, "in").sink_to(sink)
     return env
 

@@ -10,14 +10,15 @@ checked); and under ``processes`` at all (hooks in the worker processes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from kafka_job_support import produce_values, string_sink, string_source
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -30,9 +31,6 @@ from streamplug.api.sink import DeliveryGuarantee
 from streamplug.runtime import StreamExecutionEnvironment, faults
 from streamplug.runtime.restart import RestartStrategies
 from streamplug_kafka_common.admin import read_all
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
-from streamplug_serde import SimpleStringSchema
 
 pytestmark = pytest.mark.integration
 
@@ -123,29 +121,9 @@ def _env(
     env.enable_checkpointing(300)
     env.get_checkpoint_config().set_checkpoint_storage_dir(str(checkpoints))
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
-    kafka_source = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(source)
-        .set_group_id(f"otel-{uuid.uuid4().hex[:8]}")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_bounded(KafkaOffsetsInitializer.latest())
-        .set_value_only_deserializer(SimpleStringSchema())
-        .build()
-    )
-    sink_builder = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
-        .set_delivery_guarantee(guarantee)
-        .set_transactional_id_prefix(f"otel-{uuid.uuid4().hex[:8]}")
-    )
-    env.from_source(kafka_source, None, "traced").map(str.upper).sink_to(sink_builder.build())
+    kafka_source = string_source(bootstrap, source, "otel")
+    kafka_sink = string_sink(bootstrap, sink, guarantee, "otel")
+    env.from_source(kafka_source, None, "traced").map(str.upper).sink_to(kafka_sink)
     return env
 
 
@@ -164,6 +142,31 @@ def _hex(number: int, width: int) -> str:
 
 def _by_span_id(finished: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
     return {_hex(s.context.span_id, 16): s for s in finished}
+
+
+def _assert_each_keeps_its_input_context(out: list[Any], upstream: dict[bytes, Any]) -> None:
+    """Every output record carries exactly the traceparent its input had (none without)."""
+    for message in out:
+        original = message.value().decode().lower().encode()
+        parent = _traceparent(message)
+        if original in upstream:
+            context = upstream[original].get_span_context()
+            assert parent == (_hex(context.trace_id, 32), _hex(context.span_id, 16))
+        else:
+            assert parent is None
+
+
+@contextlib.contextmanager
+def _fault_plan(monkeypatch: pytest.MonkeyPatch, plan: str) -> Iterator[None]:
+    """Fault points armed with ``plan`` (in this process and the workers it spawns) for the
+    block, disarmed after it."""
+    monkeypatch.setenv(faults.ENV, plan)
+    faults.reset()
+    try:
+        yield
+    finally:
+        monkeypatch.delenv(faults.ENV)
+        faults.reset()
 
 
 def test_output_continues_each_input_trace_through_a_map(
@@ -224,6 +227,38 @@ def test_output_continues_each_input_trace_through_a_map(
     )
 
 
+def test_sampled_records_without_context_start_traces_of_their_own(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """``root_without_context``: a sampled record that carries no context starts a trace
+    (its process span is the root, its output record names the publish span); input without
+    any context gets no batch spans (each would be a root trace of its own)."""
+    source, sink = topic_factory(), topic_factory()
+    produce_values(kafka_bootstrap, source, [f"v{i}".encode() for i in range(20)])
+    streamplug_otel.configure(sampling=1.0, root_without_context=True)
+    _env(kafka_bootstrap, source, sink, tmp_path, DeliveryGuarantee.AT_LEAST_ONCE).execute(
+        "otel-roots"
+    )
+    out = read_all(kafka_bootstrap, sink)
+    assert [m.value() for m in out] == [f"V{i}".encode() for i in range(20)]
+    finished = spans.get_finished_spans()
+    by_id = _by_span_id(finished)
+    trace_ids = set()
+    for message in out:
+        parent = _traceparent(message)
+        assert parent is not None, "a sampled record without context must start a trace"
+        publish = by_id[parent[1]]
+        assert publish.kind is SpanKind.PRODUCER and publish.parent is not None
+        process = by_id[_hex(publish.parent.span_id, 16)]
+        assert process.name == f"process {source}" and process.parent is None
+        assert _hex(process.context.trace_id, 32) == parent[0]
+        trace_ids.add(parent[0])
+    assert len(trace_ids) == 20, "each record starts its own trace"
+    names = {s.name for s in finished}
+    assert f"receive {source}" not in names
+    assert not [s for s in finished if "messaging.batch.message_count" in (s.attributes or {})]
+
+
 def test_unsampled_records_keep_their_context_unchanged(
     kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
@@ -235,14 +270,7 @@ def test_unsampled_records_keep_their_context_unchanged(
     out = read_all(kafka_bootstrap, sink)
     # Records with headers and without are interleaved: one produce order, kept.
     assert [m.value() for m in out] == [f"V{i}".encode() for i in range(30)]
-    for message in out:
-        original = message.value().decode().lower().encode()
-        parent = _traceparent(message)
-        if original in upstream:
-            context = upstream[original].get_span_context()
-            assert parent == (_hex(context.trace_id, 32), _hex(context.span_id, 16))
-        else:
-            assert parent is None
+    _assert_each_keeps_its_input_context(out, upstream)
     names = {s.name for s in spans.get_finished_spans()}
     assert f"process {source}" not in names, "sampling 0 must start no per-record span"
     assert {f"receive {source}", f"publish {sink}"} <= names
@@ -260,15 +288,10 @@ def test_exactly_once_with_a_failed_commit_leaves_no_committed_span_for_aborted_
     streamplug_otel.configure(sampling=1.0)
     # The first commit fails after the checkpoint's output and decision record were
     # produced: that transaction is aborted, the attempt restarts and replays.
-    monkeypatch.setenv(faults.ENV, "kafka_sink.before_commit:1:raise")
-    faults.reset()
-    try:
+    with _fault_plan(monkeypatch, "kafka_sink.before_commit:1:raise"):
         result = _env(
             kafka_bootstrap, source, sink, tmp_path, DeliveryGuarantee.EXACTLY_ONCE
         ).execute("otel-eos")
-    finally:
-        monkeypatch.delenv(faults.ENV)
-        faults.reset()
     assert result.records_in >= 300
     out = read_all(kafka_bootstrap, sink, "read_committed")
     assert sorted(m.value() for m in out) == sorted(f"V{i}".encode() for i in range(300))
@@ -379,28 +402,8 @@ def test_through_a_filter_a_shared_context_is_kept_and_differing_ones_are_not_gu
         env = StreamExecutionEnvironment.get_execution_environment()
         env.enable_checkpointing(300)
         env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path / name))
-        kafka_source = (
-            KafkaSource.builder()
-            .set_bootstrap_servers(kafka_bootstrap)
-            .set_topics(source)
-            .set_group_id(f"otel-{uuid.uuid4().hex[:8]}")
-            .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-            .set_bounded(KafkaOffsetsInitializer.latest())
-            .set_value_only_deserializer(SimpleStringSchema())
-            .build()
-        )
-        kafka_sink = (
-            KafkaSink.builder()
-            .set_bootstrap_servers(kafka_bootstrap)
-            .set_record_serializer(
-                KafkaRecordSerializationSchema.builder()
-                .set_topic(sink)
-                .set_value_serialization_schema(SimpleStringSchema())
-                .build()
-            )
-            .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-            .build()
-        )
+        kafka_source = string_source(kafka_bootstrap, source, "otel")
+        kafka_sink = string_sink(kafka_bootstrap, sink, DeliveryGuarantee.AT_LEAST_ONCE)
         env.from_source(kafka_source, None, "filtered").filter(
             lambda v: int(v[1:]) % 2 == 0
         ).sink_to(kafka_sink)
@@ -437,9 +440,7 @@ def test_a_worker_killed_at_its_commit_leaves_every_record_once_with_its_trace(
     upstream = _send_traced(kafka_bootstrap, source, 3000)
     # The first commit always comes (a periodic checkpoint's or the final one's); only the
     # slot's first process dies there, the restarted one commits.
-    monkeypatch.setenv(faults.ENV, "kafka_sink.before_commit@0:1")
-    faults.reset()
-    try:
+    with _fault_plan(monkeypatch, "kafka_sink.before_commit@0:1"):
         env = _env(
             kafka_bootstrap,
             source,
@@ -449,17 +450,7 @@ def test_a_worker_killed_at_its_commit_leaves_every_record_once_with_its_trace(
             runtime="processes",
         )
         result = env.execute("otel-eos-kill")
-    finally:
-        monkeypatch.delenv(faults.ENV)
-        faults.reset()
     assert result.attempts == 2, "the worker was never killed at its commit"
     out = read_all(kafka_bootstrap, sink, "read_committed")
     assert sorted(m.value() for m in out) == sorted(f"V{i}".encode() for i in range(3000))
-    for message in out:
-        original = message.value().decode().lower().encode()
-        parent = _traceparent(message)
-        if original in upstream:
-            context = upstream[original].get_span_context()
-            assert parent == (_hex(context.trace_id, 32), _hex(context.span_id, 16))
-        else:
-            assert parent is None
+    _assert_each_keeps_its_input_context(out, upstream)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from kafka_job_support import produce_values, string_sink, string_source
 
 from streamplug import hookimpl
 from streamplug.api.sink import DeliveryGuarantee
@@ -27,11 +28,8 @@ from streamplug.plugin.records import (
     SourceInfo,
     WriterOutcome,
 )
-from streamplug.runtime import StreamExecutionEnvironment
+from streamplug.runtime import JobClient, StreamExecutionEnvironment
 from streamplug_kafka_common.admin import read_all
-from streamplug_kafka_sink import KafkaRecordSerializationSchema, KafkaSink
-from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
-from streamplug_serde import SimpleStringSchema
 
 pytestmark = pytest.mark.integration
 
@@ -128,29 +126,9 @@ def _job(
     env.set_parallelism(parallelism)
     env.enable_checkpointing(300)
     env.get_checkpoint_config().set_checkpoint_storage_dir(str(checkpoints))
-    builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_topics(source_topic)
-        .set_group_id(f"hooks-{uuid.uuid4().hex[:8]}")
-        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
-        .set_value_only_deserializer(SimpleStringSchema())
-    )
-    if bounded:
-        builder.set_bounded(KafkaOffsetsInitializer.latest())
-    sink = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(sink_topic)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
-        .set_delivery_guarantee(guarantee)
-        .set_transactional_id_prefix(f"hooks-{uuid.uuid4().hex[:8]}")
-    )
-    env.from_source(builder.build(), None, "hooked").map(str.upper).sink_to(sink.build())
+    source = string_source(bootstrap, source_topic, "hooks", bounded=bounded)
+    sink = string_sink(bootstrap, sink_topic, guarantee, "hooks")
+    env.from_source(source, None, "hooked").map(str.upper).sink_to(sink)
     return env
 
 
@@ -186,57 +164,30 @@ def run(_kafka_cluster_session: Any, tmp_path_factory: pytest.TempPathFactory) -
         parallelism=2,
         guarantee=DeliveryGuarantee.EXACTLY_ONCE,
     ).execute("hooks-eos")
-    # A stopped job restarted at a lower parallelism: subtask 1's split goes back.
     rescale = tmp / "rescale"
-    first = _job(
-        host,
-        bootstrap,
-        topics["in"],
-        topics["rescale-out"],
-        rescale,
-        parallelism=2,
-        guarantee=DeliveryGuarantee.AT_LEAST_ONCE,
-        bounded=False,
-    ).execute_async("hooks-rescale")
-    deadline = time.monotonic() + 60
-    while first.metrics().records_out < 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    first.stop(60)
-    second = _job(
-        host,
-        bootstrap,
-        topics["in"],
-        topics["rescale-out"],
-        rescale,
-        parallelism=1,
-        guarantee=DeliveryGuarantee.AT_LEAST_ONCE,
-        bounded=False,
-    ).execute_async("hooks-rescale")
-    deadline = time.monotonic() + 60
-    while (
-        not plugin.calls.get("streamplug_enumerator_splits_added_back")
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    second.stop(60)
+
+    def rescaled(parallelism: int, until: Callable[[JobClient], bool]) -> None:
+        """An unbounded run writing ``rescale``'s checkpoints, stopped once ``until``."""
+        client = _job(
+            host,
+            bootstrap,
+            topics["in"],
+            topics["rescale-out"],
+            rescale,
+            parallelism=parallelism,
+            guarantee=DeliveryGuarantee.AT_LEAST_ONCE,
+            bounded=False,
+        ).execute_async("hooks-rescale")
+        deadline = time.monotonic() + 60
+        while not until(client) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.stop(60)
+
+    rescaled(2, lambda client: client.metrics().records_out >= 1)
+    # A stopped job restarted at a lower parallelism: subtask 1's split goes back.
+    rescaled(1, lambda _: bool(plugin.calls.get("streamplug_enumerator_splits_added_back")))
     # Again at parallelism 1: the checkpoint's splits are restored to their subtask.
-    third = _job(
-        host,
-        bootstrap,
-        topics["in"],
-        topics["rescale-out"],
-        rescale,
-        parallelism=1,
-        guarantee=DeliveryGuarantee.AT_LEAST_ONCE,
-        bounded=False,
-    ).execute_async("hooks-rescale")
-    deadline = time.monotonic() + 60
-    while (
-        not [a for a in _of(plugin, "streamplug_reader_splits_added") if a.restored]
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    third.stop(60)
+    rescaled(1, lambda _: any(a.restored for a in _of(plugin, "streamplug_reader_splits_added")))
     yield plugin, bootstrap, topics, alo, eos
 
 
@@ -405,10 +356,7 @@ def test_headers_for_positions_outside_the_batch_are_left_out_and_the_job_goes_o
             return [[("n", str(i).encode())] if i % 2 else None for i in range(len(batch.values))]
 
     source, sink = topic_factory(), topic_factory()
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    for i in range(50):
-        producer.produce(source, f"v{i}".encode(), b"k")
-    assert producer.flush(30) == 0
+    produce_values(kafka_bootstrap, source, (f"v{i}".encode() for i in range(50)), b"k")
     host = build_plugin_host(autoload=False, plugins=[Wrong(), Column()])
     _job(
         host,

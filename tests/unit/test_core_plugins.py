@@ -332,6 +332,17 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> RecordingPlugin:
         CollectSink()
     )
     slow.execute("slow")
+
+    # A sink with a committer: its end commits in a final round, with no checkpoint.
+    from streamplug.connectors import TransactionalFileSink
+
+    unchecked = StreamExecutionEnvironment.get_execution_environment(host)
+    out = tmp_path_factory.mktemp("files")
+    unchecked.from_source(CollectionSource([1, 2, 3]), None, "plain").sink_to(
+        TransactionalFileSink(out)
+    )
+    unchecked.execute("unchecked")
+    assert sorted(p.read_text() for p in out.iterdir() if p.is_file()), "the final round committed"
     return plugin
 
 
@@ -370,6 +381,26 @@ def test_hook_streamplug_checkpoint_completed(lifecycle: RecordingPlugin) -> Non
     assert completed and {a["checkpoint_id"] for a in completed} <= started
     # Older checkpoints are subsumed and deleted; the last one stays.
     assert Path(completed[-1]["location"]).is_file()
+
+
+def test_checkpoint_hooks_pair_up_and_a_job_without_checkpointing_calls_none(
+    lifecycle: RecordingPlugin,
+) -> None:
+    for job in ("hooks", "slow"):
+        started = [
+            a["checkpoint_id"] for a in _calls(lifecycle, "streamplug_checkpoint_started", job)
+        ]
+        ended = [
+            a["checkpoint_id"]
+            for hook in ("streamplug_checkpoint_completed", "streamplug_checkpoint_aborted")
+            for a in _calls(lifecycle, hook, job)
+        ]
+        assert sorted(started) == sorted(ended), job
+    hooks = [h for h in lifecycle.args if h.startswith("streamplug_checkpoint")]
+    assert not [h for h in hooks if _calls(lifecycle, h, "unchecked")]
+    assert [a["status"] for a in _calls(lifecycle, "streamplug_job_finished", "unchecked")] == [
+        "FINISHED"
+    ]
 
 
 def test_hook_streamplug_checkpoint_aborted(lifecycle: RecordingPlugin) -> None:

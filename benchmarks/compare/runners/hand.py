@@ -10,14 +10,22 @@ loop we can write for each job, one consumer and (for Kafka -> Kafka) one produc
 * ``EXACTLY_ONCE``: transactional producer; every ``checkpoint_ms``
   ``send_offsets_to_transaction`` + ``commit_transaction`` + ``begin_transaction``.
 
+``timestamps``: each output record gets its input record's timestamp, as streamplug's and
+Flink's sinks write it (false: the producer stamps the current time, less work).
+
+``assign`` (optional): the partitions this loop reads (all of them without it); ``records``
+is then the count in those partitions.
+
 Batches of up to 500 taken without waiting (``consume(500, 0)``: whatever librdkafka has
 fetched; ``consume`` with a timeout waits to fill the whole batch, holding back the records
 it already has), and only when there is nothing a blocking ``poll`` for the next record;
 streamplug's source reads the same way, 500 being its ``poll.max.records``. The batch size
 is the same on purpose: a loop holding 10,000 ``Message`` objects at a time paid Python's
 cyclic garbage collector for them (a third of its CPU, see benchmarks/profiles/), which made
-the framework look faster than the loop. Values (and keys) are taken with
-``map(Message.value, batch)``, in C, as the source does. The fetch tuning streamplug's source uses
+the framework look faster than the loop. Values (and keys, timestamps) are taken with
+``map(Message.value, batch)`` and produced with ``starmap(produce, zip(...))``, in C, as the
+source and the sink do: a Python ``for`` loop over the records costs ~10% more CPU per record
+and made streamplug look faster than the loop. The fetch tuning streamplug's source uses
 (``fetch.queue.backoff.ms=10``, ``queued.min.messages=200000``), error-only delivery reports.
 """
 
@@ -25,11 +33,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
+from itertools import repeat, starmap
+from operator import itemgetter, length_hint
 from typing import Any
 
 import _common
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+_second = itemgetter(1)
 TUNING = {"fetch.queue.backoff.ms": "10", "queued.min.messages": "200000"}
 BATCH = 500
 
@@ -51,7 +63,10 @@ def main() -> None:
         }
     )
     # Concrete offsets: OFFSET_BEGINNING costs a ListOffsets round trip before the first fetch.
-    consumer.assign([TopicPartition(source, p, 0) for p in range(partitions)])
+    # ``assign``: a subset of the partitions, for several loops side by side (the plain
+    # processes bench_scaling.py measures the machine's ceiling with).
+    assigned = s.get("assign") or range(partitions)
+    consumer.assign([TopicPartition(source, p, 0) for p in assigned])
     done = 0
     consume, poll_one = consumer.consume, consumer.poll
 
@@ -112,40 +127,61 @@ def main() -> None:
             producer.commit_transaction()
             producer.begin_transaction()
 
-    def send(value: bytes, key: bytes | None) -> None:
+    def send(value: bytes, key: bytes | None, timestamp: int = 0) -> None:
         while True:
             try:
-                produce(sink, value, key)
+                produce(sink, value, key, -1, None, None, timestamp)
                 return
             except BufferError:
                 poll(0.005)
 
+    def produce_batch(batch: list[Any]) -> None:
+        """The batch's records to ``sink``, iterated in C as streamplug's sink does:
+        ``starmap`` over ``zip``ped columns, positional up to the timestamp (key, partition
+        -1 for the partitioner, on_delivery and callback None for the producer-wide one). A
+        full queue raises BufferError with the refused record already taken from
+        ``values``: its length hint says which one it was; it is waited in, and the same
+        ``starmap`` goes on after it."""
+        values = list(map(Message.value, batch))
+        keys = list(map(Message.key, batch)) if keyed else None
+        stamps = list(map(_second, map(Message.timestamp, batch))) if stamped else None
+        remaining = iter(values)
+        if stamps is not None:
+            key_column = keys if keys is not None else repeat(None)
+            args: Any = zip(
+                repeat(sink), remaining, key_column, repeat(-1), repeat(None), repeat(None), stamps
+            )
+        elif keys is not None:
+            args = zip(repeat(sink), remaining, keys)
+        else:
+            args = zip(repeat(sink), remaining)
+        calls = starmap(produce, args)
+        while True:
+            try:
+                deque(calls, 0)
+                return
+            except BufferError:
+                refused = len(values) - length_hint(remaining) - 1
+                send(
+                    values[refused],
+                    keys[refused] if keys is not None else None,
+                    stamps[refused] if stamps is not None else 0,
+                )
+
     # --self-test only: make this run's output wrong on purpose, to show the check sees it.
     sabotage = s.get("sabotage")
+    stamped = bool(s.get("timestamps"))
     while done < records:
         batch = next_batch(min(BATCH, records - done))
         if sabotage and batch:
             batch = batch[1:] if sabotage == "drop" else [batch[0], *batch]
             done += 1 if sabotage == "drop" else -1
             sabotage = None
-        if keyed:
-            for msg in batch:
-                try:
-                    produce(sink, msg.value(), msg.key())
-                except BufferError:
-                    send(msg.value(), msg.key())
-        else:
-            for msg in batch:
-                try:
-                    produce(sink, msg.value())
-                except BufferError:
-                    send(msg.value(), None)
-        last: dict[int, int] = {}
-        for msg in reversed(batch):
-            p = msg.partition() or 0
-            if p not in last:
-                last[p] = (msg.offset() or 0) + 1
-        positions.update(last)
+        produce_batch(batch)
+        # The last offset of each partition in the batch, in C: a dict keeps a key's last
+        # value, and a batch holds each partition's records in offset order.
+        last = dict(zip(map(Message.partition, batch), map(Message.offset, batch), strict=True))
+        positions.update({p: o + 1 for p, o in last.items()})
         done += len(batch)
         poll(0)
         if mode != "NONE" and time.monotonic() - last_commit >= checkpoint_s:

@@ -7,7 +7,7 @@ the runtime and every plugin can depend on it without depending on one another.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -106,6 +106,23 @@ class JobInfo:
 # handed over without a copy: read them, never change them.
 
 
+class _SubtaskFacts(Protocol):
+    """What ``SubtaskInfo.from_context`` reads: a ``streamplug.api.context.RuntimeContext``
+    has it, named structurally so that this module stays a leaf."""
+
+    @property
+    def job_name(self) -> str: ...
+
+    @property
+    def subtask_index(self) -> int: ...
+
+    @property
+    def parallelism(self) -> int: ...
+
+    @property
+    def attempt_number(self) -> int: ...
+
+
 @attrs.frozen
 class SubtaskInfo:
     """Which subtask a reader or writer hook comes from. ``connector`` names the connector
@@ -116,6 +133,18 @@ class SubtaskInfo:
     parallelism: int
     attempt: int
     connector: str
+
+    @classmethod
+    def from_context(cls, context: _SubtaskFacts, connector: str) -> SubtaskInfo:
+        """The subtask whose reader or writer was given ``context`` (its reader or sink
+        context), for ``connector``; a connector builds it once, with its reader or writer."""
+        return cls(
+            context.job_name,
+            context.subtask_index,
+            context.parallelism,
+            context.attempt_number,
+            connector,
+        )
 
 
 @attrs.frozen

@@ -278,7 +278,9 @@ def streamplug_job_restarting(job: JobInfo, error: BaseException, delay_ms: int)
 @hookspec
 def streamplug_checkpoint_started(job: JobInfo, checkpoint_id: int) -> None:
     """Called when the coordinator triggered checkpoint ``checkpoint_id``, before subtasks
-    snapshot. Returns nothing.
+    snapshot. Every started checkpoint ends in ``streamplug_checkpoint_completed`` or
+    ``streamplug_checkpoint_aborted``. A job without checkpointing calls none of the
+    checkpoint hooks: its end still commits the sinks, but keeps no state. Returns nothing.
 
     Example::
 

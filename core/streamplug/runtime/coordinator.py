@@ -607,7 +607,10 @@ class Attempt:
         self.run.next_checkpoint_id += 1
         started = time.monotonic()
         persist = self.checkpoint_cfg.enabled
-        self.host.notify("streamplug_checkpoint_started", job=self.info, checkpoint_id=cid)
+        # Without checkpointing the final round only commits the sinks: no state is kept, so
+        # it is no checkpoint to a plugin (a started one would never complete).
+        if persist:
+            self.host.notify("streamplug_checkpoint_started", job=self.info, checkpoint_id=cid)
         enum_states = {name: e.snapshot_state(cid) for name, e in self.enumerators.items()}
         deadline = started + self.checkpoint_cfg.timeout_ms / 1000
         for handle in self.handles:
@@ -617,7 +620,7 @@ class Attempt:
         except BaseException as exc:
             self._abort(cid, f"{type(exc).__name__}: {exc}")
             raise
-        if acks is not None and self._on_subtask_ack is not None:
+        if acks is not None and persist and self._on_subtask_ack is not None:
             self._report_acks(cid, acks)
         if acks is None:
             self._abort(cid, "timeout")
@@ -713,9 +716,10 @@ class Attempt:
         for handle in self.handles:
             handle.send(ReleaseBarrier(self.number, cid, False))
         self._requeue_deferred()
-        self.host.notify(
-            "streamplug_checkpoint_aborted", job=self.info, checkpoint_id=cid, reason=reason
-        )
+        if self.checkpoint_cfg.enabled:
+            self.host.notify(
+                "streamplug_checkpoint_aborted", job=self.info, checkpoint_id=cid, reason=reason
+            )
 
     def _requeue_deferred(self) -> None:
         for event in self.deferred:

@@ -302,10 +302,7 @@ class WorkerSlot:
         finished = self.host.caller("streamplug_reader_splits_finished")
         if added is not None or finished is not None:
             connector = str(pipeline.source.describe().get("type", type(pipeline.source).__name__))
-            info = SubtaskInfo(
-                self.graph.job_name, index, self.graph.parallelism, self.attempt, connector
-            )
-            subtask.observe_splits(added, finished, info)
+            subtask.observe_splits(added, finished, SubtaskInfo.from_context(reader_ctx, connector))
         _register_task_metrics(group, subtask)
         subtask.add_restored_splits(start.restored_splits.get(key, []))
         return subtask

@@ -171,13 +171,7 @@ class RecordEmitter:
         # Asked once: with no plugin implementing the hook, emit() checks one attribute.
         hook = getattr(context, "plugin_hook", None)
         self._on_batch = hook("streamplug_writer_batch_producing") if hook is not None else None
-        self._subtask_info = SubtaskInfo(
-            context.job_name,
-            context.subtask_index,
-            context.parallelism,
-            context.attempt_number,
-            "kafka",
-        )
+        self._subtask_info = SubtaskInfo.from_context(context, "kafka")
         self._guarantee = guarantee.name
         self._transaction = transaction
         self._keeps_positions = bool(getattr(context, "keeps_positions", False))

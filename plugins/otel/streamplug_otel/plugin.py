@@ -250,11 +250,11 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
     messages = batch.messages
     count = len(messages)
     carried: list[list[tuple[str, bytes]] | None] | None = None
-    # The client's own method, looked up once per batch: map() calls it from C.
-    headers = list(map(type(messages[0]).headers, messages)) if count else []
-    # any() scans at C speed; records without headers at all cost nothing more.
-    if any(headers):
-        carried = [_w3c(h) if h else None for h in headers]
+    # The client's own method, looked up once per batch: map() and any() call it from C,
+    # and a batch without any header (most untraced input) builds no list at all.
+    headers_of = type(messages[0]).headers if count else None
+    if headers_of is not None and any(map(headers_of, messages)):
+        carried = [_w3c(h) if h else None for h in map(headers_of, messages)]
         if not any(carried):
             carried = None
     sampled = _sample(count, opts.sampling)
@@ -264,7 +264,10 @@ def streamplug_reader_batch_fetched(batch: FetchedBatch) -> None:
         return
     links = _links(carried) if carried is not None else None
     receive_context: trace.SpanContext | None = None
-    if opts.batch_spans:
+    # Batch spans show how a batch's records' traces fan in; a batch with none (only new
+    # traces started here) would be a root trace of its own per batch: noise, and two
+    # spans a batch, as many as two sampled records cost.
+    if opts.batch_spans and carried is not None:
         attributes = _messaging(batch.topic, "receive", "receive")
         attributes.update(
             {
@@ -386,7 +389,7 @@ def streamplug_writer_batch_producing(
             out = [list(only)] * count
     if read is not None and not mapped:
         read.end(mapped=False)
-    if opts.batch_spans and read is not None:
+    if opts.batch_spans and read is not None and read.carried is not None:
         attributes = _publish_attributes(batch)
         attributes["messaging.batch.message_count"] = count
         attributes["streamplug.positions_mapped"] = mapped

@@ -204,13 +204,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         # Asked once: with no plugin implementing the hook, a batch costs one attribute test.
         hook = getattr(context, "plugin_hook", None)
         self._on_fetched = hook("streamplug_reader_batch_fetched") if hook is not None else None
-        self._subtask_info = SubtaskInfo(
-            context.job_name,
-            context.subtask_index,
-            context.parallelism,
-            context.attempt_number,
-            "kafka",
-        )
+        self._subtask_info = SubtaskInfo.from_context(context, "kafka")
         group = self._properties.get("group.id")
         self._group_id = str(group) if group else None
         config: dict[str, Any] = dict(self._properties)
