@@ -14,6 +14,10 @@ started again after the fault would otherwise die at the same point forever.
 fails and restarts like after a crash of its worker, but the test process (and what it
 records in memory, such as spans) lives on. Use it where the observer must survive; the
 plain form for what a real kill leaves behind.
+
+``name:N:hang`` blocks the thread that reaches the point, for good, while the rest of the
+process goes on: what a call stuck on a dead peer or a lost lock looks like from outside.
+It proves that whoever waits for that thread gives up within its bound.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ _lock = threading.Lock()
 _counts: dict[str, int] = {}
 _plan: dict[str, int] | None = None
 _raising: set[str] = set()
+_hanging: set[str] = set()
 
 
 class InjectedFault(RuntimeError):
@@ -39,6 +44,7 @@ class InjectedFault(RuntimeError):
 def _load_plan() -> dict[str, int]:
     plan: dict[str, int] = {}
     _raising.clear()
+    _hanging.clear()
     for item in os.environ.get(ENV, "").split(","):
         item = item.strip()
         if not item:
@@ -48,6 +54,8 @@ def _load_plan() -> dict[str, int]:
         plan[name.strip()] = int(nth or "1")
         if mode.strip() == "raise":
             _raising.add(name.strip())
+        elif mode.strip() == "hang":
+            _hanging.add(name.strip())
     return plan
 
 
@@ -67,6 +75,13 @@ def fault_point(name: str) -> None:
         hit = _counts[key] == _plan[key]
     if hit and key in _raising:
         raise InjectedFault(f"fault point {name} reached (planned: {key}:{_plan[key]}:raise)")
+    if hit and key in _hanging:
+        sys.stderr.write(
+            f"streamplug: fault point {name} reached, thread {threading.current_thread().name} "
+            f"of process {os.getpid()} hangs\n"
+        )
+        sys.stderr.flush()
+        threading.Event().wait()
     if hit:
         sys.stderr.write(f"streamplug: fault point {name} reached, killing process {os.getpid()}\n")
         sys.stderr.flush()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from streamplug.errors import ConfigError
+from streamplug.runtime.faults import fault_point
 from streamplug.runtime.messages import (
     ControlMessage,
     EndAttempt,
@@ -234,6 +235,9 @@ class SlotActor:
         return SlotFacts(node_id, node_ip, hostname, pid, self._error)
 
     def deliver(self, message: ControlMessage) -> None:
+        # Tests make a call hang here (``ray.deliver@W:N:hang``): the driver must give up
+        # on the slot within its bound.
+        fault_point("ray.deliver")
         self._control.put(message)
 
     def poll_events(self, timeout: float) -> list[WorkerEvent]:

@@ -11,7 +11,10 @@ when the driver that owns them goes away. This module only carries the worker pr
 * a failed call means the actor is gone: the coordinator hears ``WorkerFailed`` with a
   ``WorkerLost`` error naming the slot's node, fails the attempt, and the restart
   strategy starts the next one. By then Ray has restarted the actor (elsewhere, if its
-  node died) as a fresh slot, which the next ``StartAttempt`` sets up again.
+  node died) as a fresh slot, which the next ``StartAttempt`` sets up again;
+* a call that does not complete within ``call_timeout_s`` counts as a failed one: the
+  slot is reported lost the same way, and the actor is ended through Ray
+  (``ray.kill`` without ``no_restart``), so that Ray starts it afresh.
 
 The job graph reaches the actors only as one pickled object in Ray's object store, so
 secrets in the job (SASL passwords, keys) are never part of an actor's name, options or
@@ -58,11 +61,16 @@ _OPTIONS = (
     "cpus_per_worker",
     "max_restarts",
     "start_timeout_s",
+    "call_timeout_s",
     "namespace",
     "runtime_env",
     "init_options",
 )
 _POLL_S = 1.0
+# How long a control call (delivering a message, beyond the poll's own wait) may take
+# before the slot counts as lost. A call only queues a message in the actor, so anything
+# near this means the actor or its node is not there to answer.
+_CALL_TIMEOUT_S = 30.0
 _STOP_WAIT_S = 35.0
 # Several calls at once on one actor: a control call, the event long-poll, a readiness or
 # memory query.
@@ -80,8 +88,16 @@ def _short(error: BaseException) -> str:
 class _ActorWorker(WorkerHandle):
     """The driver's end of one slot actor."""
 
-    def __init__(self, actor: Any, worker: int, indices: list[int], post: Post) -> None:
+    def __init__(
+        self,
+        actor: Any,
+        worker: int,
+        indices: list[int],
+        post: Post,
+        call_timeout_s: float = _CALL_TIMEOUT_S,
+    ) -> None:
         self.actor = actor
+        self.call_timeout_s = call_timeout_s
         self.worker = worker
         self.subtask_indices = indices
         self.post = post
@@ -172,7 +188,9 @@ class _ActorWorker(WorkerHandle):
                 self._report_lost(message.attempt)
                 continue
             try:
-                ray.get(self.actor.deliver.remote(message))
+                ray.get(self.actor.deliver.remote(message), timeout=self.call_timeout_s)
+            except GetTimeoutError:
+                self._unresponsive(f"delivering {type(message).__name__}", incarnation)
             except RayActorError as exc:
                 self._mark_lost(exc, incarnation)
             except Exception as exc:
@@ -189,7 +207,12 @@ class _ActorWorker(WorkerHandle):
     def _poll_loop(self, incarnation: int) -> None:
         while not self._closing.is_set() and incarnation == self._incarnation:
             try:
-                events = ray.get(self.actor.poll_events.remote(_POLL_S))
+                events = ray.get(
+                    self.actor.poll_events.remote(_POLL_S), timeout=_POLL_S + self.call_timeout_s
+                )
+            except GetTimeoutError:
+                self._unresponsive("polling its events", incarnation)
+                return
             except RayActorError as exc:
                 self._mark_lost(exc, incarnation)
                 return
@@ -204,21 +227,40 @@ class _ActorWorker(WorkerHandle):
                 else:
                     self.post(event)
 
-    def _mark_lost(self, error: BaseException, incarnation: int) -> None:
+    def _unresponsive(self, call: str, incarnation: int) -> None:
+        """A call that Ray neither completed nor failed within the bound: the actor may be
+        stuck, or Ray may not have noticed that its process or node is gone. Either way
+        the slot cannot be counted on; it is lost, and Ray is asked to start it afresh."""
+        text = (
+            f"no answer {call} within {self.call_timeout_s:g} s; the actor is ended so "
+            "that Ray restarts it"
+        )
+        if self._mark_lost(None, incarnation, text) and not self._closing.is_set():
+            try:
+                ray.kill(self.actor, no_restart=False)
+            except Exception:
+                log.warning("ending %s failed", self.describe(), exc_info=True)
+
+    def _mark_lost(
+        self, error: BaseException | None, incarnation: int, text: str | None = None
+    ) -> bool:
+        """Record this incarnation as lost and tell the coordinator; True the first time."""
         with self._lock:
             if incarnation != self._incarnation:
-                return
+                return False
             first = not self._lost.is_set()
             if first:
-                self._lost_text = f"{self.describe()} is lost: {_short(error)}"
+                why = text if text is not None else _short(error or RuntimeError())
+                self._lost_text = f"{self.describe()} is lost: {why}"
                 self._lost.set()
         if self._closing.is_set():
-            return
+            return first
         if first:
             log.warning("%s", self._lost_text)
         # The poller and the sender may both see the loss: the second one counts only
         # when the coordinator has moved on to another attempt meanwhile.
         self._report_lost(self._attempt)
+        return first
 
     def _report_lost(self, attempt: int) -> None:
         """Tell the coordinator, once per attempt, that this slot is lost."""
@@ -249,7 +291,8 @@ class RayRuntime(Runtime):
     CPUs each slot reserves (default 1); ``max_restarts``: how often Ray restarts a dead
     slot actor (default -1, without limit: the job's restart strategy decides when to
     give up); ``start_timeout_s``: how long the slots may take to be placed and started
-    (default 120); ``runtime_env``: Ray's runtime environment for the slot actors
+    (default 120); ``call_timeout_s``: how long a control call to a slot may take before
+    the slot counts as lost (default 30); ``runtime_env``: Ray's runtime environment for the slot actors
     (``pip``, ``py_modules``, ``env_vars``...; not for secrets, which Ray shows with the
     actor's options); ``namespace`` and ``init_options`` (any other ``ray.init``
     argument) go to ``ray.init`` when this runtime connects.
@@ -291,6 +334,13 @@ class RayRuntime(Runtime):
         self.cpus_per_worker = float(cpus)
         self.max_restarts = int(options.get("max_restarts", -1))
         self.start_timeout_s = float(options.get("start_timeout_s", 120.0))
+        call_timeout = options.get("call_timeout_s", _CALL_TIMEOUT_S)
+        if not isinstance(call_timeout, int | float) or call_timeout <= 0:
+            raise ConfigError(
+                f"call_timeout_s must be a positive number of seconds, got {call_timeout!r}",
+                option="runtime.call_timeout_s",
+            )
+        self.call_timeout_s = float(call_timeout)
         init_options = dict(options.get("init_options") or {})
         if options.get("namespace") is not None:
             init_options["namespace"] = options["namespace"]
@@ -410,7 +460,7 @@ class RayRuntime(Runtime):
                     ),
                     **({"runtime_env": self._runtime_env} if self._runtime_env else {}),
                 ).remote(payload, worker, indices, levels, requirements)
-                self.handles.append(_ActorWorker(actor, worker, indices, post))
+                self.handles.append(_ActorWorker(actor, worker, indices, post, self.call_timeout_s))
             handle = self.handles[worker]
             if handle.alive:
                 handle.post = post
