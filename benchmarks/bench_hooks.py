@@ -198,11 +198,15 @@ def compare(args: argparse.Namespace) -> int:
     results: dict[tuple[str, bool], list[dict[str, Any]]] = collections.defaultdict(list)
     interpreters = dict(item.split("=", 1) for item in args.interpreter)
     names = [*interpreters, *CONFIGS]
+    wanted = set(args.configs.split(";")) if args.configs else set(names)
+    inputs = [
+        traced for traced in (False, True) if ("traced" if traced else "plain") in args.inputs
+    ]
     configs = [
         (name, traced)
-        for traced in (False, True)
+        for traced in inputs
         for name in names
-        if not (traced and name in UNTRACED_ONLY)
+        if name in wanted and not (traced and name in UNTRACED_ONLY)
     ]
     total = len(configs) * args.runs
     done = 0
@@ -308,6 +312,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--configs", help="configuration names to run, separated by ; (default: all)"
+    )
+    parser.add_argument(
+        "--inputs", default="plain,traced", help="plain (no headers), traced, or both"
+    )
     parser.add_argument(
         "--interpreter",
         action="append",
