@@ -380,7 +380,11 @@ def test_a_job_checkpoints_to_s3_and_a_new_run_resumes_there(
         return env
 
     client = build().execute_async("to-s3")
-    time.sleep(0.5)
+    # Stop once records flow, not after a fixed time: "processes" spends ~0.5 s starting its
+    # workers (more on a busy machine), and a stop before the first record commits nothing.
+    deadline = time.monotonic() + 30
+    while client.metrics().records_in < 500 and time.monotonic() < deadline:
+        time.sleep(0.02)
     final = client.stop(timeout=60)
     assert final is not None and final.startswith(f"{url}/to-s3/chk-")
     first = TransactionalFileSink.read_committed(tmp_path / "out")
