@@ -210,7 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streamplug_testing.broker import KafkaCluster
 
         print("starting a single-node Apache Kafka...", flush=True)
-        cluster = KafkaCluster(nodes=1).start()
+        # Outputs are deleted once checked; a broker deletes a topic's files a minute
+        # later by default, which then ran beside whichever job was being measured.
+        cluster = KafkaCluster(
+            nodes=1, server_properties={"log.segment.delete.delay.ms": 0}
+        ).start()
         bootstrap = cluster.bootstrap_servers
     try:
         inputs: dict[bool, tuple[str, int]] = {}
@@ -224,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _kafka.fill(bootstrap, topic, args.records, PARTITIONS, keyed)
             inputs[keyed] = (topic, args.records)
+
+        scratch = f"bench-warmup-{uuid.uuid4().hex[:8]}"
+        create_topic(bootstrap, scratch, log_append_time=False)
+        print("warming the broker up (offsets, transactions, producer ids)...", flush=True)
+        _kafka.warm_up(bootstrap, scratch)
 
         if args.self_test:
             return _self_test(bootstrap, inputs, args.records)
