@@ -2,9 +2,11 @@
 
 Starts a single-node Apache Kafka (streamplug-testing's launcher) unless
 ``--bootstrap-servers`` names one, fills two input topics (value only; key and value) of
-``--records`` records of 100 bytes in 6 partitions, then runs every selected job
-``--runs`` times, interleaved (A B C A B C ...), each in its own process with a fresh
-output topic that is read back and checked before the next run. Then the latency runs,
+``--records`` records of 100 bytes in 6 partitions, warms the broker up (consumer offsets,
+transaction state, producer ids), then runs every selected job ``--runs`` times,
+interleaved (A B C A B C ...; within a round each job right after the hand loop it is
+compared with), each in its own process with a fresh output topic that is read back and
+checked before the next run. Then the latency runs,
 interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
 benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
 plots beside them; a partial one only prints, unless --write.
@@ -248,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         step = 0
         outcomes: list[Outcome] = []
         for round_no in range(1, args.runs + 1):
-            for config in throughput:
+            for config in configs.run_order(throughput):
                 step += 1
                 _progress(step, steps, started, f" run {round_no}/{args.runs}  {config.name:<30}")
                 o = throughput_run(config, round_no, bootstrap, inputs, args.records)

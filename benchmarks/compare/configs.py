@@ -103,6 +103,27 @@ LATENCY = [
 ]
 
 
+def run_order(configs: list[Config]) -> list[Config]:
+    """The order of one round: each job right after the hand loop it is compared with, so
+    that a pair runs seconds apart rather than minutes (a 2-core machine shared with the
+    broker drifts within a round); jobs without their hand loop in ``configs`` keep their
+    place after the pairs. The tables keep ``configs``' order."""
+    followers: dict[str, list[Config]] = {}
+    names = {c.name for c in configs}
+    for config in configs:
+        if config.framework != "hand" and config.baseline in names:
+            followers.setdefault(config.baseline, []).append(config)
+    paired = {id(c) for group in followers.values() for c in group}
+    ordered: list[Config] = []
+    for config in configs:
+        if id(config) in paired:
+            continue
+        ordered.append(config)
+        if config.framework == "hand":
+            ordered += followers.get(config.name, [])
+    return ordered
+
+
 def select(configs: list[Config], only: str | None, skip_peers: bool) -> list[Config]:
     """``only``: comma-separated shell patterns over the names (``streamplug/*``,
     ``*/EOS/*``, ``hand/ALO/value``); ``skip_peers`` drops Quix, Bytewax, Arroyo, Faust and
