@@ -156,8 +156,9 @@ def targets_table(summaries: list[dict[str, Any]], outcomes: Sequence[Outcome]) 
 
 def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
     lines = [
-        "| job | runs | input rate achieved | p50 ms | p99 ms | p99.9 ms | max ms | load 1 min | output |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| job | runs | input rate achieved | p50 ms | p99 ms | p99.9 ms | max ms "
+        "| input lag p50 / p99 ms | job p50 / p99 ms | load 1 min | output |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     names = list(dict.fromkeys(o.config for o in outcomes))
     for name in names:
@@ -178,6 +179,8 @@ def latency_table(outcomes: list[LatencyOutcome]) -> list[str]:
         )
         lines[-1] += (
             f"{med('p50_ms')} | {med('p99_ms')} | {med('p999_ms')} | {med('max_ms')} "
+            f"| {med('input_lag_p50_ms')} / {med('input_lag_p99_ms')} "
+            f"| {med('job_p50_ms')} / {med('job_p99_ms')} "
             f"| {min(loads):.1f}-{max(loads):.1f} | "
             + (
                 f"**WRONG**: {' '.join((wrong[0].wrong or '').split()).replace('|', '/')} |"

@@ -3,7 +3,13 @@ latency: the time this reader got it (read_committed for exactly-once runs, so a
 counts when it became visible) minus the send time the input producer stamped into its
 value (the time the rate schedule said it was due, so a producer that fell behind makes
 latency worse, not better). Prints ``FIRST`` when the first output record arrives (the
-pipeline is flowing), then ``RESULT {...}`` with the percentiles and the output check."""
+pipeline is flowing), then ``RESULT {...}`` with the percentiles and the output check.
+
+The input topic keeps the broker's append time (LogAppendTime). Once the output is read,
+the reader reads the input once more for those times and splits each record's latency in
+two: *input lag* (schedule stamp to input append: the paced producer and the broker, before
+any job could see the record) and *job latency* (input append to this reader: the job and the
+output side). On this 2-core machine the input lag can dominate (see benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -13,11 +19,14 @@ from typing import Any
 
 import _common
 import _kafka
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 
 def main() -> None:
     s = _common.spec()
     latencies = array("q")
+    # Per measured record: its sequence number, stamp and receive time (microseconds).
+    seqs, stamps, received = array("q"), array("q"), array("q")
     skip_below = int(s["measure_from_seq"])
     first = [True]
 
@@ -28,8 +37,13 @@ def main() -> None:
         now_us = int(now * 1_000_000)
         for m in batch:
             v = m.value()
-            if int(v[:12]) >= skip_below:
-                latencies.append(now_us - int(v[12:28]))
+            seq = int(v[:12])
+            if seq >= skip_below:
+                stamp = int(v[12:28])
+                latencies.append(now_us - stamp)
+                seqs.append(seq)
+                stamps.append(stamp)
+                received.append(now_us)
 
     check = _kafka.read_back(
         s["bootstrap"],
@@ -44,10 +58,14 @@ def main() -> None:
     )
     ordered = sorted(latencies)
 
-    def pct(q: float) -> float | None:
-        if not ordered:
+    def pct(q: float, values: list[int] = ordered) -> float | None:
+        if not values:
             return None
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+        return values[min(len(values) - 1, int(q * len(values)))] / 1000
+
+    appended = input_append_times(s["bootstrap"], s["in"], int(s["total"]), int(s["partitions"]))
+    input_lag = sorted(appended[q] - t for q, t in zip(seqs, stamps, strict=True) if appended[q])
+    job = sorted(r - appended[q] for q, r in zip(seqs, received, strict=True) if appended[q])
 
     print(
         "RESULT "
@@ -57,6 +75,10 @@ def main() -> None:
                 "p99_ms": pct(0.99),
                 "p999_ms": pct(0.999),
                 "max_ms": ordered[-1] / 1000 if ordered else None,
+                "input_lag_p50_ms": pct(0.50, input_lag),
+                "input_lag_p99_ms": pct(0.99, input_lag),
+                "job_p50_ms": pct(0.50, job),
+                "job_p99_ms": pct(0.99, job),
                 "measured": len(ordered),
                 "records": check.records,
                 "distinct": check.distinct,
@@ -68,6 +90,35 @@ def main() -> None:
         ),
         flush=True,
     )
+
+
+def input_append_times(bootstrap: str, topic: str, total: int, partitions: int) -> array[int]:
+    """The broker's append time (microseconds, millisecond resolution) of each input record,
+    indexed by its sequence number; 0 where none was read."""
+    times = array("q", bytes(8 * total))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-latency-input-{topic}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        at_end: set[int] = set()
+        seen = 0
+        while len(at_end) < partitions and seen < total:
+            for m in consumer.consume(10_000, 1.0):
+                err = m.error()
+                if err is None:
+                    times[int(m.value()[:12])] = m.timestamp()[1] * 1000
+                    seen += 1
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(m.partition() or 0)
+    finally:
+        consumer.close()
+    return times
 
 
 if __name__ == "__main__":
