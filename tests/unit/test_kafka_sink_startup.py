@@ -94,3 +94,12 @@ def test_a_close_ends_the_asking_at_once() -> None:
     check.close()  # joins the thread: returns only once the asking stopped
     count = len(producer.asked)
     assert count < _startup._LEARNED_BROKER_WAIT_S / _startup._LEARNED_BROKER_POLL_S
+
+
+def test_a_check_that_does_not_judge_the_topic_asks_for_it_and_reports_nothing() -> None:
+    missing = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+    producer = ScriptedProducer(_metadata(-1, "out"), _metadata(1, "out", missing))
+    check = StartupCheck(producer, "out", "localhost:9092", 30_000, judge_topic=False)  # type: ignore[arg-type]
+    assert _run(check) == []
+    assert check.failure is None
+    assert producer.asked == ["out", "out"]

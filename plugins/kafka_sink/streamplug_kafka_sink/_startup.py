@@ -17,7 +17,7 @@ from streamplug_kafka_common.failures import (
 )
 from streamplug_kafka_sink import _config
 
-__all__ = ["StartupCheck"]
+__all__ = ["StartupCheck", "learned_broker_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # is never held up for longer.
 _CHECK_SLICE_S = 0.5
 # How long the check asks again for metadata from a broker learned from metadata (see
-# _await_learned_broker), and how often.
+# learned_broker_metadata), and how often.
 _LEARNED_BROKER_WAIT_S = 2.0
 _LEARNED_BROKER_POLL_S = 0.005
 
@@ -33,9 +33,9 @@ _LEARNED_BROKER_POLL_S = 0.005
 class StartupCheck:
     """Whether any broker answers and the sink's fixed topic exists, asked once when a
     writer starts, on a thread of its own: neither the attempt's start nor a stop waits for
-    brokers that do not answer. ``topic`` None asks only for the brokers (every subtask but
-    the first: one topic check is enough). ``failure`` is what the writer fails with at its
-    next call:
+    brokers that do not answer. Its metadata requests name ``topic`` (None: every topic);
+    ``judge_topic`` false leaves the topic's existence to another writer's check (one is
+    enough). ``failure`` is what the writer fails with at its next call:
 
     * no broker answered within ``default.api.timeout.ms``: ``BrokersUnreachableError``
       naming the address and the setting (retried by the restart strategy), instead of
@@ -47,14 +47,21 @@ class StartupCheck:
     retries.
 
     It also gets the idempotent producer its producer id without librdkafka's 500 ms
-    retry timer: see ``_await_learned_broker``."""
+    retry timer: see ``learned_broker_metadata``."""
 
     def __init__(
-        self, producer: Producer, topic: str | None, bootstrap: str, timeout_ms: int
+        self,
+        producer: Producer,
+        topic: str | None,
+        bootstrap: str,
+        timeout_ms: int,
+        *,
+        judge_topic: bool = True,
     ) -> None:
         self.failure: BaseException | None = None
         self._producer = producer
         self._topic = topic
+        self._judge_topic = judge_topic
         self._bootstrap = bootstrap
         self._timeout_ms = timeout_ms
         self._closed = threading.Event()
@@ -97,7 +104,6 @@ class StartupCheck:
                         exc,
                     )
                     return
-
                 if left <= _CHECK_SLICE_S:
                     what = "look up topic " + repr(self._topic) if self._topic else "list topics"
                     self.failure = unreachable_error(
@@ -112,8 +118,16 @@ class StartupCheck:
                 # With every broker refusing, the call returns at once: do not spin.
                 self._closed.wait(min(0.1, max(0.0, left)))
                 continue
-            metadata = self._await_learned_broker(metadata)
-            if self._topic is None:
+            metadata = learned_broker_metadata(
+                self._producer,
+                self._topic,
+                within_s=_LEARNED_BROKER_WAIT_S,
+                every_s=_LEARNED_BROKER_POLL_S,
+                request_s=_CHECK_SLICE_S,
+                answer=metadata,
+                stop=self._closed,
+            )
+            if self._topic is None or not self._judge_topic:
                 return
             found = metadata.topics.get(self._topic)
             if found is not None and found.error is not None:
@@ -122,26 +136,43 @@ class StartupCheck:
                 )
             return
 
-    def _await_learned_broker(self, metadata: Any) -> Any:
-        """Metadata answered by a broker with a node id, asking again while only the
-        bootstrap connection (node id -1) has answered; the last answer after
-        ``_LEARNED_BROKER_WAIT_S`` or a close.
 
-        An idempotent producer asks for its producer id only once a broker learned from
-        metadata is up, and when none is, retries from a fixed 500 ms timer. librdkafka
-        also runs that request after each metadata answer, so one answered once the
-        learned broker is up gets the id at once. Without this, a writer whose first
-        records came before that connection (a job reading from a local broker does)
-        had its queue fill and block until the timer: measured on a local broker, first
-        delivery 0.50 s after the producer's creation in 6 of 6 tries, and 0.05-0.06 s in
-        40 of 40 with this asking on a thread of its own, whenever the first record came;
-        ~0.25 s of a one-second AT_LEAST_ONCE benchmark job."""
-        deadline = time.monotonic() + _LEARNED_BROKER_WAIT_S
-        while getattr(metadata, "orig_broker_id", 0) < 0 and time.monotonic() < deadline:
-            if self._closed.wait(_LEARNED_BROKER_POLL_S):
-                break
-            try:
-                metadata = self._producer.list_topics(self._topic, timeout=_CHECK_SLICE_S)
-            except KafkaException:
-                break  # the producer's own retries take it from here
-        return metadata
+def learned_broker_metadata(
+    producer: Producer,
+    topic: str | None,
+    *,
+    within_s: float,
+    every_s: float,
+    request_s: float,
+    answer: Any = None,
+    stop: threading.Event | None = None,
+) -> Any:
+    """Metadata of ``topic`` answered by a broker learned from metadata (node id >= 0),
+    asking every ``every_s`` while only the bootstrap connection (node id -1) has answered.
+    After ``within_s``, once ``stop`` is set, or when a later request fails (the producer's
+    own retries take it from there), the last answer. ``answer``: one already in hand, else
+    the first request's, whose failure is raised. Each request waits at most ``request_s``.
+
+    librdkafka picks the broker for an idempotent producer's id request, and for a
+    transactional producer's coordinator query, only among brokers learned from metadata,
+    never the bootstrap connection. When none is up it retries from a fixed 500 ms timer,
+    not when the connection comes up; a metadata answer received once such a broker is up
+    runs the request at once. Measured on a local broker: an idempotent producer whose first
+    record was produced at once delivered it 0.50 s after its creation in 6 of 6 tries
+    (its queue filled and blocked ~0.25 s of a one-second AT_LEAST_ONCE job), and 0.05-0.06 s
+    in 40 of 40 with this asking on a thread of its own, whenever the first record came;
+    ``init_transactions`` right after creating the producer took ~505 ms in half the jobs or
+    more, 2-3 ms after this wait (the wait itself ~14 ms)."""
+    deadline = time.monotonic() + within_s
+    if answer is None:
+        answer = producer.list_topics(topic, timeout=request_s)
+    while getattr(answer, "orig_broker_id", 0) < 0 and time.monotonic() < deadline:
+        if stop is None:
+            time.sleep(every_s)
+        elif stop.wait(every_s):
+            break
+        try:
+            answer = producer.list_topics(topic, timeout=request_s)
+        except KafkaException:
+            break
+    return answer

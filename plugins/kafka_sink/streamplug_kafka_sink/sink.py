@@ -364,13 +364,14 @@ class KafkaSink(Sink[KafkaCommittable, Any]):
             # Creating a producer does not connect: a restart would fail the same way.
             raise client_creation_error("Kafka sink", exc, conf) from exc
         # Every writer's check gets its own producer a producer id quickly; the first
-        # subtask's also looks for the topic.
-        topic = getattr(self.serializer, "topic", None) if context.subtask_index == 0 else None
+        # subtask's also judges whether the topic exists.
+        topic = getattr(self.serializer, "topic", None)
         check = StartupCheck(
             producer,
             topic if isinstance(topic, str) else None,
             self.bootstrap_servers,
             _config.api_timeout_ms(self.properties),
+            judge_topic=context.subtask_index == 0,
         )
         return KafkaWriter(
             producer,

@@ -60,6 +60,7 @@ from streamplug_kafka_sink._config import (
     delivery_wait_s,
     finalize_client_config,
 )
+from streamplug_kafka_sink._startup import learned_broker_metadata
 from streamplug_kafka_sink.metrics import ProducerStatistics, WriterMetrics
 from streamplug_kafka_sink.record_serializer import KafkaRecordSerializationSchema
 from streamplug_kafka_sink.writer import (
@@ -442,32 +443,22 @@ class TransactionManager:
 
     def _connect(self, producer: Producer) -> None:
         """Have a broker connection that librdkafka's transactions may use up before
-        ``init_transactions``.
-
-        ``init_transactions`` first asks any broker for the transaction coordinator, and
-        only a broker learned from metadata qualifies, never the bootstrap connection. A
-        producer created a moment ago has none up yet, and librdkafka then retries from a
-        fixed 500 ms timer, not when the connection comes up (its debug log: "No brokers
-        available for Transactions (2 broker(s) known)", the next query 500 ms later).
-        Measured on a local broker: ``init_transactions`` right after creating the
-        producer took ~505 ms in half the jobs or more; after this wait 2-3 ms, the wait
-        itself ~14 ms. Metadata answered by a broker with a node id (not the bootstrap
-        address, id -1) proves such a connection is up. Bounded: past
+        ``init_transactions`` (``learned_broker_metadata`` says why). Bounded: past
         _CONNECT_TIMEOUT_S ``init_transactions`` goes on as before."""
-        deadline = time.monotonic() + _CONNECT_TIMEOUT_S
-        while True:
-            try:
-                metadata = producer.list_topics(self.commit_log_topic, timeout=_CONNECT_TIMEOUT_S)
-            except (KafkaException, AttributeError) as exc:
-                log.debug(
-                    "transactional producer %s: metadata before init: %s",
-                    self.transactional_id,
-                    exc,
-                )
-                return
-            if getattr(metadata, "orig_broker_id", 0) >= 0 or time.monotonic() > deadline:
-                return
-            time.sleep(_CONNECT_POLL_S)
+        try:
+            learned_broker_metadata(
+                producer,
+                self.commit_log_topic,
+                within_s=_CONNECT_TIMEOUT_S,
+                every_s=_CONNECT_POLL_S,
+                request_s=_CONNECT_TIMEOUT_S,
+            )
+        except (KafkaException, AttributeError) as exc:
+            log.debug(
+                "transactional producer %s: metadata before init: %s",
+                self.transactional_id,
+                exc,
+            )
 
     def _init_error(self, exc: KafkaException) -> Exception:
         err = _kafka_error(exc)
