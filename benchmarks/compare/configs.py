@@ -108,19 +108,18 @@ def run_order(configs: list[Config]) -> list[Config]:
     that a pair runs seconds apart rather than minutes (a 2-core machine shared with the
     broker drifts within a round); jobs without their hand loop in ``configs`` keep their
     place after the pairs. The tables keep ``configs``' order."""
-    followers: dict[str, list[Config]] = {}
     names = {c.name for c in configs}
-    for config in configs:
-        if config.framework != "hand" and config.baseline in names:
-            followers.setdefault(config.baseline, []).append(config)
-    paired = {id(c) for group in followers.values() for c in group}
+
+    def follows(config: Config) -> bool:
+        return config.framework != "hand" and config.baseline in names
+
     ordered: list[Config] = []
     for config in configs:
-        if id(config) in paired:
+        if follows(config):
             continue
         ordered.append(config)
         if config.framework == "hand":
-            ordered += followers.get(config.name, [])
+            ordered += [c for c in configs if follows(c) and c.baseline == config.name]
     return ordered
 
 

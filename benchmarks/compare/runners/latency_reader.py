@@ -19,12 +19,10 @@ from typing import Any
 
 import _common
 import _kafka
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 
 def main() -> None:
     s = _common.spec()
-    latencies = array("q")
     # Per measured record: its sequence number, stamp and receive time (microseconds).
     seqs, stamps, received = array("q"), array("q"), array("q")
     skip_below = int(s["measure_from_seq"])
@@ -39,10 +37,8 @@ def main() -> None:
             v = m.value()
             seq = int(v[:12])
             if seq >= skip_below:
-                stamp = int(v[12:28])
-                latencies.append(now_us - stamp)
                 seqs.append(seq)
-                stamps.append(stamp)
+                stamps.append(int(v[12:28]))
                 received.append(now_us)
 
     check = _kafka.read_back(
@@ -56,7 +52,7 @@ def main() -> None:
         on_batch=on_batch,
         wait_first=float(s["timeout"]),
     )
-    ordered = sorted(latencies)
+    ordered = sorted(r - t for t, r in zip(stamps, received, strict=True))
 
     def pct(q: float, values: list[int] = ordered) -> float | None:
         if not values:
@@ -96,28 +92,19 @@ def input_append_times(bootstrap: str, topic: str, total: int, partitions: int) 
     """The broker's append time (microseconds, millisecond resolution) of each input record,
     indexed by its sequence number; 0 where none was read."""
     times = array("q", bytes(8 * total))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-latency-input-{topic}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+
+    def note(batch: list[Any], _now: float) -> None:
+        for m in batch:
+            times[int(m.value()[:12])] = m.timestamp()[1] * 1000
+
+    _kafka.read_back(
+        bootstrap,
+        topic,
+        _kafka.Check(total, partitions, keyed=False),
+        committed=False,
+        expect=total,
+        on_batch=note,
     )
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        at_end: set[int] = set()
-        seen = 0
-        while len(at_end) < partitions and seen < total:
-            for m in consumer.consume(10_000, 1.0):
-                err = m.error()
-                if err is None:
-                    times[int(m.value()[:12])] = m.timestamp()[1] * 1000
-                    seen += 1
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(m.partition() or 0)
-    finally:
-        consumer.close()
     return times
 
 
