@@ -769,3 +769,64 @@ def test_a_command_that_fails_to_configure_is_left_out_and_the_others_stay(
     assert "broken" not in text and "twin" not in text and "checkpoints" in text
     assert "command 'broken' failed to set up its arguments" in caplog.text
     assert "command name 'twin' is registered by both" in caplog.text
+
+
+def _install(site: Path, dist: str, ep: str, module: str, code: str) -> None:
+    (site / module).mkdir()
+    (site / module / "__init__.py").write_text(code)
+    info = site / f"{dist.replace('-', '_')}-2.5.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 2.5\n")
+    (info / "entry_points.txt").write_text(f"[streamplug]\n{ep} = {module}\n")
+
+
+def test_the_entry_point_scan_is_reused_until_the_installation_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job builds a host (and a source's builder one more); the scan of every
+    installed distribution is done once per installation, and a plugin installed into a
+    directory already on the path (``pip install`` in a running notebook) is found by the
+    next host."""
+    import importlib.metadata
+    import os
+
+    from streamplug.plugin import manager
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("STREAMPLUG_DISABLED_PLUGINS", raising=False)
+    scans: list[str] = []
+    real_scan = importlib.metadata.entry_points
+
+    def counted(**kwargs: Any) -> Any:
+        scans.append(kwargs.get("group", ""))
+        return real_scan(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counted)
+    first = build_plugin_host(autoload=True)
+    second = build_plugin_host(autoload=True)
+    assert scans == ["streamplug"]
+    assert {p.name for p in first.plugin_infos()} == {p.name for p in second.plugin_infos()}
+    assert "late" not in {p.name for p in second.plugin_infos()}
+
+    _install(
+        site,
+        "streamplug-test-late",
+        "late",
+        "sp_test_late",
+        "from streamplug import hookimpl\nfrom streamplug.plugin import FormatSpec\n"
+        "from streamplug_serde import SimpleStringSchema\n\n@hookimpl\n"
+        "def streamplug_register_formats(register):\n"
+        "    register(FormatSpec('late-format', serializer=SimpleStringSchema))\n",
+    )
+    # Same-second installs: the directory's time must differ from the scanned one.
+    stat = site.stat()
+    os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    third = build_plugin_host(autoload=True)
+    assert scans == ["streamplug", "streamplug"]
+    (late,) = [p for p in third.plugin_infos() if p.name == "late"]
+    assert (late.distribution, late.version) == ("streamplug-test-late", "2.5")
+    assert "late-format" in third.names("format")
+    assert manager.installed_plugins() == manager.installed_plugins()
+    assert scans == ["streamplug", "streamplug"]
