@@ -43,7 +43,10 @@ JOBS = [
     "",
     "- *hand*: the fastest confluent-kafka loops we can write, one consumer (and one "
     "producer), batches of up to 500 taken as fetched (`consume(500, 0)`, a blocking `poll` "
-    "only when empty; 500 is the source's `poll.max.records`), streamplug's fetch tuning; "
+    "only when empty; 500 is the source's `poll.max.records`), streamplug's fetch tuning, "
+    "each batch checked for error events (`any(map(Message.error, batch))`: librdkafka "
+    "hands consumer errors out as messages in the batch, so a loop that does not look counts "
+    "them as records; the source runs the same scan; since 2026-12-06); "
     "`source` reads every value (and key); `NONE` produces and flushes at the end; `ALO` "
     "idempotent producer, `flush()` + synchronous offset commit every second; `EOS` one "
     "transaction per second with `send_offsets_to_transaction`. No map call. Kafka -> Kafka "
