@@ -631,17 +631,22 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and two that claim the same format name. Put it on the path to have them installed."""
     site = tmp_path_factory.mktemp("site")
     for dist, (ep, module, code) in _DISTRIBUTIONS.items():
-        (site / module).mkdir()
-        (site / module / "__init__.py").write_text(code)
-        info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-        (info / "entry_points.txt").write_text(f"[streamplug]\n{ep} = {module}\n")
-        (info / "INSTALLER").write_text("pip\n")
-        (info / "RECORD").write_text(
-            "".join(f"{p.relative_to(site)},,\n" for p in [*info.iterdir(), site / module])
-        )
+        _install(site, dist, ep, module, code)
     return site
+
+
+def _install(site: Path, dist: str, ep: str, module: str, code: str, version: str = "1.0") -> None:
+    """Install a one-module plugin distribution into ``site`` as pip lays it out."""
+    (site / module).mkdir()
+    (site / module / "__init__.py").write_text(code)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[streamplug]\n{ep} = {module}\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text(
+        "".join(f"{p.relative_to(site)},,\n" for p in [*info.iterdir(), site / module])
+    )
 
 
 def _streamplug_with(site: Path, *args: str, cwd: Path | None = None) -> Any:
@@ -771,15 +776,6 @@ def test_a_command_that_fails_to_configure_is_left_out_and_the_others_stay(
     assert "command name 'twin' is registered by both" in caplog.text
 
 
-def _install(site: Path, dist: str, ep: str, module: str, code: str) -> None:
-    (site / module).mkdir()
-    (site / module / "__init__.py").write_text(code)
-    info = site / f"{dist.replace('-', '_')}-2.5.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 2.5\n")
-    (info / "entry_points.txt").write_text(f"[streamplug]\n{ep} = {module}\n")
-
-
 def test_the_entry_point_scan_is_reused_until_the_installation_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -819,6 +815,7 @@ def test_the_entry_point_scan_is_reused_until_the_installation_changes(
         "from streamplug_serde import SimpleStringSchema\n\n@hookimpl\n"
         "def streamplug_register_formats(register):\n"
         "    register(FormatSpec('late-format', serializer=SimpleStringSchema))\n",
+        version="2.5",
     )
     # Same-second installs: the directory's time must differ from the scanned one.
     stat = site.stat()
