@@ -403,3 +403,54 @@ def test_record_timestamps_are_read_only_when_asked_for(cluster: MockCluster) ->
     assert stamps[0] == BASE_TS
     assert list(zip(stamps, "ab", strict=False)) == [(BASE_TS, "a"), (BASE_TS + 1, "b")]
     assert not RecordTimestamps([])
+
+
+def test_named_topics_are_asked_for_at_start_and_a_missing_one_again_when_assigned(
+    cluster: MockCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader asks for its source's named topics when it starts, while the enumerator
+    is still discovering; a topic the cluster did not have then is asked for again when
+    its partition is assigned, not taken as known."""
+    from streamplug_kafka_source.reader.reader import KafkaSourceReader
+
+    asked: list[list[str]] = []
+    learn = KafkaSourceReader._learn_topics
+
+    def recorded(self: KafkaSourceReader, topics: Any) -> None:
+        asked.append(sorted(set(topics) - self._known_topics))
+        learn(self, topics)
+
+    monkeypatch.setattr(KafkaSourceReader, "_learn_topics", recorded)
+    reader = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(cluster.bootstrap_servers)
+        .set_topics("a", "later")
+        .set_value_only_deserializer(Utf8())
+        .build()
+        .create_reader(reader_context())
+    )
+    try:
+        reader.start()
+        assert asked == [["a", "later"]]
+        cluster.create_topic("later", partitions=1)
+        reader.add_splits(
+            [KafkaPartitionSplit("a", 0, 0, 500), KafkaPartitionSplit("later", 0, 0, None)]
+        )
+        assert asked[1:] == [["later"]]
+    finally:
+        reader.close()
+
+
+def test_a_pattern_names_no_topic_to_ask_for_at_start() -> None:
+    from streamplug_kafka_source.enumerator.subscriber import (
+        PartitionSetSubscriber,
+        TopicListSubscriber,
+        TopicPatternSubscriber,
+        compile_pattern,
+    )
+    from streamplug_kafka_source.split.split import KafkaTopicPartition
+
+    assert TopicListSubscriber(("b", "a")).named_topics() == ("b", "a")
+    assert TopicPatternSubscriber(compile_pattern("a.*")).named_topics() == ()
+    partitions = frozenset({KafkaTopicPartition("b", 1), KafkaTopicPartition("a", 0)})
+    assert PartitionSetSubscriber(partitions).named_topics() == ("a", "b")

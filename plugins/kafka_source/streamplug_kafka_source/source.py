@@ -279,6 +279,7 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
             poll_max_records=self._settings.poll_max_records,
             poll_timeout_ms=self._settings.poll_timeout_ms,
             splits_can_finish=self._stopping is not None,
+            subscribed_topics=self._subscriber.named_topics(),
         )
 
     def get_split_serializer(self) -> StateSerializer[KafkaPartitionSplit]:

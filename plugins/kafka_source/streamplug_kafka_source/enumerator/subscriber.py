@@ -30,6 +30,11 @@ class KafkaSubscriber(ABC):
         pattern, which names no topic)."""
         return []
 
+    def named_topics(self) -> tuple[str, ...]:
+        """The topics this subscriber names, known before any discovery (none for a
+        pattern)."""
+        return ()
+
 
 @attrs.frozen
 class TopicListSubscriber(KafkaSubscriber):
@@ -37,6 +42,9 @@ class TopicListSubscriber(KafkaSubscriber):
 
     def missing_topics(self, topics: TopicMetadata) -> list[str]:
         return [t for t in self.topics if t not in topics]
+
+    def named_topics(self) -> tuple[str, ...]:
+        return self.topics
 
     def subscribed_partitions(self, topics: TopicMetadata) -> set[KafkaTopicPartition]:
         # A listed topic that does not exist (yet) is not an error: discovery picks it
@@ -75,6 +83,9 @@ class PartitionSetSubscriber(KafkaSubscriber):
 
     def missing_topics(self, topics: TopicMetadata) -> list[str]:
         return sorted({tp.topic for tp in self.partitions if tp.topic not in topics})
+
+    def named_topics(self) -> tuple[str, ...]:
+        return tuple(sorted({tp.topic for tp in self.partitions}))
 
     def describe(self) -> str:
         return f"partitions {sorted(str(tp) for tp in self.partitions)}"
