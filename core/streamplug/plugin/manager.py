@@ -242,10 +242,13 @@ class PluginHost:
         is recorded in ``failures`` and logged once, in one line naming its distribution
         and entry point; the others still load.
         """
+        self._load(installed_plugins(group))
+
+    def _load(self, installed: Iterable[InstalledPlugin]) -> None:
         disabled = {
             n.strip() for n in os.environ.get(DISABLED_PLUGINS_ENV, "").split(",") if n.strip()
         }
-        for found in installed_plugins(group):
+        for found in installed:
             ep = found.entry_point
             if ep.name in disabled or self.pm.has_plugin(ep.name):
                 continue
@@ -552,19 +555,52 @@ class InstalledPlugin:
     version: str
 
 
-# What the entry-point scan found, for the installation it scanned (below). A job builds
-# its host when it starts, and the builders that check settings build one before it: the
-# scan reads every installed distribution's entry points and parses each plugin's METADATA
-# twice (name, version), about 7 ms of a job's start on this project's own install.
-# Two threads scanning at once only scan twice.
-_installed: dict[tuple[str, tuple[tuple[str, int], ...]], tuple[InstalledPlugin, ...]] = {}
+class _Installation:
+    """What was read from one installation: each entry-point group's plugins and the
+    core's version. A job builds its host when it starts, and the builders that check
+    settings build one before it: the scan reads every installed distribution's entry
+    points and parses each plugin's METADATA twice (name, version), about 7 ms of a job's
+    start on this project's own install, so it is done once per installation."""
+
+    def __init__(self, key: tuple[tuple[str, int], ...]) -> None:
+        self.key = key
+        self._plugins: dict[str, tuple[InstalledPlugin, ...]] = {}
+        self._core_version: str | None = None
+
+    def plugins(self, group: str) -> tuple[InstalledPlugin, ...]:
+        found = self._plugins.get(group)
+        if found is None:
+            found = tuple(
+                InstalledPlugin(
+                    ep,
+                    ep.dist.name if ep.dist is not None else "<unknown>",
+                    ep.dist.version if ep.dist is not None else "",
+                )
+                for ep in importlib.metadata.entry_points(group=group)
+            )
+            self._plugins[group] = found
+        return found
+
+    def core_version(self) -> str:
+        if self._core_version is None:
+            try:
+                self._core_version = importlib.metadata.version(CORE_DISTRIBUTION)
+            except importlib.metadata.PackageNotFoundError:
+                self._core_version = ""
+        return self._core_version
 
 
-def _installation() -> tuple[tuple[str, int], ...]:
-    """sys.path with each entry's modification time: installing or removing a
-    distribution adds or removes its metadata directory in one of them (the same signal
-    importlib.metadata's own directory cache goes by), and a changed sys.path is a
-    different installation."""
+# Only the newest installation is worth keeping. Two threads that read it at once only
+# scan twice: each replaces or fills the whole object, never half of it.
+_last_installation: _Installation | None = None
+
+
+def _current_installation() -> _Installation:
+    """sys.path with each entry's modification time names the installation: installing or
+    removing a distribution adds or removes its metadata directory in one of them (the
+    same signal importlib.metadata's own directory cache goes by), and a changed sys.path
+    is a different installation."""
+    global _last_installation
     entries = []
     for entry in sys.path:
         try:
@@ -572,46 +608,17 @@ def _installation() -> tuple[tuple[str, int], ...]:
         except OSError:
             mtime = -1
         entries.append((entry, mtime))
-    return tuple(entries)
+    key = tuple(entries)
+    last = _last_installation
+    if last is None or last.key != key:
+        last = _last_installation = _Installation(key)
+    return last
 
 
 def installed_plugins(group: str = ENTRY_POINT_GROUP) -> tuple[InstalledPlugin, ...]:
     """The entry points of ``group``, each with its distribution's name and version;
     scanned again whenever the installation changed since the last scan."""
-    key = (group, _installation())
-    found = _installed.get(key)
-    if found is None:
-        plugins = []
-        for ep in importlib.metadata.entry_points(group=group):
-            dist = ep.dist
-            plugins.append(
-                InstalledPlugin(
-                    ep,
-                    dist.name if dist is not None else "<unknown>",
-                    dist.version if dist is not None else "",
-                )
-            )
-        found = tuple(plugins)
-        # Only the newest installation's scan is worth keeping.
-        _installed.clear()
-        _installed[key] = found
-    return found
-
-
-_core_versions: dict[tuple[tuple[str, int], ...], str] = {}
-
-
-def _core_version() -> str:
-    key = _installation()
-    version = _core_versions.get(key)
-    if version is None:
-        try:
-            version = importlib.metadata.version(CORE_DISTRIBUTION)
-        except importlib.metadata.PackageNotFoundError:
-            version = ""
-        _core_versions.clear()
-        _core_versions[key] = version
-    return version
+    return _current_installation().plugins(group)
 
 
 def build_plugin_host(
@@ -627,7 +634,8 @@ def build_plugin_host(
     pm = pluggy.PluginManager(spec.PROJECT)
     pm.add_hookspecs(spec)
     host = PluginHost(pm)
-    version = _core_version()
+    installation = _current_installation()
+    version = installation.core_version()
     for module in BUILTIN_PLUGINS:
         host.register(
             importlib.import_module(module),
@@ -638,7 +646,7 @@ def build_plugin_host(
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        host.load_entry_points()
+        host._load(installation.plugins(ENTRY_POINT_GROUP))
     for plugin in plugins:
         host.register(plugin)
     return host
