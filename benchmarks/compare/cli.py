@@ -6,7 +6,9 @@ Starts a single-node Apache Kafka (streamplug-testing's launcher) unless
 transaction state, producer ids), then runs every selected job ``--runs`` times,
 interleaved (A B C A B C ...; within a round each job right after the hand loop it is
 compared with), each in its own process with a fresh output topic that is read back and
-checked before the next run. Then the latency runs,
+checked before the next run. A full run then gives issue 12's target jobs 15 more rounds
+on their own (--target-rounds), each beside its hand loop and that loop's ts-now twin, and
+judges the targets over every round. Then the latency runs,
 interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
 benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
 plots beside them; a partial one only prints, unless --write.
@@ -132,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--latency-seconds", type=float, default=10.0, help="length of a latency run")
     p.add_argument("--latency-runs", type=int, help="runs per latency job (default: --runs)")
+    p.add_argument(
+        "--target-rounds",
+        type=int,
+        help="after the main rounds, this many more rounds of issue 12's target jobs alone, "
+        "each beside its hand loop and that loop's ts-now twin (the noise gauge); the "
+        "targets are judged over every round (default: 15 in a full run, 0 with --only)",
+    )
     p.add_argument("--list", action="store_true", help="list the job names and exit")
     p.add_argument(
         "--profile",
@@ -188,6 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             names.add(base.name)
     throughput.sort(key=configs.THROUGHPUT.index)
     latency_runs = args.latency_runs or args.runs
+    target_rounds = args.target_rounds
+    if target_rounds is None:
+        target_rounds = 0 if args.only else 15
+    # Only the targets whose jobs this run measures anyway get the extra rounds.
+    target_jobs = configs.target_jobs({c.name for c in throughput}) if target_rounds > 0 else []
 
     # Prepare every environment before the first measured run. One that cannot be made
     # (no Maven, no registry) leaves its jobs out, said in the report, not the whole run.
@@ -249,23 +263,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"profiling {config.name}: {profile(config, bootstrap, inputs, args.records)}"
                 )
             return 0
-        steps = len(throughput) * args.runs + len(latency) * latency_runs
+        steps = (
+            len(throughput) * args.runs
+            + len(target_jobs) * target_rounds
+            + len(latency) * latency_runs
+        )
         step = 0
         outcomes: list[Outcome] = []
-        for round_no in range(1, args.runs + 1):
-            for config in configs.run_order(throughput):
-                step += 1
-                _progress(step, steps, started, f" run {round_no}/{args.runs}  {config.name:<30}")
-                o = throughput_run(config, round_no, bootstrap, inputs, args.records)
-                outcomes.append(o)
-                if o.wrong:
-                    print(f" WRONG: {o.wrong.splitlines()[0]}", flush=True)
-                else:
-                    print(
-                        f" {o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  rss {o.vmhwm_kb / 1024:5.0f} MiB"
-                        f"  load {o.load1:.1f}  ok",
-                        flush=True,
-                    )
+        phases = [("main", throughput, 1, args.runs)]
+        if target_jobs:
+            phases.append(("targets", target_jobs, args.runs + 1, args.runs + target_rounds))
+        for phase, jobs, first, last in phases:
+            if phase == "targets":
+                print(
+                    f"issue 12's targets: {target_rounds} more rounds of "
+                    f"{', '.join(c.name for c in jobs)}",
+                    flush=True,
+                )
+            for round_no in range(first, last + 1):
+                for config in configs.run_order(jobs):
+                    step += 1
+                    _progress(step, steps, started, f" run {round_no}/{last}  {config.name:<30}")
+                    o = throughput_run(config, round_no, bootstrap, inputs, args.records)
+                    o.phase = phase
+                    outcomes.append(o)
+                    if o.wrong:
+                        print(f" WRONG: {o.wrong.splitlines()[0]}", flush=True)
+                    else:
+                        print(
+                            f" {o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  "
+                            f"rss {o.vmhwm_kb / 1024:5.0f} MiB  load {o.load1:.1f}  ok",
+                            flush=True,
+                        )
         lat: list[LatencyOutcome] = []
         for round_no in range(1, latency_runs + 1):
             for config in latency:
@@ -296,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     minutes = (time.monotonic() - started) / 60
     summaries = [
-        report.summarize(c, [o for o in outcomes if o.config == c.name]) for c in throughput
+        report.summarize(c, [o for o in outcomes if o.config == c.name and o.phase == "main"])
+        for c in throughput
     ]
     versions = sorted({s["version"] for s in summaries if s["version"]})
     kafka_version = (
@@ -344,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latency_rate": args.latency_rate,
         "latency": [o.__dict__ for o in lat],
         "latency_summary": lat_summary,
+        "target_rounds": target_rounds if target_jobs else 0,
     }
     lines = [
         f"Command: `{command}` ({minutes:.0f} min). {title}. Broker: {kafka_version}. "
@@ -364,10 +395,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *report.throughput_table(summaries),
         "",
-        "Issue 12's targets (streamplug over the hand loop doing the same work, parallelism 1; "
-        "in brackets the ratio within each round):",
+        "Issue 12's targets: streamplug over the hand loop doing the same work, parallelism 1, "
+        f"over every round of this run (the {args.runs} above"
+        + (
+            f" and {target_rounds} more of these jobs alone, right after them"
+            if target_jobs
+            else ""
+        )
+        + "). *ratio*: median records/s over the loop's, the verdict's figure; then the "
+        "ratio within each round (the job ran right after its loop). The noise gauges are "
+        "the loops' `ts-now` twins over the loops: a twin does strictly less work, so it "
+        "must come out at 1 or above; a gauge below 1 says the rounds measured the machine "
+        "as much as the loops.",
         "",
-        *report.targets_table(summaries, outcomes),
+        *report.targets_table(outcomes),
         "",
         *JOBS,
     ]

@@ -103,6 +103,39 @@ LATENCY = [
 ]
 
 
+#: Issue 12's targets: records/s of the job over its hand loop's, at parallelism 1, and for
+#: source only its CPU per record within 10% of the loop's: (job, ratio, CPU ratio).
+TARGETS = [
+    ("streamplug/source/value/p1", 0.9, 0.9),
+    ("streamplug/ALO/value/p1", 0.9, None),
+    ("streamplug/EOS/value/p1", 0.8, None),
+    ("streamplug/ALO/keyed/p1", 0.8, None),
+    ("streamplug/EOS/keyed/p1", 0.8, None),
+]
+
+
+def gauge_of(config: Config) -> Config | None:
+    """The ``ts-now`` twin of a Kafka -> Kafka hand loop: the same loop doing strictly less
+    work, so over many rounds it must come out at 1 or a little above. Where it does not,
+    the rounds measured the machine more than the loops: the run's noise gauge."""
+    if config.framework != "hand" or config.job != "kafka" or not config.copies_timestamps:
+        return None
+    return dataclasses.replace(config, copies_timestamps=False)
+
+
+def target_jobs(selected: set[str]) -> list[Config]:
+    """One round of the targets phase: each target's job among ``selected``, the hand loop
+    it is compared with and that loop's noise gauge, in THROUGHPUT's order."""
+    names = {name for name, _ratio, _cpu in TARGETS if name in selected}
+    jobs = [c for c in THROUGHPUT if c.name in names]
+    names |= {c.baseline for c in jobs}
+    for c in THROUGHPUT:
+        gauge = gauge_of(c) if c.name in names else None
+        if gauge is not None:
+            names.add(gauge.name)
+    return [c for c in THROUGHPUT if c.name in names]
+
+
 def run_order(configs: list[Config]) -> list[Config]:
     """The order of one round: each job right after the hand loop it is compared with, so
     that a pair runs seconds apart rather than minutes (a 2-core machine shared with the
@@ -121,6 +154,13 @@ def run_order(configs: list[Config]) -> list[Config]:
         if config.framework == "hand":
             ordered += [c for c in configs if follows(c) and c.baseline == config.name]
     return ordered
+
+
+def by_name(name: str) -> Config:
+    for config in THROUGHPUT:
+        if config.name == name:
+            return config
+    raise KeyError(name)
 
 
 def select(configs: list[Config], only: str | None, skip_peers: bool) -> list[Config]:

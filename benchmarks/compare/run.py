@@ -40,6 +40,8 @@ class Outcome:
     config: str
     round: int
     records: int
+    #: ``main`` (every selected job) or ``targets`` (the extra rounds of issue 12's targets)
+    phase: str = "main"
     wall: float = float("nan")
     steady: float = float("nan")
     cpu: float = float("nan")
