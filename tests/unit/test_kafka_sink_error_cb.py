@@ -303,6 +303,61 @@ def test_a_fencing_that_error_cb_never_saw_is_reported_as_fencing(
         writer.close()
 
 
+def test_an_exactly_once_writer_starts_its_producer_while_the_job_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manager, producers = _manager(monkeypatch, RaisingHook(), fail_init=False)
+    release = threading.Event()
+    began = threading.Event()
+    real_init = FakeTransactionalProducer.init_transactions
+
+    def slow_init(self: FakeTransactionalProducer, timeout: float) -> None:
+        began.set()
+        assert release.wait(10)
+        real_init(self, timeout)
+
+    monkeypatch.setattr(FakeTransactionalProducer, "init_transactions", slow_init)
+    # The constructor returns while init_transactions still waits: the source starts
+    # reading meanwhile.
+    writer = ExactlyOnceWriter(manager, _schema(), sink_context(), _metrics_for(manager))
+    try:
+        assert began.wait(10)
+        assert manager.state == "NEW"
+        written = threading.Thread(target=writer.write, args=(["a", "b"], None))
+        written.start()
+        written.join(0.2)
+        assert written.is_alive(), "a write went ahead of the transaction"
+        assert producers[0].produced == 0
+        release.set()
+        written.join(10)
+        assert not written.is_alive()
+        assert producers[0].produced == 2
+        assert manager.state == "IN_TRANSACTION"
+    finally:
+        release.set()
+        writer.close()
+
+
+def test_a_failed_producer_start_fails_the_first_write_and_checkpoint_with_its_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook = RaisingHook()
+    manager, _producers = _manager(monkeypatch, hook, fail_init=True)
+    writer = ExactlyOnceWriter(manager, _schema(), sink_context(), _metrics_for(manager))
+    try:
+        # Not "failed earlier in this attempt": the rejected login, as a start in the
+        # constructor raised it.
+        with pytest.raises(CredentialsRejected, match="bad password"):
+            writer.write(["a"], None)
+        with pytest.raises(CredentialsRejected, match="bad password"):
+            writer.prepare_commit()
+        with pytest.raises(CredentialsRejected, match="bad password"):
+            writer.flush(True)
+        assert hook.seen == [("producer", KafkaError._AUTHENTICATION)]
+    finally:
+        writer.close()
+
+
 def _metrics_for(manager: TransactionManager) -> WriterMetrics:
     return WriterMetrics(MetricGroup(("test",)), manager.statistics, False)
 

@@ -121,6 +121,10 @@ def main() -> None:
         )
         if mode == "EXACTLY_ONCE":
             sink.set_transactional_id_prefix(f"bench-{uuid.uuid4().hex[:8]}")
+            if s.get("commit_log"):
+                # The run's job is one that ran before: its commit log exists (see
+                # compare/run.py's ``commit_log``).
+                sink.set_property("commit.log.topic", s["commit_log"])
         stream.map(identity).sink_to(sink.build())
 
     window = _common.Window()
