@@ -52,7 +52,7 @@ JOBS = [
     "before its clock stops, as a job's are before `execute()` returns and every peer's are "
     "(a consumer's close takes 5-28 ms here; since 2026-12-06, session 10); "
     "keys hashed to partitions with murmur2 as the Java producer and streamplug's sink do "
-    "(since 2026-12-06, session 10; librdkafka's default CRC32 cost the loops more); "
+    "(since 2026-12-06, session 10; before, the loops used librdkafka's default, CRC32); "
     "`source` reads every value (and key); `NONE` produces and flushes at the end; `ALO` "
     "idempotent producer, `flush()` + synchronous offset commit every second; `EOS` one "
     "transaction per second with `send_offsets_to_transaction`. No map call. Kafka -> Kafka "

@@ -131,8 +131,8 @@ def main() -> None:
         "bootstrap.servers": bootstrap,
         "delivery.report.only.error": True,
         # Keys hashed as the Java producer (and so streamplug's and Flink's sinks) hash them:
-        # the same output partitions. librdkafka's own default, CRC32, cost this loop ~180
-        # more instructions a record than murmur2 (callgrind, 12-byte keys).
+        # the same output partitions. librdkafka's own default is CRC32 (callgrind, 12-byte
+        # keys: ~240 instructions a record in crc32_z, against ~60 in rd_murmur2).
         "partitioner": "murmur2_random",
         "on_delivery": lambda err, _msg: errors.append(err) if err is not None else None,
     }
