@@ -156,6 +156,14 @@ def _parser() -> argparse.ArgumentParser:
         "py-spy and write where the time goes to benchmarks/profiles/",
     )
     p.add_argument(
+        "--instructions",
+        metavar="PATTERNS",
+        help="instead of measuring: run these streamplug jobs and their hand loops under "
+        "valgrind's callgrind, at --records / 2 and --records records, and print what one "
+        "more record costs each in instructions (a figure the host's noise does not move; "
+        "try --records 120000)",
+    )
+    p.add_argument(
         "--self-test",
         action="store_true",
         help="check the output check: hand loops whose output is wrong on purpose must be "
@@ -173,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    throughput = configs.select(configs.THROUGHPUT, args.profile or args.only, args.skip_peers)
+    throughput = configs.select(
+        configs.THROUGHPUT, args.profile or args.instructions or args.only, args.skip_peers
+    )
     latency_only = None
     if args.only:
         latency_only = ",".join(
@@ -183,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     latency = (
         configs.select(configs.LATENCY, latency_only, args.skip_peers)
-        if (latency_only or not args.only) and not args.profile
+        if (latency_only or not args.only) and not (args.profile or args.instructions)
         else []
     )
     if args.list:
@@ -266,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.self_test:
             return _self_test(bootstrap, inputs, args.records)
+        if args.instructions:
+            from compare import instructions
+
+            for config in throughput:
+                if config.framework == "streamplug":
+                    print(instructions.compare(config, bootstrap, args.records, commit_log))
+            return 0
         if args.profile:
             from compare.profile import profile
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,11 @@ def runner_env(config: Config) -> dict[str, str]:
     return env
 
 
-def start_runner(config: Config, spec: dict[str, Any], log: Path) -> subprocess.Popen[str]:
-    cmd = runner_command(config, spec)
+def start_runner(
+    config: Config, spec: dict[str, Any], log: Path, wrapper: Sequence[str] = ()
+) -> subprocess.Popen[str]:
+    """``wrapper``: a command the runner runs under (valgrind, for compare.instructions)."""
+    cmd = [*wrapper, *runner_command(config, spec)]
     env = runner_env(config)
     return subprocess.Popen(
         cmd,
@@ -184,6 +188,7 @@ def throughput_run(
     records: int,
     overrides: dict[str, Any] | None = None,
     commit_log: str | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Outcome:
     """One run of ``config``. ``commit_log``: the exactly-once commit-log topic streamplug's
     jobs name, made once per benchmark run (``_kafka.create_commit_log``): a job creates
@@ -215,8 +220,10 @@ def throughput_run(
         spec["out"] = out_topic
     log = Path(spec["workdir"]) / "runner.log"
     try:
-        proc = start_runner(config, spec, log)
-        result = finish_runner(proc, timeout=60 + n / 2_000, log=log)
+        proc = start_runner(config, spec, log, wrapper)
+        # Under valgrind a run takes ~20x longer.
+        timeout = (60 + n / 2_000) * (20 if wrapper else 1)
+        result = finish_runner(proc, timeout=timeout, log=log)
     except RunnerFailed as e:
         outcome.wrong = f"run failed: {e}"
         if config.job == "kafka":
