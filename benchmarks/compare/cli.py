@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import _common
 import _kafka
@@ -88,6 +88,15 @@ def _progress(step: int, steps: int, started: float, text: str) -> None:
     elapsed = time.monotonic() - started
     left = f", ~{elapsed / (step - 1) * (steps - step + 1) / 60:.1f} min left" if step > 1 else ""
     print(f"[{step:>3}/{steps} {elapsed / 60:4.1f} min{left}] {text}", end="", flush=True)
+
+
+def _say(wrong: str | None, figures: Callable[[], str]) -> None:
+    """The end of a run's progress line: why its output is wrong, or its figures (only
+    formatted when right: a failed run has none)."""
+    if wrong:
+        print(f" WRONG: {wrong.splitlines()[0]}", flush=True)
+    else:
+        print(f" {figures()}  ok", flush=True)
 
 
 def _self_test(bootstrap: str, inputs: dict[bool, tuple[str, int]], records: int) -> int:
@@ -161,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         help="instead of measuring: run these streamplug jobs and their hand loops under "
         "valgrind's callgrind, at --records / 2 and --records records, and print what one "
         "more record costs each in instructions (a figure the host's noise does not move; "
-        "try --records 120000)",
+        "try --records 120000; needs valgrind, Debian's package of that name)",
     )
     p.add_argument(
         "--self-test",
@@ -317,14 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     o.phase = phase
                     outcomes.append(o)
-                    if o.wrong:
-                        print(f" WRONG: {o.wrong.splitlines()[0]}", flush=True)
-                    else:
-                        print(
-                            f" {o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  "
-                            f"rss {o.vmhwm_kb / 1024:5.0f} MiB  load {o.load1:.1f}  ok",
-                            flush=True,
-                        )
+                    _say(
+                        o.wrong,
+                        lambda o=o: (
+                            f"{o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  "
+                            f"rss {o.vmhwm_kb / 1024:5.0f} MiB  load {o.load1:.1f}"
+                        ),
+                    )
         lat: list[LatencyOutcome] = []
         for round_no in range(1, latency_runs + 1):
             for config in latency:
@@ -339,16 +347,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     config, round_no, bootstrap, args.latency_rate, args.latency_seconds
                 )
                 lat.append(lo)
-                if lo.wrong:
-                    print(f" WRONG: {lo.wrong.splitlines()[0]}", flush=True)
-                else:
-                    print(
-                        f" p50 {lo.p50_ms:8.1f} ms  p99 {lo.p99_ms:8.1f} ms  "
+                _say(
+                    lo.wrong,
+                    lambda lo=lo: (
+                        f"p50 {lo.p50_ms:8.1f} ms  p99 {lo.p99_ms:8.1f} ms  "
                         f"(input lag p50 {lo.input_lag_p50_ms or 0:6.1f}, job p50 "
                         f"{lo.job_p50_ms or 0:6.1f})  "
-                        f"input {lo.achieved_rate or 0:,.0f}/s  load {lo.load1:.1f}  ok",
-                        flush=True,
-                    )
+                        f"input {lo.achieved_rate or 0:,.0f}/s  load {lo.load1:.1f}"
+                    ),
+                )
     finally:
         if cluster is not None:
             cluster.stop()
