@@ -120,18 +120,6 @@ def _paired_ratios(outcomes: Sequence[Outcome], name: str, base: str) -> list[fl
     ]
 
 
-def _pooled(outcomes: Sequence[Outcome], name: str) -> tuple[float, float, bool]:
-    """Median records/s and median CPU-seconds per record over every phase's runs, and
-    whether any run was wrong."""
-    runs = [o for o in outcomes if o.config == name]
-    good = [o for o in runs if o.wrong is None]
-    return (
-        _median([o.rate for o in good]),
-        _median([o.cpu / o.records for o in good]),
-        len(good) < len(runs),
-    )
-
-
 def targets_table(outcomes: Sequence[Outcome]) -> list[str]:
     """Each of issue 12's targets against the ratio of the medians over every round of the
     run (the main rounds and the targets phase), with the ratio within each round to show
@@ -145,26 +133,30 @@ def targets_table(outcomes: Sequence[Outcome]) -> list[str]:
     rows: list[tuple[str, str, float | None, float | None]] = [
         (name, configs.by_name(name).baseline, ratio, cpu) for name, ratio, cpu in TARGETS
     ]
-    for name, _base, _ratio, _cpu in list(rows):
-        gauge = configs.gauge_of(configs.by_name(configs.by_name(name).baseline))
-        if gauge is not None and all(gauge.name != r[0] for r in rows):
-            rows.append((gauge.name, configs.by_name(name).baseline, None, None))
+    for base in dict.fromkeys(row[1] for row in rows):
+        gauge = configs.gauge_of(configs.by_name(base))
+        if gauge is not None:
+            rows.append((gauge.name, base, None, None))
+    # Every phase's runs: the main rounds and the targets phase.
+    pooled = {
+        name: summarize(configs.by_name(name), [o for o in outcomes if o.config == name])
+        for name in {n for row in rows for n in row[:2]}
+    }
     for name, base, target, cpu_target in rows:
-        rate, cpu_per, wrong = _pooled(outcomes, name)
-        base_rate, base_cpu_per, base_wrong = _pooled(outcomes, base)
-        if math.isnan(rate) or math.isnan(base_rate):
+        job, loop = pooled[name], pooled[base]
+        if math.isnan(job["rate"]) or math.isnan(loop["rate"]):
             continue
         label = (
             f"{name} >= {target}" + (f", CPU ratio >= {cpu_target}" if cpu_target else "")
             if target is not None
             else f"noise gauge: {name} over {base}"
         )
-        if wrong or base_wrong:
+        if job["wrong"] or loop["wrong"]:
             lines.append(f"| {label} | | WRONG output | | | | not measured |")
             continue
         paired = _paired_ratios(outcomes, name, base)
-        ratio = rate / base_rate
-        cpu = base_cpu_per / cpu_per
+        ratio = job["rate"] / loop["rate"]
+        cpu = loop["cpu_per_m"] / job["cpu_per_m"]
         q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [math.nan] * 3
         if target is None:
             verdict = "(gauge)"
