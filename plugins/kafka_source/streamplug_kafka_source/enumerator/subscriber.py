@@ -28,7 +28,7 @@ class KafkaSubscriber(ABC):
     def missing_topics(self, topics: TopicMetadata) -> list[str]:
         """Topics this subscriber names that the cluster does not list (none for a
         pattern, which names no topic)."""
-        return []
+        return [t for t in self.named_topics() if t not in topics]
 
     def named_topics(self) -> tuple[str, ...]:
         """The topics this subscriber names, known before any discovery (none for a
@@ -39,9 +39,6 @@ class KafkaSubscriber(ABC):
 @attrs.frozen
 class TopicListSubscriber(KafkaSubscriber):
     topics: tuple[str, ...]
-
-    def missing_topics(self, topics: TopicMetadata) -> list[str]:
-        return [t for t in self.topics if t not in topics]
 
     def named_topics(self) -> tuple[str, ...]:
         return self.topics
@@ -80,9 +77,6 @@ class PartitionSetSubscriber(KafkaSubscriber):
 
     def subscribed_partitions(self, topics: TopicMetadata) -> set[KafkaTopicPartition]:
         return {tp for tp in self.partitions if tp.partition < topics.get(tp.topic, 0)}
-
-    def missing_topics(self, topics: TopicMetadata) -> list[str]:
-        return sorted({tp.topic for tp in self.partitions if tp.topic not in topics})
 
     def named_topics(self) -> tuple[str, ...]:
         return tuple(sorted({tp.topic for tp in self.partitions}))
