@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = {c.name for c in throughput}
     for c in list(throughput):
         if c.baseline not in names:
-            base = next(b for b in configs.THROUGHPUT if b.name == c.baseline)
+            base = configs.by_name(c.baseline)
             throughput.insert(0, base)
             names.add(base.name)
     throughput.sort(key=configs.THROUGHPUT.index)
