@@ -38,7 +38,7 @@ import confluent_kafka
 
 from compare import configs, envs, report
 from compare.latency import LatencyOutcome, latency_run
-from compare.run import PARTITIONS, Outcome, create_topic, throughput_run
+from compare.run import PARTITIONS, Outcome, create_commit_log, create_topic, throughput_run
 
 JOBS = [
     "The jobs (checkpoints / commits every 1 s wherever there is a guarantee):",
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A job's first run creates its commit log, every later run finds it: the runs
         # here stand for those later runs (see throughput_run).
         commit_log = f"bench-commits-{uuid.uuid4().hex[:8]}"
-        _kafka.create_commit_log(bootstrap, commit_log)
+        create_commit_log(bootstrap, commit_log)
 
         if args.self_test:
             return _self_test(bootstrap, inputs, args.records)

@@ -6,10 +6,10 @@ move by a quarter from one round to the next with no change in the work. The
 instructions the process executes do not: each side (the job, and the hand loop doing the
 same work) runs under callgrind twice, reading an input of N records and one of 2N to its
 end, and the difference between the two totals over N is what one more record costs,
-every thread of the process included, start-up and shutdown left out. Periodic checkpoints are left out too (one
-every 200 s): a run under valgrind takes ~20x longer, so a 1 s interval would put ~20x
-more of them into each record's share than a real run has. Each run's output is read
-back and checked as in the measured runs.
+every thread of the process included, start-up and shutdown left out. Periodic
+checkpoints are left out too (one every 200 s): a run under valgrind takes ~20x longer,
+so a 1 s interval would put ~20x more of them into each record's share than a real run
+has. Each run's output is read back and checked as in the measured runs.
 """
 
 from __future__ import annotations

@@ -142,6 +142,19 @@ def create_topic(bootstrap: str, topic: str, log_append_time: bool = True) -> No
     )
 
 
+def create_commit_log(bootstrap: str, topic: str) -> None:
+    """The commit-log topic streamplug's exactly-once sink keeps its decisions in, made as
+    the sink makes its own (one partition, delete policy) so that every run finds it."""
+    from streamplug_kafka_common import admin
+
+    admin.create_topic(
+        {"bootstrap.servers": bootstrap, "log_level": 4},
+        topic,
+        1,
+        config={"cleanup.policy": "delete"},
+    )
+
+
 _admins: dict[str, AdminClient] = {}
 
 
@@ -191,7 +204,7 @@ def throughput_run(
     wrapper: Sequence[str] = (),
 ) -> Outcome:
     """One run of ``config``. ``commit_log``: the exactly-once commit-log topic streamplug's
-    jobs name, made once per benchmark run (``_kafka.create_commit_log``): a job creates
+    jobs name, made once per benchmark run (``create_commit_log``): a job creates
     its own on its very first run (~40 ms: the topic and its leader) and finds it on every
     later one, which is what a run here stands for."""
     topic, total_input = inputs[config.keyed]

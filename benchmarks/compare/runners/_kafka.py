@@ -94,18 +94,6 @@ def warm_up(bootstrap: str, topic: str) -> None:
         raise RuntimeError(f"the broker warm-up's record to {topic} was not delivered in 60 s")
 
 
-def create_commit_log(bootstrap: str, topic: str) -> None:
-    """The commit-log topic streamplug's exactly-once sink keeps its decisions in, made as
-    the sink makes its own (one partition, delete policy) so that every run finds it."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
-    new = NewTopic(
-        topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "delete"}
-    )
-    admin.create_topics([new])[topic].result(30)
-
-
 def stop_offsets(total: int, partitions: int) -> dict[int, int]:
     """End offset of each partition after records 0..total-1 went to seq % partitions."""
     return {p: len(range(p, total, partitions)) for p in range(partitions)}
