@@ -330,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         o.wrong,
                         lambda o=o: (
                             f"{o.rate:>11,.0f} rec/s  cpu {o.cpu:5.2f} s  "
-                            f"rss {o.vmhwm_kb / 1024:5.0f} MiB  load {o.load1:.1f}"
+                            f"rss {o.vmhwm_kb / 1024:5.0f} MiB  load {o.load1:.1f}  "
+                            f"settled {o.settled_s:.1f} s"
                         ),
                     )
         lat: list[LatencyOutcome] = []
@@ -428,7 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "process's own, every thread. Each run is its own process with a fresh output topic, "
         "read back before the next run: every record once by its sequence number (and key), "
         "none missing, none foreign; read_committed and transaction markers under "
-        "EXACTLY_ONCE. A run that fails the check is WRONG and not counted.",
+        "EXACTLY_ONCE. A run that fails the check is WRONG and not counted. Before every run "
+        "(the loops' and every framework's) the page cache is written out and the run waits, "
+        "at most 5 s, until the CPUs are 85% idle over 0.1 s, so that the previous run's "
+        "leftovers (its output's writeback, the broker's housekeeping) do not run beside it "
+        "(`settled_s` in compare-results.json; since 2026-12-06, session 11).",
         "",
         *report.throughput_table(summaries),
         "",

@@ -32,6 +32,7 @@ from compare.run import (
     create_topic,
     delete_topic,
     finish_runner,
+    settle,
     start_runner,
 )
 
@@ -111,6 +112,7 @@ def latency_run(
         "measure_from_seq": WARMUP_RECORDS + int(rate * SKIP_SECONDS),
         "timeout": 120 + seconds,
     }
+    settle()
     reader = subprocess.Popen(
         [sys.executable, str(RUNNERS / "latency_reader.py"), json.dumps(reader_spec)],
         stdout=subprocess.PIPE,

@@ -60,6 +60,7 @@ def summarize(config: Config, runs: Sequence[Outcome]) -> dict[str, Any]:
         "cpu_per_m": _median([r.cpu / r.records * 1e6 for r in good]),
         "vmhwm_mb": max((r.vmhwm_kb for r in good), default=-1) / 1024,
         "load": [r.load1 for r in runs],
+        "settled_s": [r.settled_s for r in runs],
         "version": next((r.version for r in runs if r.version), ""),
         "notes": sorted({r.note for r in runs if r.note}),
     }

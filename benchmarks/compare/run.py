@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,8 @@ class Outcome:
     cpu: float = float("nan")
     vmhwm_kb: int = -1
     load1: float = float("nan")
+    #: seconds spent waiting for a quiet machine before the run (see ``settle``)
+    settled_s: float = float("nan")
     version: str = ""
     wrong: str | None = None
     note: str | None = None
@@ -64,6 +67,46 @@ class Outcome:
 
 class RunnerFailed(RuntimeError):
     pass
+
+
+#: A run starts once the machine's CPUs are this idle over one sample...
+QUIET_IDLE = 0.85
+QUIET_SAMPLE_S = 0.1
+#: ...or after this long, whatever is still running.
+SETTLE_LIMIT_S = 5.0
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies of every CPU, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def settle() -> float:
+    """Write the page cache's dirty pages out and wait until the machine is quiet; returns
+    the seconds it took.
+
+    The run before left work behind that is nobody's part of the next one: ~100-200 MB of
+    output in the page cache, which the kernel writes out up to 30 s later, and the
+    broker's own housekeeping after a topic is deleted. On 2 cores that work ran beside
+    whichever job came next, in no order, and took CPU from it. Every run, the loops' and
+    every framework's, starts after the same wait. Where /proc/stat is missing (not Linux)
+    only the sync is done."""
+    started = time.monotonic()
+    os.sync()
+    try:
+        idle_before, total_before = _cpu_times()
+    except OSError:
+        return time.monotonic() - started
+    while time.monotonic() - started < SETTLE_LIMIT_S:
+        time.sleep(QUIET_SAMPLE_S)
+        idle_now, total_now = _cpu_times()
+        spent = total_now - total_before
+        if spent > 0 and (idle_now - idle_before) / spent >= QUIET_IDLE:
+            break
+        idle_before, total_before = idle_now, total_now
+    return time.monotonic() - started
 
 
 def runner_command(config: Config, spec: dict[str, Any]) -> list[str]:
@@ -209,7 +252,7 @@ def throughput_run(
     later one, which is what a run here stands for."""
     topic, total_input = inputs[config.keyed]
     n = config.records(records)
-    outcome = Outcome(config.name, round_no, n, load1=os.getloadavg()[0])
+    outcome = Outcome(config.name, round_no, n)
     out_topic = f"bench-out-{uuid.uuid4().hex[:10]}"
     spec: dict[str, Any] = {
         "bootstrap": bootstrap,
@@ -232,6 +275,8 @@ def throughput_run(
         create_topic(bootstrap, out_topic)
         spec["out"] = out_topic
     log = Path(spec["workdir"]) / "runner.log"
+    outcome.settled_s = settle()
+    outcome.load1 = os.getloadavg()[0]
     try:
         proc = start_runner(config, spec, log, wrapper)
         # Under valgrind a run takes ~20x longer.
