@@ -65,14 +65,14 @@ def test_every_record_reaches_its_own_split_once_and_in_order(
     topic = topic_factory(partitions=PARTITIONS)
     ends = fill(kafka_bootstrap, topic)
     told = {"by positions": 0, "scanned": 0}
-    probe = KafkaSourceReader._moved_partition
+    probe = KafkaSourceReader._moved_split
 
     def counted(self: KafkaSourceReader, records: int) -> Any:
         found = probe(self, records)
         told["by positions" if found is not None else "scanned"] += 1
         return found
 
-    monkeypatch.setattr(KafkaSourceReader, "_moved_partition", counted)
+    monkeypatch.setattr(KafkaSourceReader, "_moved_split", counted)
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(kafka_bootstrap)

@@ -150,11 +150,14 @@ class SubtaskOutput:
             # As they come: a reader may hand over a lazy view (the Kafka source's record
             # timestamps) that costs nothing unless something downstream reads it.
             stamps = timestamps
-        clock = self._clock(split_id or _DEFAULT_SPLIT)
+        split_id = split_id or _DEFAULT_SPLIT
+        clock = self._splits.get(split_id) or self._clock(split_id)
         clock.last_active = time.monotonic()
         clock.idle = False
         self._marked_idle = False
-        if stamps:
+        # Not ``if stamps``: a lazy view would answer with a Python-level __len__ per batch,
+        # and stamps are never empty beside values that are not.
+        if stamps is not None:
             proposed = clock.generator.on_batch(stamps)
             if proposed is not None and proposed > clock.watermark:
                 clock.watermark = proposed

@@ -7,7 +7,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import groupby
-from operator import itemgetter
+from operator import attrgetter, itemgetter, ne
 from typing import Any, cast, overload
 
 from confluent_kafka import (
@@ -83,7 +83,7 @@ _BATCH_SECONDS = 0.05
 _FIRST_BATCH = 500
 # Asking the consumer for its positions costs about as much per partition as reading one
 # message's partition costs per 8 records (0.27 us against 32 ns): below that many records
-# per split, the batch is scanned instead (see _moved_partition).
+# per split, the batch is scanned instead (see _moved_split).
 _RECORDS_PER_PROBED_SPLIT = 8
 
 _message_error = Message.error
@@ -92,6 +92,7 @@ _message_timestamp = Message.timestamp
 _message_topic = Message.topic
 _message_value = Message.value
 _second = itemgetter(1)
+_position_offset = attrgetter("offset")
 
 
 class RecordTimestamps(Sequence[int]):
@@ -193,9 +194,10 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._metrics.pending_records = self.pending_records
         self._splits: dict[tuple[str, int], KafkaPartitionSplitState] = {}
         self._single_topic: str | None = None
-        # The assigned partitions, and the consumer's positions in them as last asked
-        # (see _moved_partition).
+        # The assigned partitions, their states in the same order, and the consumer's
+        # positions in them as last asked (see _moved_split).
         self._probe: list[TopicPartition] = []
+        self._probe_states: list[KafkaPartitionSplitState] = []
         self._probed: list[int] | None = None
         self._no_more_splits = False
         self._to_release: list[str] = []
@@ -287,6 +289,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
 
     def _new_probe(self) -> None:
         self._probe = [TopicPartition(topic, partition) for topic, partition in self._splits]
+        self._probe_states = list(self._splits.values())
         self._probed = None
 
     def _learn_topics(self, topics: Collection[str]) -> None:
@@ -316,7 +319,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._no_more_splits = True
 
     def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
-        self._raise_failure()
+        if self._failure is not None:
+            self._raise_failure()
         if self._to_release:
             for split_id in self._to_release:
                 output.release_split(split_id)
@@ -362,6 +366,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._fit_batch(len(messages), time.perf_counter() - started)
         if drained:
             self._check_positions(output)
+        if self._splits:
+            return InputStatus.MORE_AVAILABLE
         return self._status()
 
     def _fit_batch(self, records: int, seconds: float) -> None:
@@ -448,9 +454,13 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             ):
                 self._emit_run(state, messages, timestamps, output)
                 return
-        moved = self._moved_partition(len(messages))
-        if moved is not None and first.partition() == moved[1] and first.topic() == moved[0]:
-            self._emit_key(messages, timestamps, moved, output)
+        moved = self._moved_split(len(messages))
+        if (
+            moved is not None
+            and first.partition() == moved.split.partition
+            and first.topic() == moved.split.topic
+        ):
+            self._emit_run(moved, messages, timestamps, output)
             return
         # Runs of one partition are contiguous in a batch (one fetch response each);
         # groupby over the partition numbers finds them at C speed, and slicing cuts them.
@@ -472,8 +482,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._emit_key(messages[start:end], timestamps[start:end], split_key, output)
             start = end
 
-    def _moved_partition(self, records: int) -> tuple[str, int] | None:
-        """The one partition whose position moved since the consumer was last asked, or None.
+    def _moved_split(self, records: int) -> KafkaPartitionSplitState | None:
+        """The split of the one partition whose position moved since the consumer was last
+        asked, or None.
 
         librdkafka's position of a partition is the offset after the last message it handed
         to the application; no other call moves it here (the reader never seeks). So when
@@ -488,17 +499,17 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         if len(probe) * _RECORDS_PER_PROBED_SPLIT > records:
             return None
         try:
-            now = [tp.offset for tp in self._consumer.position(probe)]
+            now = list(map(_position_offset, self._consumer.position(probe)))
         except KafkaException:
             self._probed = None
             return None
         before, self._probed = self._probed, now
         if before is None:
             return None
-        moved = [tp for tp, was, is_ in zip(probe, before, now, strict=True) if was != is_]
-        if len(moved) != 1:
+        changed = list(map(ne, before, now))
+        if changed.count(True) != 1:
             return None
-        return (moved[0].topic, moved[0].partition)
+        return self._probe_states[changed.index(True)]
 
     def _emit_key(
         self,
@@ -526,6 +537,8 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             cut = bisect_left(run, stop, key=_offset)
             run, timestamps = run[:cut], timestamps[:cut]
             finished = True
+            if run:
+                last_offset = _offset(run[-1])
         if run:
             if self._on_fetched is None:
                 self._deliver(state, run, timestamps, output)
@@ -534,9 +547,9 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
                 if kept:
                     self._deliver(state, kept, kept_timestamps, output)
             # Records a plugin dropped count as read: a checkpoint does not replay them.
-            state.current_offset = _offset(run[-1]) + 1
+            state.current_offset = last_offset + 1
             state.records += len(run)
-        if finished or state.finished:
+        if finished or (stop is not None and state.finished):
             self._finish(state, output)
 
     def _offer(

@@ -16,14 +16,17 @@ class KafkaPartitionSplitState:
     current_offset: int
     records: int = 0
     """Records emitted from this split by this reader (for metrics and logs)."""
+    # Kept: the reader hands it on with every batch, and the split builds it from its
+    # topic and partition each time it is asked.
+    split_id: str = attrs.field(init=False, eq=False, repr=False)
+
+    @split_id.default
+    def _id_of_split(self) -> str:
+        return self.split.split_id
 
     @classmethod
     def of(cls, split: KafkaPartitionSplit) -> KafkaPartitionSplitState:
         return cls(split, split.starting_offset)
-
-    @property
-    def split_id(self) -> str:
-        return self.split.split_id
 
     @property
     def stopping_offset(self) -> int | None:
