@@ -52,48 +52,6 @@ def test_chained_operators_at_parallelism_three(env: StreamExecutionEnvironment)
     assert result.records_out == len(expected)
 
 
-class _AssignsInStart(CollectionSource):
-    """A static source whose enumerator hands out every split from ``start()``, and which
-    notes when its enumerator starts and its readers are built."""
-
-    def __init__(self, calls: list[str], elements: list[int], **kwargs: Any) -> None:
-        super().__init__(elements, **kwargs)
-        self.calls = calls
-
-    def create_enumerator(self, context: Any) -> Any:
-        enumerator = super().create_enumerator(context)
-        calls = self.calls
-
-        def start() -> None:
-            calls.append("enumerator started")
-            for index in range(context.parallelism):
-                enumerator.add_reader(index)
-
-        enumerator.start = start
-        return enumerator
-
-    def create_reader(self, context: Any) -> Any:
-        self.calls.append("reader built")
-        return super().create_reader(context)
-
-
-def test_the_enumerator_starts_before_the_readers_are_built_and_may_assign_at_once(
-    env: StreamExecutionEnvironment,
-) -> None:
-    """Discovery overlaps the readers' build (a Kafka source's first metadata answer takes
-    10-15 ms); what an enumerator sends before its readers exist waits for them."""
-    calls: list[str] = []
-    sink = CollectSink()
-    env.set_parallelism(3)
-    env.from_source(_AssignsInStart(calls, list(range(3000)), num_splits=6), None, "n").sink_to(
-        sink
-    )
-    result = env.execute("assigns-in-start")
-    assert calls == ["enumerator started"] + ["reader built"] * 3
-    assert sorted(sink.results) == list(range(3000))
-    assert result.records_in == 3000
-
-
 def test_branches_feed_every_sink(env: StreamExecutionEnvironment) -> None:
     evens, odds = CollectSink(), CollectSink()
     stream = env.from_collection(range(100))

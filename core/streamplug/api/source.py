@@ -166,10 +166,7 @@ class SplitEnumerator(ABC, Generic[SplitT, EnumStateT]):
 
     @abstractmethod
     def start(self) -> None:
-        """Begin discovery; typically schedules work through ``context.call_async``.
-
-        Called before the job's readers are built, so that discovery overlaps their set-up:
-        splits assigned now reach each reader once it exists, in the order assigned."""
+        """Begin discovery; typically schedules work through ``context.call_async``."""
 
     def handle_split_request(self, subtask_id: int) -> None:
         """A reader asked for a split (pull-based sources). Push-based enumerators ignore it."""

@@ -105,19 +105,18 @@ class _ReaderProxy:
         self._handle = handle
 
     def send(self, kind: str, *args: Any) -> None:
-        attempt = self._attempt
-        number = attempt.number
+        number = self._attempt.number
         if kind == "splits":
             splits = list(args[0])
-            attempt.record_assignment(self._pipeline, self.index, splits)
-            attempt.deliver(self._handle, AssignSplits(number, self.key, splits))
+            self._attempt.record_assignment(self._pipeline, self.index, splits)
+            self._handle.send(AssignSplits(number, self.key, splits))
         elif kind == "no_more_splits":
-            attempt.deliver(self._handle, NoMoreSplits(number, self.key))
+            self._handle.send(NoMoreSplits(number, self.key))
         elif kind == "assigned":
             # One round message per slot and pipeline is enough; the context sends one per
             # reader, so only the slot's first reader passes it on.
             if self.index == self._handle.subtask_indices[0]:
-                attempt.deliver(self._handle, AssignmentRound(number, self._pipeline.name))
+                self._handle.send(AssignmentRound(number, self._pipeline.name))
         else:
             raise ValueError(f"unknown reader message {kind!r}")
 
@@ -155,9 +154,6 @@ class Attempt:
         self.metric_groups: list[MetricGroup] = []
         self._closed = False
         self._on_subtask_ack: Callable[..., Any] | None = None
-        # Messages for readers, held while the enumerators start before their slots have
-        # their StartAttempt (see build).
-        self._held: list[tuple[WorkerHandle, Any]] | None = None
 
     # -- building and restoring --------------------------------------------------------------
 
@@ -214,55 +210,19 @@ class Attempt:
         writer_states: dict[SubtaskKey, list[list[Any]]] = {}
         for pipeline in self.env.pipelines:
             self._restore_pipeline(pipeline, restored_splits, writer_states)
-        # The enumerators start before the slots build their readers: a source's first
-        # discovery (a Kafka source's first metadata answer alone takes ~10-15 ms) then
-        # runs while the readers' clients are made, instead of after. Whatever an
-        # enumerator sends to its readers meanwhile is held, and follows the StartAttempt.
-        # Every slot gets its StartAttempt even if an enumerator fails to build or start,
-        # as before: the attempt's end then reaches slots that know the attempt.
-        self._held = []
-        try:
-            for pipeline in self.env.pipelines:
-                self._build_enumerator(pipeline)
-            self._start_enumerators()
-        finally:
-            restored_id = self.restored.checkpoint_id if self.restored else None
-            for handle in self.handles:
-                mine = set(handle.subtask_indices)
-                handle.send(
-                    StartAttempt(
-                        self.number,
-                        restored_id,
-                        {k: v for k, v in restored_splits.items() if k[1] in mine},
-                        {k: v for k, v in writer_states.items() if k[1] in mine},
-                    )
+        restored_id = self.restored.checkpoint_id if self.restored else None
+        for handle in self.handles:
+            mine = set(handle.subtask_indices)
+            handle.send(
+                StartAttempt(
+                    self.number,
+                    restored_id,
+                    {k: v for k, v in restored_splits.items() if k[1] in mine},
+                    {k: v for k, v in writer_states.items() if k[1] in mine},
                 )
-            held, self._held = self._held, None
-            for handle, message in held:
-                handle.send(message)
-
-    def deliver(self, handle: WorkerHandle, message: Any) -> None:
-        """Send ``message`` to a reader's slot, or hold it until the slot has started."""
-        if self._held is not None:
-            self._held.append((handle, message))
-        else:
-            handle.send(message)
-
-    def _start_enumerators(self) -> None:
-        starting = self.host.caller("streamplug_source_starting")
-        if starting is not None:
-            for pipeline in self.env.pipelines:
-                source = pipeline.source
-                starting(
-                    source=SourceInfo(
-                        self.info,
-                        pipeline.name,
-                        dict(source.describe()),
-                        source.get_boundedness().name,
-                    )
-                )
-        for enumerator in self.enumerators.values():
-            enumerator.start()
+            )
+        for pipeline in self.env.pipelines:
+            self._build_enumerator(pipeline)
 
     def _split_serializers(self) -> dict[str, StateSerializer[Any]]:
         return {p.name: p.source.get_split_serializer() for p in self.env.pipelines}
@@ -427,7 +387,7 @@ class Attempt:
         if enum_doc is not None:
             # Restored: the assignment rounds before the checkpoint already happened.
             for handle in self.handles:
-                self.deliver(handle, AssignmentRound(self.number, pipeline.name))
+                handle.send(AssignmentRound(self.number, pipeline.name))
         added_back = self.host.caller("streamplug_enumerator_splits_added_back")
         for index, split in self._orphans.get(pipeline.name, []):
             if added_back is not None:
@@ -479,8 +439,21 @@ class Attempt:
         """Run until every input ended (FINISHED) or a stop request (FINISHED with a final
         checkpoint); raises on failure and ``Stop`` on cancel."""
         self.build()
+        starting = self.host.caller("streamplug_source_starting")
+        if starting is not None:
+            for pipeline in self.env.pipelines:
+                source = pipeline.source
+                starting(
+                    source=SourceInfo(
+                        self.info,
+                        pipeline.name,
+                        dict(source.describe()),
+                        source.get_boundedness().name,
+                    )
+                )
         self._on_subtask_ack = self.host.caller("streamplug_checkpoint_subtask_acknowledged")
         for enumerator in self.enumerators.values():
+            enumerator.start()
             for index in range(self.parallelism):
                 enumerator.add_reader(index)
         self._finish_rounds()
