@@ -150,8 +150,7 @@ class SubtaskOutput:
             # As they come: a reader may hand over a lazy view (the Kafka source's record
             # timestamps) that costs nothing unless something downstream reads it.
             stamps = timestamps
-        split_id = split_id or _DEFAULT_SPLIT
-        clock = self._splits.get(split_id) or self._clock(split_id)
+        clock = self._clock(split_id or _DEFAULT_SPLIT)
         clock.last_active = time.monotonic()
         clock.idle = False
         self._marked_idle = False

@@ -319,8 +319,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
         self._no_more_splits = True
 
     def poll_next(self, output: ReaderOutput[Any]) -> InputStatus:
-        if self._failure is not None:
-            self._raise_failure()
+        self._raise_failure()
         if self._to_release:
             for split_id in self._to_release:
                 output.release_split(split_id)
@@ -366,8 +365,6 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             self._fit_batch(len(messages), time.perf_counter() - started)
         if drained:
             self._check_positions(output)
-        if self._splits:
-            return InputStatus.MORE_AVAILABLE
         return self._status()
 
     def _fit_batch(self, records: int, seconds: float) -> None:
@@ -549,7 +546,7 @@ class KafkaSourceReader(SourceReader[KafkaPartitionSplit]):
             # Records a plugin dropped count as read: a checkpoint does not replay them.
             state.current_offset = last_offset + 1
             state.records += len(run)
-        if finished or (stop is not None and state.finished):
+        if finished or state.finished:
             self._finish(state, output)
 
     def _offer(
