@@ -1,14 +1,14 @@
 """``python benchmarks/compare.py``: every job side by side on one real Kafka broker.
 
-Starts a single-node Apache Kafka (streamplug-testing's launcher) unless
-``--bootstrap-servers`` names one, fills two input topics (value only; key and value) of
-``--records`` records of 100 bytes in 6 partitions, warms the broker up (consumer offsets,
-transaction state, producer ids), then runs every selected job ``--runs`` times,
-interleaved (A B C A B C ...; within a round each job right after the hand loop it is
-compared with), each in its own process with a fresh output topic that is read back and
-checked before the next run. A full run then gives issue 12's target jobs 15 more rounds
-on their own (--target-rounds), each beside its hand loop and that loop's ts-now twin, and
-judges the targets over every round. Then the latency runs,
+Starts a single-node Apache Kafka (streamplug-testing's launcher, with the JVM settings
+Kafka's own start scripts use) unless ``--bootstrap-servers`` names one, fills two input
+topics (value only; key and value) of ``--records`` records of 100 bytes in 6 partitions,
+warms the broker up (consumer offsets, transaction state, producer ids), then runs every
+selected job ``--runs`` times, interleaved (A B C A B C ...; within a round each job right
+after the hand loop it is compared with), each in its own process with a fresh output topic
+that is read back and checked before the next run. A full run then gives issue 12's target
+jobs 15 more rounds on their own (--target-rounds), each beside its hand loop and that
+loop's ts-now twin, and judges the targets over every round. Then the latency runs,
 interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
 benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
 plots beside them; a partial one only prints, unless --write.
@@ -252,13 +252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = None
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streamplug_testing.broker import KafkaCluster
+        from streamplug_testing.broker import KAFKA_SCRIPT_JVM_OPTIONS, KafkaCluster
 
         print("starting a single-node Apache Kafka...", flush=True)
         # Outputs are deleted once checked; a broker deletes a topic's files a minute
         # later by default, which then ran beside whichever job was being measured.
+        # The JVM as Kafka's start scripts set it up, not the test suite's small heap (see
+        # KAFKA_SCRIPT_JVM_OPTIONS: with that, the run after a heavy write paid for it).
         cluster = KafkaCluster(
-            nodes=1, server_properties={"log.segment.delete.delay.ms": 0}
+            nodes=1,
+            server_properties={"log.segment.delete.delay.ms": 0},
+            jvm_defaults=KAFKA_SCRIPT_JVM_OPTIONS,
         ).start()
         bootstrap = cluster.bootstrap_servers
     try:
@@ -368,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     versions = sorted({s["version"] for s in summaries if s["version"]})
     kafka_version = (
-        "Apache Kafka 4.1.1 (streamplug-testing's launcher, 1 node)"
+        "Apache Kafka 4.1.1 (streamplug-testing's launcher, 1 node, the JVM settings of "
+        "Kafka's start scripts: 1 GiB heap, G1)"
         if cluster
         else (f"external broker {bootstrap}")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +14,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamplug_kafka_common import admin
-from streamplug_testing.broker import KafkaCluster, ListenerSpec, ScramUser
+from streamplug_testing.broker import (
+    KAFKA_SCRIPT_JVM_OPTIONS,
+    KafkaCluster,
+    ListenerSpec,
+    ScramUser,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +123,28 @@ def test_restarted_node_keeps_data(kafka_cluster: KafkaCluster, new_topic: str) 
     admin.wait_for_topic(bootstrap, new_topic, 1)
     records = admin.read_all(bootstrap, new_topic, isolation_level="read_uncommitted")
     assert [m.value() for m in records] == [b"a", b"b", b"c"]
+
+
+@pytest.mark.slow
+def test_a_broker_can_run_the_jvm_kafkas_start_scripts_set_up() -> None:
+    """The benchmark's broker: the test suite's small serial-collector heap replaced, not
+    merely followed by flags the JVM might refuse or ignore. Asked of the running JVM."""
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        pytest.skip("jcmd (the JDK's) is not on PATH")
+    with KafkaCluster(nodes=1, jvm_defaults=KAFKA_SCRIPT_JVM_OPTIONS) as cluster:
+        pid = cluster.node(1).pid
+        assert pid is not None
+        flags = subprocess.run(
+            [jcmd, str(pid), "VM.flags"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+        assert "-XX:+UseG1GC" in flags and "UseSerialGC" not in flags
+        assert f"-XX:MaxHeapSize={1 << 30}" in flags
+        topic = f"shipped-jvm-{uuid.uuid4().hex[:8]}"
+        cluster.create_topic(topic, partitions=1)
+        _produce_all(_producer(cluster.bootstrap_servers, acks="all"), topic, [b"a", b"b"])
+        records = admin.read_all(cluster.bootstrap_servers, topic)
+        assert [m.value() for m in records] == [b"a", b"b"]
 
 
 @pytest.mark.slow
