@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("starting a single-node Apache Kafka...", flush=True)
         # Outputs are deleted once checked; a broker deletes a topic's files a minute
         # later by default, which then ran beside whichever job was being measured.
-        # The JVM as Kafka's start scripts set it up, not the test suite's small heap (see
-        # KAFKA_SCRIPT_JVM_OPTIONS: with that, the run after a heavy write paid for it).
+        # The JVM as Kafka's start scripts set it up, not the test suite's small heap, C1
+        # compiler and serial collector, which are there to spare CI machines' CPU.
         cluster = KafkaCluster(
             nodes=1,
             server_properties={"log.segment.delete.delay.ms": 0},
