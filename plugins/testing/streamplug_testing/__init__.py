@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streamplug_testing.broker import (
+        KAFKA_SCRIPT_JVM_OPTIONS,
         BrokerStartError,
         KafkaCluster,
         KafkaNode,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from streamplug_testing.mock import ApiKey, MockCluster, MockClusterUnavailable
 
 __all__ = [
+    "KAFKA_SCRIPT_JVM_OPTIONS",
     "KAFKA_VERSION",
     "ApiKey",
     "BrokerStartError",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "KAFKA_SCRIPT_JVM_OPTIONS": "broker",
     "BrokerStartError": "broker",
     "KafkaCluster": "broker",
     "KafkaNode": "broker",
