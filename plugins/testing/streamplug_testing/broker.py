@@ -70,6 +70,14 @@ _STARTED_MARKER = b"Kafka Server started"
 _IDENTITY_FILE = "streamplug-cluster.properties"
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
+# What every JVM this launcher starts needs, whatever its heap and collector: a node that
+# ran out of memory exits (and its test fails) instead of hanging half-alive.
+_LAUNCHER_JVM_OPTIONS: tuple[str, ...] = (
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+    "-Djava.net.preferIPv4Stack=true",
+)
+
 # Small and single-threaded where it does not hurt: CI machines have 2 cores, and
 # several test processes may share them. C1-only JIT (TieredStopAtLevel=1) spares the
 # CPU the C2 compiler would burn at startup; test brokers never live long enough to
@@ -79,9 +87,7 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
     "-Xmx384m",
     "-XX:+UseSerialGC",
     "-XX:TieredStopAtLevel=1",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-    "-Djava.net.preferIPv4Stack=true",
+    *_LAUNCHER_JVM_OPTIONS,
 )
 
 # What Apache Kafka's own start scripts give a broker (kafka-server-start.sh's heap,
@@ -97,9 +103,7 @@ KAFKA_SCRIPT_JVM_OPTIONS: tuple[str, ...] = (
     "-XX:MaxGCPauseMillis=20",
     "-XX:InitiatingHeapOccupancyPercent=35",
     "-XX:+ExplicitGCInvokesConcurrent",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-    "-Djava.net.preferIPv4Stack=true",
+    *_LAUNCHER_JVM_OPTIONS,
 )
 
 _LOG4J = """\
@@ -344,8 +348,8 @@ class KafkaCluster:
     ``server_properties`` (extra/overriding ``server.properties`` entries, applied
     last); ``jvm_options`` (appended after ``jvm_defaults``, e.g.
     ``-Djava.security.krb5.conf=...``); ``jvm_defaults`` (the small-heap test settings
-    unless replaced, e.g. by ``KAFKA_SCRIPT_JVM_OPTIONS`` for a benchmark); ``env`` (extra environment for the JVMs, e.g.
-    ``KRB5_CONFIG``); ``jaas_file`` (passed as ``java.security.auth.login.config``);
+    unless replaced, e.g. by ``KAFKA_SCRIPT_JVM_OPTIONS`` for a benchmark); ``env``
+    (extra environment for the JVMs, e.g. ``KRB5_CONFIG``); ``jaas_file`` (passed as ``java.security.auth.login.config``);
     ``scram_users`` (written at format time); ``auto_create_topics`` (default off, so
     a typo in a test fails instead of creating a topic); ``host`` (bind and advertise
     address; use ``"localhost"`` for certificates issued to that name); ``data_dir`` /
