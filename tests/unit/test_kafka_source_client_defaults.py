@@ -35,3 +35,16 @@ def test_a_users_reconnect_backoff_wins() -> None:
     built = source(**{"reconnect.backoff.ms": "250"})
     assert built.consumer_properties(reader_context())["reconnect.backoff.ms"] == "250"
     assert built.admin_properties()["reconnect.backoff.ms"] == "250"
+
+
+def test_the_enumerators_admin_client_connects_to_every_broker_at_once() -> None:
+    built = source()
+    assert built.admin_properties()["enable.sparse.connections"] == "false"
+    # The readers' consumers keep librdkafka's sparse connections: one consumer per reader
+    # would otherwise hold a connection to every broker of the cluster.
+    assert "enable.sparse.connections" not in built.consumer_properties(reader_context())
+
+
+def test_a_users_sparse_connections_setting_wins() -> None:
+    built = source(**{"enable.sparse.connections": "true"})
+    assert built.admin_properties()["enable.sparse.connections"] == "true"

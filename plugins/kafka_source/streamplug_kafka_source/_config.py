@@ -92,6 +92,18 @@ CONSUMER_DEFAULTS: Mapping[str, str] = {
 # hammered.
 CLIENT_DEFAULTS: Mapping[str, str] = {"reconnect.backoff.ms": "10"}
 
+# The enumerator's admin client also opens every broker connection at once. On librdkafka
+# 2.16 a new client's first metadata answer from the bootstrap address makes it drop that
+# connection, failing the application's request still in flight on it; the request is sent
+# again once the next broker connection may be opened, about 10 ms later in librdkafka's
+# debug log (its pause between new connections, already at its floor with the backoff
+# above), unless the learned brokers are being connected anyway. Measured on a local broker
+# (benchmarks/bench_client_start.py, 20 tries each): a new admin client's first topic
+# listing 14.7-15.2 ms median with sparse connections, 3.5-3.8 ms without; that listing is
+# on the path from execute() to a job's first record. An admin client asks every
+# partition's leader for offsets anyway, so the connections are not wasted.
+ADMIN_DEFAULTS: Mapping[str, str] = {"enable.sparse.connections": "false"}
+
 DEFAULT_STATISTICS_INTERVAL_MS = "5000"
 # Kafka's own max.poll.records default, and the cheapest batch measured here: a batch's
 # Message objects (and a keyed path's tuples) are tracked by the cyclic garbage collector,

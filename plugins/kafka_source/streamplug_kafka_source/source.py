@@ -181,7 +181,7 @@ class KafkaSource(Source[KafkaPartitionSplit, KafkaSourceEnumState]):
 
     def admin_properties(self) -> dict[str, str]:
         props = _config.common_properties(self._properties)
-        for key, value in _config.CLIENT_DEFAULTS.items():
+        for key, value in {**_config.CLIENT_DEFAULTS, **_config.ADMIN_DEFAULTS}.items():
             props.setdefault(key, value)
         props["bootstrap.servers"] = self._bootstrap_servers
         props["client.id"] = self._client_id("enumerator")
