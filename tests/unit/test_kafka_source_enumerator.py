@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -126,6 +127,52 @@ def test_bounded_discovery_assigns_each_partition_to_its_owner_and_signals_the_e
     for p in range(5):
         assert got[f"orders-{p}"] == (split_owner(KafkaTopicPartition("orders", p), 3), 0, 10)
     assert sorted(ctx.no_more_splits) == [0, 1, 2]
+
+
+def test_a_single_discovery_round_lets_its_admin_client_go_on_the_worker_thread() -> None:
+    made: list[weakref.ref[FakeClient]] = []
+
+    def factory() -> FakeClient:
+        client = FakeClient({"orders": 2})
+        made.append(weakref.ref(client))
+        return client
+
+    ctx = enumerator_context(parallelism=1)
+    enumerator = KafkaSourceEnumerator(
+        ctx, TopicListSubscriber(("orders",)), KafkaOffsetsInitializer.earliest(), None, factory, -1
+    )
+    enumerator.start()
+    ctx.run_async_calls()
+    assert len(ctx.assigned[0]) == 2 and ctx.no_more_splits == [0]
+    # The release is one more call on the worker, after the splits went out.
+    assert len(made) == 1 and made[0]() is not None
+    assert [call.period_ms for call in ctx.async_calls] == [0]
+    ctx.run_async_calls()
+    assert made[0]() is None
+    enumerator.close()  # nothing left to close
+
+
+def test_periodic_discovery_keeps_one_admin_client_for_every_round() -> None:
+    made: list[FakeClient] = []
+
+    def factory() -> FakeClient:
+        made.append(FakeClient({"orders": 1}))
+        return made[-1]
+
+    ctx = enumerator_context(parallelism=1)
+    enumerator = KafkaSourceEnumerator(
+        ctx,
+        TopicListSubscriber(("orders",)),
+        KafkaOffsetsInitializer.earliest(),
+        None,
+        factory,
+        500,
+    )
+    enumerator.start()
+    for _ in range(3):
+        ctx.run_async_calls()
+    assert len(made) == 1 and made[0].calls == ["list_topics"] * 3
+    assert [call.period_ms for call in ctx.async_calls] == [500]
 
 
 def test_reader_registering_late_gets_its_splits_then_the_end_signal() -> None:

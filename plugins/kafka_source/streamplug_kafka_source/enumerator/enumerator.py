@@ -39,6 +39,11 @@ def java_string_hash(text: str) -> int:
     return h - (1 << 32) if h >= 1 << 31 else h
 
 
+def _log_release(_: object, error: BaseException | None) -> None:
+    if error is not None:
+        log.debug("Kafka source enumerator: releasing the admin client failed: %s", error)
+
+
 def split_owner(tp: KafkaTopicPartition, parallelism: int) -> int:
     """The subtask that reads ``tp``: Flink's ``KafkaSourceEnumerator.getSplitOwner``.
 
@@ -142,6 +147,10 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
 
     # -- discovery (worker thread) -----------------------------------------------------
 
+    def _release_client(self) -> None:
+        client, self._client = self._client, None
+        del client
+
     def _discover(self) -> _Discovered:
         if self._client is None:
             self._client = self._client_factory()
@@ -214,6 +223,11 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
         if self._discovery_interval_ms <= 0:
             self._no_more_new_splits = True
         self._assign_pending(self._context.registered_readers())
+        if self._discovery_interval_ms <= 0:
+            # No second round: the admin client's connections and threads are not needed
+            # again in this attempt. Taking it apart (librdkafka joins its threads, a few
+            # ms) runs on the worker thread while the readers read, not at the job's end.
+            self._context.call_async(self._release_client, _log_release)
 
     def _add_pending(self, splits: Iterable[KafkaPartitionSplit]) -> None:
         parallelism = self._context.parallelism
