@@ -345,16 +345,16 @@ class KafkaCluster:
     still running at interpreter exit is stopped by an ``atexit`` hook.
 
     Parameters: ``listeners`` (client listeners, default one PLAINTEXT);
-    ``server_properties`` (extra/overriding ``server.properties`` entries, applied
-    last); ``jvm_options`` (appended after ``jvm_defaults``, e.g.
+    ``server_properties`` (extra/overriding ``server.properties`` entries, applied last);
+    ``jvm_options`` (appended after ``jvm_defaults``, e.g.
     ``-Djava.security.krb5.conf=...``); ``jvm_defaults`` (the small-heap test settings
-    unless replaced, e.g. by ``KAFKA_SCRIPT_JVM_OPTIONS`` for a benchmark); ``env``
-    (extra environment for the JVMs, e.g. ``KRB5_CONFIG``); ``jaas_file`` (passed as ``java.security.auth.login.config``);
-    ``scram_users`` (written at format time); ``auto_create_topics`` (default off, so
-    a typo in a test fails instead of creating a topic); ``host`` (bind and advertise
-    address; use ``"localhost"`` for certificates issued to that name); ``data_dir`` /
-    ``keep_data`` (keep configs, logs and data after ``stop()``); ``java`` /
-    ``classpath`` (skip discovery).
+    unless replaced, e.g. by ``KAFKA_SCRIPT_JVM_OPTIONS`` for a benchmark); ``env`` (extra
+    environment for the JVMs, e.g. ``KRB5_CONFIG``); ``jaas_file`` (passed as
+    ``java.security.auth.login.config``); ``scram_users`` (written at format time);
+    ``auto_create_topics`` (default off, so a typo in a test fails instead of creating a
+    topic); ``host`` (bind and advertise address; use ``"localhost"`` for certificates
+    issued to that name); ``data_dir`` / ``keep_data`` (keep configs, logs and data after
+    ``stop()``); ``java`` / ``classpath`` (skip discovery).
 
     Not thread-safe: drive one cluster from one thread (``stop_node`` from a helper
     thread while the main thread produces is fine).

@@ -148,8 +148,8 @@ class KafkaSourceEnumerator(SplitEnumerator[KafkaPartitionSplit, KafkaSourceEnum
     # -- discovery (worker thread) -----------------------------------------------------
 
     def _release_client(self) -> None:
-        client, self._client = self._client, None
-        del client
+        # The last reference: librdkafka takes the client apart here, on this thread.
+        self._client = None
 
     def _discover(self) -> _Discovered:
         if self._client is None:
