@@ -167,6 +167,55 @@ def test_builtin_components_register_even_without_autoload() -> None:
     assert {"plugins", "checkpoints"} <= set(host.names("command"))
 
 
+def _hookimpls_found(pm: Any, plugin: object) -> dict[str, list[str]]:
+    pm.register(plugin)
+    return {
+        caller.name: sorted(i.function.__name__ for i in caller.get_hookimpls())
+        for caller in pm.get_hookcallers(plugin) or []
+    }
+
+
+def test_module_plugins_give_the_same_hooks_as_pluggys_own_scan() -> None:
+    """The host's quicker look at module plugins (manager._PluginManager) must find what
+    pluggy's getattr_static scan finds: every installed plugin and edge cases a module can
+    hold (a marked function under another name, a marked staticmethod object, a class
+    whose method is marked, unmarked functions, a module ``__getattr__``)."""
+    import types
+
+    import pluggy
+
+    from streamplug.plugin import spec
+    from streamplug.plugin.manager import _PluginManager
+
+    odd = types.ModuleType("odd_plugin")
+    exec(
+        "from streamplug import hookimpl\n"
+        "@hookimpl(specname='streamplug_job_started')\n"
+        "def started_under_another_name(job): pass\n"
+        "def helper(): pass\n"
+        "class Holder:\n"
+        "    @hookimpl\n"
+        "    def streamplug_job_finished(self, job, result): pass\n"
+        "marked_static = staticmethod(hookimpl(lambda job: None))\n"
+        "def __getattr__(name): raise RuntimeError(name)\n",
+        odd.__dict__,
+    )
+    modules = [odd, *(m for m in build_plugin_host().pm.get_plugins())]
+    assert len(modules) > 5
+    for module in modules:
+        stock = pluggy.PluginManager(spec.PROJECT)
+        quick = _PluginManager(spec.PROJECT)
+        for pm in (stock, quick):
+            pm.add_hookspecs(spec)
+        assert _hookimpls_found(quick, module) == _hookimpls_found(stock, module), module
+    # A marked function under another name and a marked staticmethod object are hooks;
+    # the helper, the class and the module's __getattr__ are not.
+    assert _hookimpls_found(_PluginManager(spec.PROJECT), odd) == {
+        "streamplug_job_started": ["started_under_another_name"],
+        "marked_static": ["<lambda>"],
+    }
+
+
 def test_disable_autoload_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMPLUG_DISABLE_PLUGIN_AUTOLOAD", "1")
     host = build_plugin_host()

@@ -37,6 +37,13 @@ JAVA = [
 ]
 
 
+def test_a_lone_surrogate_hashes_as_in_java() -> None:
+    # Java strings may hold unpaired surrogates (a UTF-16 encoder refuses them);
+    # jshell (Java 17): "\ud800x".hashCode() and "a\udc00".hashCode().
+    assert java_string_hash("\ud800x") == 1714296
+    assert java_string_hash("a\udc00") == 59327
+
+
 @pytest.mark.parametrize(("topic", "hash_code", "owner_p0_of_4", "owner_p5_of_7"), JAVA)
 def test_assignment_matches_flinks_rule_computed_by_java(
     topic: str, hash_code: int, owner_p0_of_4: int, owner_p5_of_7: int

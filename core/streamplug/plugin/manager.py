@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -621,6 +622,34 @@ def installed_plugins(group: str = ENTRY_POINT_GROUP) -> tuple[InstalledPlugin, 
     return _current_installation().plugins(group)
 
 
+_HOOKABLE = (types.FunctionType, staticmethod, classmethod, types.MethodType)
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, with a quicker look at module plugins' names.
+
+    pluggy inspects every name ``dir()`` gives with ``inspect.getattr_static``; a plugin
+    module's names are mostly imports and constants, and that inspection was most of a
+    host's build (~2.5 ms of ~3.5 ms with this repository's plugins, built at every
+    ``execute()``). A module's own dictionary answers the same question for names that
+    are not functions or method wrappers; pluggy still judges every candidate itself."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        if isinstance(plugin, types.ModuleType):
+            value = plugin.__dict__.get(name, _HOOKABLE)
+            if value is not _HOOKABLE:
+                if not isinstance(value, _HOOKABLE):
+                    return None
+                # A plain function carries its marker itself (pluggy reads it there).
+                if isinstance(value, types.FunctionType) and not hasattr(value, self._marker):
+                    return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+    @functools.cached_property
+    def _marker(self) -> str:
+        return self.project_name + "_impl"
+
+
 def build_plugin_host(
     *, autoload: bool | None = None, plugins: Iterable[object] = ()
 ) -> PluginHost:
@@ -631,7 +660,7 @@ def build_plugin_host(
     the environment sets ``STREAMPLUG_DISABLE_PLUGIN_AUTOLOAD``. ``plugins`` are extra
     plugin objects to register (tests); one that is not valid raises ``PluginError``.
     """
-    pm = pluggy.PluginManager(spec.PROJECT)
+    pm = _PluginManager(spec.PROJECT)
     pm.add_hookspecs(spec)
     host = PluginHost(pm)
     installation = _current_installation()

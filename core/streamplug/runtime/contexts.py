@@ -9,6 +9,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+
+# concurrent.futures loads its thread pool module on first use; imported here, that happens
+# with the runtime's import instead of inside the first execute().
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
@@ -171,9 +175,7 @@ class Scheduler:
         self._events = events
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="enumerator-async"
-        )
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enumerator-async")
         self.closed = False
 
     def at(self, delay_s: float, fn: Callable[[], None]) -> None:

@@ -32,10 +32,16 @@ class DiscoveryClient(PartitionOffsetsRetriever, Protocol):
 def java_string_hash(text: str) -> int:
     """Java's ``String.hashCode`` (over UTF-16 code units, 32-bit wrap-around), as a
     signed int: Flink's assignment rule is defined in terms of it."""
-    data = text.encode("utf-16-be")
     h = 0
-    for i in range(0, len(data), 2):
-        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    for char in text:
+        unit = ord(char)
+        if unit > 0xFFFF:
+            # Outside the BMP Java stores a surrogate pair. Worked out here rather than
+            # with the utf-16 codec, whose import cost ~0.2 ms of a job's start.
+            unit -= 0x10000
+            h = (31 * h + (0xD800 | unit >> 10)) & 0xFFFFFFFF
+            unit = 0xDC00 | (unit & 0x3FF)
+        h = (31 * h + unit) & 0xFFFFFFFF
     return h - (1 << 32) if h >= 1 << 31 else h
 
 
