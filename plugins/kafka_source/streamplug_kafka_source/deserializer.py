@@ -246,14 +246,17 @@ class ValueOnlyDeserializationSchema(KafkaRecordDeserializationSchema[T]):
     def deserialize_value(self, topic: str, value: bytes) -> T:
         """One value, through the schema's own single-record path (precise errors)."""
         schema = self.schema
-        if isinstance(schema, _ConfluentDeserializerSchema):
+        # The exact class, not isinstance: DeserializationSchema is an ABC, whose
+        # isinstance check costs a Python-level call per batch; the adapter is private
+        # and never subclassed.
+        if type(schema) is _ConfluentDeserializerSchema:
             return schema.deserialize_for_topic(topic, [value])[0]
         return schema.deserialize(value)
 
     def deserialize_values(self, topic: str, values: list[bytes]) -> list[T]:
         """Deserialize the values of one partition's records in one call."""
         schema = self.schema
-        if isinstance(schema, _ConfluentDeserializerSchema):
+        if type(schema) is _ConfluentDeserializerSchema:
             return schema.deserialize_for_topic(topic, values)
         return schema.deserialize_batch(values)
 
