@@ -200,7 +200,7 @@ def test_module_plugins_give_the_same_hooks_as_pluggys_own_scan() -> None:
         "def __getattr__(name): raise RuntimeError(name)\n",
         odd.__dict__,
     )
-    modules = [odd, *(m for m in build_plugin_host().pm.get_plugins())]
+    modules = [odd, *build_plugin_host().pm.get_plugins()]
     assert len(modules) > 5
     for module in modules:
         stock = pluggy.PluginManager(spec.PROJECT)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import heapq
 import itertools
 import queue
@@ -12,7 +11,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
 # concurrent.futures loads its thread pool module on first use; imported here, that happens
 # with the runtime's import instead of inside the first execute().
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamplug.api.context import ReaderContext, SinkContext, SplitEnumeratorContext
@@ -197,7 +196,7 @@ class Scheduler:
             return
         future = self._pool.submit(fn)
 
-        def done(f: concurrent.futures.Future[Any]) -> None:
+        def done(f: Future[Any]) -> None:
             exc = f.exception()
             self._events.put(("call", handler, None if exc else f.result(), exc))
 
