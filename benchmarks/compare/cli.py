@@ -38,7 +38,14 @@ import confluent_kafka
 
 from compare import configs, envs, report
 from compare.latency import LatencyOutcome, latency_run
-from compare.run import PARTITIONS, Outcome, create_commit_log, create_topic, throughput_run
+from compare.run import (
+    PARTITIONS,
+    Outcome,
+    create_commit_log,
+    create_topic,
+    jemalloc_library,
+    throughput_run,
+)
 
 JOBS = [
     "The jobs (checkpoints / commits every 1 s wherever there is a guarantee):",
@@ -53,13 +60,23 @@ JOBS = [
     "(a consumer's close takes 5-28 ms here; since 2026-12-06, session 10); "
     "keys hashed to partitions with murmur2 as the Java producer and streamplug's sink do "
     "(since 2026-12-06, session 10; before, the loops used librdkafka's default, CRC32); "
+    "each loop finds its input's extent before it reads, as a bounded job's enumerator does "
+    "and the way it does (an admin client made beside the consumer: the topic's partitions, "
+    "then their first and end offsets, the two lookups in flight together), and reads to "
+    "those end offsets (since 2026-12-07, session 15; before, the loops were told the "
+    "partition and record counts, which the jobs are not); "
     "`source` reads every value (and key); `NONE` produces and flushes at the end; `ALO` "
     "idempotent producer, `flush()` + synchronous offset commit every second; `EOS` one "
     "transaction per second with `send_offsets_to_transaction`. No map call. Kafka -> Kafka "
     "loops write each output record with its input record's timestamp, as streamplug's sink "
     "and Flink's `KafkaSink` do (the element's event time): the same output. The `ts-now` "
     "rows let the producer stamp the current time instead -- less work than any of the "
-    "frameworks does, shown for what the timestamps cost; they are no one's baseline.",
+    "frameworks does, shown for what the timestamps cost; they are no one's baseline. The "
+    "`told` rows are the source loops given the partition and record counts instead of "
+    "asking (the loops as they were until session 15): less work, the source-only target's "
+    "noise gauge. The `jemalloc` rows run the value-only source loop and job with jemalloc "
+    "preloaded (`LD_PRELOAD`) instead of glibc's malloc, each compared with the other "
+    "(see the notes and docs/source.md, Performance).",
     "- *streamplug*: `KafkaSource` -> `map(identity)` -> `KafkaSink`, bounded at the end "
     "offsets; keyed jobs read `(key, value)` with "
     "`KafkaRecordDeserializationSchema.key_value(None, None)` and write them with "
@@ -243,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  left out: the jobs that need {env} ({not_run[env]})", flush=True)
     throughput = [c for c in throughput if c.env not in not_run]
     latency = [c for c in latency if c.env not in not_run]
+    if any(c.allocator == "jemalloc" for c in throughput) and jemalloc_library() is None:
+        not_run["jemalloc"] = "libjemalloc.so.2 not found (Debian: apt install libjemalloc2)"
+        print(f"  left out: the jemalloc rows ({not_run['jemalloc']})", flush=True)
+        throughput = [c for c in throughput if c.allocator != "jemalloc"]
 
     started = time.monotonic()
     date = datetime.datetime.now(datetime.UTC)

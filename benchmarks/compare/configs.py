@@ -26,6 +26,13 @@ class Config:
     # as streamplug's and Flink's sinks do (the element's event time); False lets the
     # producer stamp the current time: less work than the frameworks do, kept as a reference.
     copies_timestamps: bool = True
+    # Hand loops find their input's extent as the bounded jobs do (its partitions and their
+    # first and end offsets, asked of the broker); a ``told`` loop is given the partition
+    # and record counts instead: less work, the source-only loop's noise gauge.
+    told: bool = False
+    # ``jemalloc``: the runner's process starts with jemalloc preloaded instead of glibc's
+    # malloc (see docs/source.md, Performance); only where the library is installed.
+    allocator: str = "glibc"
 
     @property
     def name(self) -> str:
@@ -38,15 +45,20 @@ class Config:
             parts.append(f"p{self.parallelism}")
         if self.framework == "hand" and self.job == "kafka" and not self.copies_timestamps:
             parts.append("ts-now")
+        if self.told:
+            parts.append("told")
+        if self.allocator != "glibc":
+            parts.append(self.allocator)
         return "/".join(parts)
 
     @property
     def baseline(self) -> str:
         """The hand loop doing the same work with the same guarantee and record shape."""
         shape = "keyed" if self.keyed else "value"
+        allocator = "" if self.allocator == "glibc" else f"/{self.allocator}"
         if self.job == "source":
-            return f"hand/source/{shape}"
-        return f"hand/{GUARANTEE_SHORT[self.guarantee]}/{shape}"
+            return f"hand/source/{shape}{allocator}"
+        return f"hand/{GUARANTEE_SHORT[self.guarantee]}/{shape}{allocator}"
 
     @property
     def bounded(self) -> bool:
@@ -64,12 +76,17 @@ def _all() -> list[Config]:
     out: list[Config] = []
     for keyed in (False, True):
         out.append(Config("hand", "source", "-", keyed))
+        out.append(Config("hand", "source", "-", keyed, told=True))
         for g in ("NONE", "AT_LEAST_ONCE", "EXACTLY_ONCE"):
             out.append(Config("hand", "kafka", g, keyed))
             out.append(Config("hand", "kafka", g, keyed, copies_timestamps=False))
     out.append(Config("streamplug", "source", "-", False, 1))
     out.append(Config("streamplug", "source", "-", True, 1))
     out.append(Config("streamplug", "source", "-", False, 2))
+    # The reading side with jemalloc instead of glibc's malloc, the loop and the job alike:
+    # what the allocator costs both (docs/source.md, Performance).
+    out.append(Config("hand", "source", "-", allocator="jemalloc"))
+    out.append(Config("streamplug", "source", "-", False, 1, allocator="jemalloc"))
     for g in ("NONE", "AT_LEAST_ONCE", "EXACTLY_ONCE"):
         for keyed in (False, True):
             for p in (1, 2):
@@ -115,11 +132,20 @@ TARGETS = [
 
 
 def gauge_of(config: Config) -> Config | None:
-    """The ``ts-now`` twin of a Kafka -> Kafka hand loop: the same loop doing strictly less
-    work, so over many rounds it must come out at 1 or a little above. Where it does not,
-    the rounds measured the machine more than the loops: the run's noise gauge."""
-    if config.framework != "hand" or config.job != "kafka" or not config.copies_timestamps:
+    """A hand loop's twin doing strictly less work: the ``ts-now`` twin of a Kafka -> Kafka
+    loop (the producer stamps the time), the ``told`` twin of a source-only loop (given its
+    input's extent instead of asking for it). Over many rounds a twin must come out at 1
+    or a little above; where it does not, the rounds measured the machine more than the
+    loops: the run's noise gauge."""
+    if (
+        config.framework != "hand"
+        or config.told
+        or not config.copies_timestamps
+        or config.allocator != "glibc"
+    ):
         return None
+    if config.job == "source":
+        return dataclasses.replace(config, told=True)
     return dataclasses.replace(config, copies_timestamps=False)
 
 

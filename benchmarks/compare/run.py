@@ -127,8 +127,22 @@ def runner_command(config: Config, spec: dict[str, Any]) -> list[str]:
     return [python, str(RUNNERS / RUNNER_FILE[config.framework]), json.dumps(spec)]
 
 
+def jemalloc_library() -> str | None:
+    """The jemalloc shared library's path (Debian's ``libjemalloc2``), or None."""
+    for directory in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"):
+        path = Path(directory) / "libjemalloc.so.2"
+        if path.exists():
+            return str(path)
+    return None
+
+
 def runner_env(config: Config) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if config.allocator == "jemalloc":
+        library = jemalloc_library()
+        if library is None:
+            raise RunnerFailed("jemalloc is not installed (Debian: apt install libjemalloc2)")
+        env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
     if config.framework == "streamplug":
         # Installed plugins take part in every job; tracing (streamplug-otel, installed by
         # the README's `pip install . ./plugins/*`) is not part of the job measured here.
@@ -267,6 +281,9 @@ def throughput_run(
         "checkpoint_ms": CHECKPOINT_MS,
         "workdir": tempfile.mkdtemp(prefix="bench-compare-"),
         "timestamps": config.copies_timestamps,
+        # The hand loops ask the broker for their input's extent, as the bounded jobs do;
+        # a told twin is given it (see Config.told).
+        "discover": config.framework == "hand" and not config.told,
     }
     if commit_log is not None and config.framework == "streamplug":
         spec["commit_log"] = commit_log
@@ -284,6 +301,12 @@ def throughput_run(
         result = finish_runner(proc, timeout=timeout, log=log)
     except RunnerFailed as e:
         outcome.wrong = f"run failed: {e}"
+        if config.job == "kafka":
+            delete_topic(bootstrap, out_topic)
+        return outcome
+    ran_with = result.get("allocator", "glibc")
+    if ran_with != config.allocator:
+        outcome.wrong = f"ran with {ran_with}, not {config.allocator}"
         if config.job == "kafka":
             delete_topic(bootstrap, out_topic)
         return outcome

@@ -109,10 +109,21 @@ class Window:
             "t_end": t_end,
             "cpu": cpu,
             "vmhwm_kb": vmhwm_kb(),
+            "allocator": allocator(),
             "version": ", ".join(dist_version(d) for d in distributions),
             **extra,
         }
         print("RESULT " + json.dumps(fields), flush=True)
+
+
+def allocator() -> str:
+    """``jemalloc`` when this process has jemalloc mapped (preloaded), else ``glibc``: what
+    the run really ran with, whatever its configuration asked for."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return "jemalloc" if "libjemalloc" in maps.read() else "glibc"
+    except OSError:
+        return "glibc"
 
 
 def dist_version(name: str) -> str:

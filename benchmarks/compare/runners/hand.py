@@ -13,8 +13,12 @@ loop we can write for each job, one consumer and (for Kafka -> Kafka) one produc
 ``timestamps``: each output record gets its input record's timestamp, as streamplug's and
 Flink's sinks write it (false: the producer stamps the current time, less work).
 
-``assign`` (optional): the partitions this loop reads (all of them without it); ``records``
-is then the count in those partitions.
+``discover``: the loop finds its input's extent before it reads, as a bounded job's
+enumerator does (``input_extent``), and reads to those end offsets; without it the loop is
+told: it reads ``partitions`` partitions from offset 0 and stops after ``records`` records
+(the latency runs, whose input is still being written, and bench_scaling.py's loops).
+``assign`` (optional, told loops only): the partitions this loop reads (all of them without
+it); ``records`` is then the count in those partitions.
 
 Each batch's messages are checked for errors (``any(map(Message.error, batch))``): librdkafka
 hands consumer errors out as messages in the batch, so a loop that does not look counts an
@@ -50,9 +54,9 @@ from typing import Any
 import _common
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-# ``list_topics`` answers with confluent_kafka.admin's classes: imported before the measured
-# window, where the frameworks have it imported too (a first import inside it took ~20 ms).
-from confluent_kafka import admin as _admin  # noqa: F401
+# Imported before the measured window, where the frameworks have it imported too (a first
+# import inside it took ~20 ms): the extent's admin client, and ``list_topics``'s answers.
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 _second = itemgetter(1)
 TUNING = {"fetch.queue.backoff.ms": "10", "queued.min.messages": "200000"}
@@ -73,6 +77,21 @@ def await_learned_broker(producer: Producer, topic: str) -> None:
         time.sleep(0.002)
 
 
+def input_extent(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Each partition of ``topic`` with its first and end offsets now: what a loop that
+    reads a topic to its end must ask the broker before it reads, as a bounded job's
+    enumerator does, and asked the way the enumerator asks (an admin client of its own,
+    made beside the consumer so that both connect at once, the two offset lookups in
+    flight together; ``enable.sparse.connections=false`` is streamplug's admin default,
+    see docs/source.md)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "enable.sparse.connections": "false"})
+    partitions = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+    tps = [TopicPartition(topic, p) for p in partitions]
+    first = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps}, request_timeout=10)
+    end = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=10)
+    return {tp.partition: (first[tp].result(10).offset, end[tp].result(10).offset) for tp in tps}
+
+
 def main() -> None:
     s = _common.spec()
     bootstrap, source, sink = s["bootstrap"], s["in"], s.get("out")
@@ -89,11 +108,17 @@ def main() -> None:
             **TUNING,
         }
     )
-    # Concrete offsets: OFFSET_BEGINNING costs a ListOffsets round trip before the first fetch.
-    # ``assign``: a subset of the partitions, for several loops side by side (the plain
-    # processes bench_scaling.py measures the machine's ceiling with).
-    assigned = s.get("assign") or range(partitions)
-    consumer.assign([TopicPartition(source, p, 0) for p in assigned])
+    if s.get("discover"):
+        extent = input_extent(bootstrap, source)
+        consumer.assign([TopicPartition(source, p, lo) for p, (lo, _) in extent.items()])
+        records = sum(hi - lo for lo, hi in extent.values())
+    else:
+        # Told: concrete offsets from 0 (OFFSET_BEGINNING costs a ListOffsets round trip
+        # before the first fetch). ``assign``: a subset of the partitions, for several
+        # loops side by side (the plain processes bench_scaling.py measures the machine's
+        # ceiling with).
+        assigned = s.get("assign") or range(partitions)
+        consumer.assign([TopicPartition(source, p, 0) for p in assigned])
     done = 0
     consume, poll_one = consumer.consume, consumer.poll
 
