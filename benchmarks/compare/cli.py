@@ -62,7 +62,7 @@ JOBS = [
     "(since 2026-12-06, session 10; before, the loops used librdkafka's default, CRC32); "
     "each loop finds its input's extent before it reads, as a bounded job's enumerator does "
     "and the way it does (an admin client made beside the consumer: the topic's partitions, "
-    "then their first and end offsets, the two lookups in flight together), and reads to "
+    "then their first offsets, then their end offsets), and reads to "
     "those end offsets (since 2026-12-07, session 15; before, the loops were told the "
     "partition and record counts, which the jobs are not); "
     "`source` reads every value (and key); `NONE` produces and flushes at the end; `ALO` "

@@ -80,16 +80,23 @@ def await_learned_broker(producer: Producer, topic: str) -> None:
 def input_extent(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
     """Each partition of ``topic`` with its first and end offsets now: what a loop that
     reads a topic to its end must ask the broker before it reads, as a bounded job's
-    enumerator does, and asked the way the enumerator asks (an admin client of its own,
-    made beside the consumer so that both connect at once, the two offset lookups in
-    flight together; ``enable.sparse.connections=false`` is streamplug's admin default,
-    see docs/source.md)."""
+    enumerator does, and asked the way the enumerator asks: an admin client of its own,
+    made beside the consumer so that both connect at once (``enable.sparse.connections``
+    off, streamplug's admin default, see docs/source.md), the partitions, then the first
+    offsets, then the end offsets."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "enable.sparse.connections": "false"})
     partitions = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
     tps = [TopicPartition(topic, p) for p in partitions]
-    first = admin.list_offsets({tp: OffsetSpec.earliest() for tp in tps}, request_timeout=10)
-    end = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, request_timeout=10)
-    return {tp.partition: (first[tp].result(10).offset, end[tp].result(10).offset) for tp in tps}
+    first, end = (
+        {
+            tp.partition: future.result(10).offset
+            for tp, future in admin.list_offsets(
+                dict.fromkeys(tps, spec), request_timeout=10
+            ).items()
+        }
+        for spec in (OffsetSpec.earliest(), OffsetSpec.latest())
+    )
+    return {p: (first[p], end[p]) for p in partitions}
 
 
 def main() -> None:
