@@ -4,8 +4,8 @@ Starts a single-node Apache Kafka (streamplug-testing's launcher, with the JVM s
 Kafka's own start scripts use) unless ``--bootstrap-servers`` names one, fills two input
 topics (value only; key and value) of ``--records`` records of 100 bytes in 6 partitions,
 warms the broker up (consumer offsets, transaction state, producer ids), then runs every
-selected job ``--runs`` times, interleaved (A B C A B C ...; within a round each job right
-after the hand loop it is compared with), each in its own process with a fresh output topic
+selected job ``--runs`` times, interleaved (A B C C B A A B C ...: each job beside the hand
+loop it is compared with, every other round in reverse), each in its own process with a fresh output topic
 that is read back and checked before the next run. A full run then gives issue 12's target
 jobs 15 more rounds on their own (--target-rounds), each beside its hand loop and that
 loop's ts-now twin, and judges the targets over every round. Then the latency runs,
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
             for round_no in range(first, last + 1):
-                for config in configs.run_order(jobs):
+                for config in configs.run_order(jobs, round_no):
                     step += 1
                     _progress(step, steps, started, f" run {round_no}/{last}  {config.name:<30}")
                     o = throughput_run(
@@ -466,13 +466,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Issue 12's targets: streamplug over the hand loop doing the same work, parallelism 1, "
         f"over every round of this run (the {args.runs} above"
         + (
-            f" and {target_rounds} more of these jobs alone, right after them"
+            f" and {target_rounds} more of these jobs alone, right after them; every other "
+            "round runs in reverse order, so a job and its loop take turns at running first"
             if target_jobs
             else ""
         )
         + "). *ratio*: median records/s over the loop's, the verdict's figure; then the "
-        "ratio within each round (the job ran right after its loop). The noise gauges are "
-        "the loops' `ts-now` twins over the loops: a twin does strictly less work, so it "
+        "ratio within each round (the job ran beside its loop). The noise gauges are "
+        "the loops' `ts-now` and `told` twins over the loops: a twin does strictly less work, so it "
         "must come out at 1 or above; a gauge below 1 says the rounds measured the machine "
         "as much as the loops.",
         "",
