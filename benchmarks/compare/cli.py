@@ -5,10 +5,11 @@ Kafka's own start scripts use) unless ``--bootstrap-servers`` names one, fills t
 topics (value only; key and value) of ``--records`` records of 100 bytes in 6 partitions,
 warms the broker up (consumer offsets, transaction state, producer ids), then runs every
 selected job ``--runs`` times, interleaved (A B C C B A A B C ...: each job beside the hand
-loop it is compared with, every other round in reverse), each in its own process with a fresh output topic
-that is read back and checked before the next run. A full run then gives issue 12's target
-jobs 15 more rounds on their own (--target-rounds), each beside its hand loop and that
-loop's ts-now twin, and judges the targets over every round. Then the latency runs,
+loop it is compared with, every other round in reverse), each in its own process with a
+fresh output topic that is read back and checked before the next run. A full run then gives
+issue 12's target jobs 15 more rounds on their own (--target-rounds), each beside its hand
+loop and that loop's twin (``ts-now`` or ``told``), and judges the targets over every
+round. Then the latency runs,
 interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
 benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
 plots beside them; a partial one only prints, unless --write.
@@ -171,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         "--target-rounds",
         type=int,
         help="after the main rounds, this many more rounds of issue 12's target jobs alone, "
-        "each beside its hand loop and that loop's ts-now twin (the noise gauge); the "
+        "each beside its hand loop and that loop's twin, ts-now or told (the noise gauge); the "
         "targets are judged over every round (default: 15 in a full run, 0 with --only)",
     )
     p.add_argument("--list", action="store_true", help="list the job names and exit")
@@ -472,9 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else ""
         )
         + "). *ratio*: median records/s over the loop's, the verdict's figure; then the "
-        "ratio within each round (the job ran beside its loop). The noise gauges are "
-        "the loops' `ts-now` and `told` twins over the loops: a twin does strictly less work, so it "
-        "must come out at 1 or above; a gauge below 1 says the rounds measured the machine "
+        "ratio within each round (the job ran beside its loop). The noise gauges are the "
+        "loops' `ts-now` and `told` twins over the loops: a twin does strictly less work, so "
+        "it must come out at 1 or above; a gauge below 1 says the rounds measured the machine "
         "as much as the loops.",
         "",
         *report.targets_table(outcomes),
