@@ -9,8 +9,7 @@ loop it is compared with, every other round in reverse), each in its own process
 fresh output topic that is read back and checked before the next run. A full run then gives
 issue 12's target jobs 15 more rounds on their own (--target-rounds), each beside its hand
 loop and that loop's twin (``ts-now`` or ``told``), and judges the targets over every
-round. Then the latency runs,
-interleaved the same way. A full run (no --only, no --skip-peers) writes the tables into
+round. Then the latency runs, interleaved in one fixed order. A full run (no --only, no --skip-peers) writes the tables into
 benchmarks/RESULTS.md, the raw figures into benchmarks/compare-results.json and two PNG
 plots beside them; a partial one only prints, unless --write.
 

@@ -299,14 +299,11 @@ def throughput_run(
         # Under valgrind a run takes ~20x longer.
         timeout = (60 + n / 2_000) * (20 if wrapper else 1)
         result = finish_runner(proc, timeout=timeout, log=log)
+        ran_with = result.get("allocator", "glibc")
+        if ran_with != config.allocator:
+            raise RunnerFailed(f"ran with {ran_with}, not {config.allocator}")
     except RunnerFailed as e:
         outcome.wrong = f"run failed: {e}"
-        if config.job == "kafka":
-            delete_topic(bootstrap, out_topic)
-        return outcome
-    ran_with = result.get("allocator", "glibc")
-    if ran_with != config.allocator:
-        outcome.wrong = f"ran with {ran_with}, not {config.allocator}"
         if config.job == "kafka":
             delete_topic(bootstrap, out_topic)
         return outcome

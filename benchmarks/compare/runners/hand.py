@@ -87,15 +87,12 @@ def input_extent(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
     admin = AdminClient({"bootstrap.servers": bootstrap, "enable.sparse.connections": "false"})
     partitions = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
     tps = [TopicPartition(topic, p) for p in partitions]
-    first, end = (
-        {
-            tp.partition: future.result(10).offset
-            for tp, future in admin.list_offsets(
-                dict.fromkeys(tps, spec), request_timeout=10
-            ).items()
-        }
-        for spec in (OffsetSpec.earliest(), OffsetSpec.latest())
-    )
+
+    def offsets(spec: OffsetSpec) -> dict[int, int]:
+        found = admin.list_offsets(dict.fromkeys(tps, spec), request_timeout=10)
+        return {tp.partition: future.result(10).offset for tp, future in found.items()}
+
+    first, end = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
     return {p: (first[p], end[p]) for p in partitions}
 
 
